@@ -1,0 +1,38 @@
+# Two targets do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# torch first, pinned to the CPU wheel: anything that needs torch installed before it
+# would pull a multi-GB CUDA build. Override on a GPU box: make test TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+OUT    ?= out
+PIP     = $(BIN)/python -m pip -q --disable-pip-version-check
+
+.PHONY: demo test install dev lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed
+	$(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev
+
+demo: $(VENV)/.installed
+	$(BIN)/tokenmill prepare --out $(OUT)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check tokenmill tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

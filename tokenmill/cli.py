@@ -1,0 +1,186 @@
+"""The `tokenmill` command. Thin: parse, load the config, call one function, print the result.
+
+Heavy imports (dask, tokenizers, torch) happen inside the commands so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Turn public web corpora (OSCAR, C4, the Pile) into Megatron token shards.",
+)
+err = Console(stderr=True)
+out_console = Console()
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {msg}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def prepare(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="YAML config. Without one, the bundled sample corpus is prepared."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: the config's).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Local Dask worker processes (default: config, else CPU count).", min=1),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786, instead."),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete earlier outputs in OUT and start over.")
+    ] = False,
+    keep_removed: Annotated[
+        bool,
+        typer.Option("--keep-removed", help="Write removed documents, with reasons, to OUT/removed/."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Read, language-identify, filter, deduplicate and tokenize corpora into shards.
+
+    Writes OUT/manifest.json, stats.json, report.html, tokenizer.json and
+    shards/SOURCE/SOURCE_NNNNN.{bin,idx,docs.parquet}. A stopped run (Ctrl-C, kill -9, a lost
+    worker) resumes where it stopped when run again with the same command.
+    """
+    from tokenmill.config import load_config
+    from tokenmill.pipelines.prepare import ConfigMismatch
+    from tokenmill.pipelines.prepare import prepare as run
+
+    try:
+        cfg = load_config(config)
+    except Exception as e:  # pydantic / YAML / missing file: say it plainly
+        _fail(f"cannot load config {config or '(bundled sample)'}:\n{e}")
+    if keep_removed:
+        cfg.keep_removed = True
+    target = Path(out or cfg.output)
+    try:
+        stats = run(cfg, target, workers=workers, scheduler=scheduler, fresh=fresh,
+                    console=err, quiet=quiet)
+    except KeyboardInterrupt:
+        _fail(f"interrupted. Completed partitions are kept in {target}/work: "
+              "run the same command again to resume.", 130)
+    except (ConfigMismatch, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    print_summary(stats, target)
+
+
+def print_summary(stats: dict, out: Path) -> None:
+    table = Table(title="tokenmill prepare: summary", title_justify="left")
+    for col in ("source", "docs in", "kept", "removed", "MB in", "tokens", "shards"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, s in stats["sources"].items():
+        table.add_row(name, f"{s['documents_in']:,}", f"{s['documents_kept']:,}",
+                      f"{sum(s['removed'].values()):,}", f"{s['bytes_in'] / 1e6:,.1f}",
+                      f"{s['tokens']:,}", str(s["shards"]))
+    t = stats["totals"]
+    table.add_row("total", f"{t['documents_in']:,}", f"{t['documents_kept']:,}",
+                  f"{sum(t['removed'].values()):,}", f"{t['bytes_in'] / 1e6:,.1f}",
+                  f"{t['tokens']:,}", "", style="bold")
+    out_console.print(table)
+    if t["removed"]:
+        reasons = Table(title="removed by reason", title_justify="left")
+        reasons.add_column("reason")
+        reasons.add_column("documents", justify="right")
+        for r, n in sorted(t["removed"].items(), key=lambda x: -x[1]):
+            reasons.add_row(r, f"{n:,}")
+        out_console.print(reasons)
+    for name, s in stats["sources"].items():
+        for e in s["errors"]:
+            out_console.print(f"[yellow]{name}: {e['reason']}[/] {e['detail']}")
+    out_console.print(
+        f"outputs in [bold]{out}[/]: manifest.json, stats.json, report.html, tokenizer.json, "
+        f"shards/  ({stats['wall_s']:.1f} s)"
+    )
+
+
+@app.command()
+def stats(
+    out: Annotated[Path, typer.Argument(help="A prepare output folder.")],
+    html: Annotated[Path | None, typer.Option(help="Where to write the report.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print stats.json to stdout.")] = False,
+) -> None:
+    """Rebuild report.html from OUT/stats.json and print the summary."""
+    from tokenmill.report.html import write_report
+
+    path = out / "stats.json"
+    if not path.exists():
+        _fail(f"{path} not found: run `tokenmill prepare --out {out}` first")
+    data = json.loads(path.read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    target = html or out / "report.html"
+    write_report(data, manifest, target)
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    else:
+        print_summary(data, out)
+        out_console.print(f"report: {target}")
+
+
+@app.command()
+def inspect(
+    prefix: Annotated[str, typer.Argument(help="Shard prefix, e.g. out/shards/c4/c4_00000")],
+    doc: Annotated[int | None, typer.Option("--doc", help="Print only document N.")] = None,
+    limit: Annotated[int, typer.Option(help="How many documents to print.")] = 3,
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="tokenizer.json (default: OUT/tokenizer.json)")
+    ] = None,
+) -> None:
+    """Decode and print documents from a shard, with their provenance id."""
+    import pyarrow.parquet as pq
+
+    from tokenmill.shards.megatron import ShardReader
+    from tokenmill.tokenize.bpe import load_tokenizer
+
+    p = Path(prefix.removesuffix(".bin").removesuffix(".idx"))
+    if not p.with_name(p.name + ".idx").exists():
+        _fail(f"{p}.idx not found: give a shard prefix such as out/shards/c4/c4_00000")
+    tok_path = tokenizer or p.parent.parent.parent / "tokenizer.json"
+    if not tok_path.exists():
+        _fail(f"{tok_path} not found: pass --tokenizer")
+    reader = ShardReader(p)
+    tok = load_tokenizer(str(tok_path))
+    side = p.with_name(p.name + ".docs.parquet")
+    ids = pq.read_table(side, columns=["id"]).column("id").to_pylist() if side.exists() else None
+    which = [doc] if doc is not None else list(range(min(limit, len(reader))))
+    out_console.print(f"{p}: {len(reader):,} documents, {reader.num_tokens:,} tokens ({reader.dtype})")
+    for i in which:
+        if not 0 <= i < len(reader):
+            _fail(f"--doc {i} is out of range: the shard has {len(reader)} documents")
+        ids_i = reader[i].tolist()
+        out_console.rule(f"doc {i}  {ids[i] if ids else ''}  ({len(ids_i)} tokens)")
+        out_console.print(tok.decode(ids_i, skip_special_tokens=True), markup=False, highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

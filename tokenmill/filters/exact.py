@@ -1,0 +1,58 @@
+"""Exact deduplication: a 128-bit hash of normalized text, then, across the whole run, the
+first occurrence in (source, file, record) order is kept.
+
+The global step is a hash-partitioned shuffle on disk: each partition writes its hashes
+sorted by bucket; one task per bucket finds the duplicates of that bucket. Memory per task is
+one bucket's hashes, whatever the corpus size, and the result does not depend on the worker
+count.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import xxhash
+
+HASH_DTYPE = np.dtype([("hi", "<u8"), ("lo", "<u8"), ("key", "<i8")])
+
+
+def normalize(text: str) -> str:
+    """NFC, case-folded, whitespace runs collapsed to one space."""
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def text_hashes(texts: list[str], do_normalize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) uint64 halves of xxh3-128 of each (normalized) text."""
+    if not texts:
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
+    norm = normalize if do_normalize else (lambda t: t)
+    digests = b"".join(xxhash.xxh3_128_digest(norm(t).encode("utf-8")) for t in texts)
+    both = np.frombuffer(digests, dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    return both[:, 0].copy(), both[:, 1].copy()
+
+
+def order_key(partition_ordinal: int, rows: np.ndarray) -> np.ndarray:
+    """A global order: partitions in (source, file, slice) order, then rows within one."""
+    return (np.int64(partition_ordinal) << np.int64(32)) | rows.astype(np.int64)
+
+
+def bucketize(hi: np.ndarray, lo: np.ndarray, keys: np.ndarray, buckets: int):
+    """Records sorted by bucket (stable) and the offsets of each bucket in them."""
+    rec = np.empty(len(hi), dtype=HASH_DTYPE)
+    rec["hi"], rec["lo"], rec["key"] = hi, lo, keys
+    b = (hi % np.uint64(buckets)).astype(np.int64)
+    order = np.argsort(b, kind="stable")
+    rec = rec[order]
+    offsets = np.searchsorted(b[order], np.arange(buckets + 1))
+    return rec, offsets
+
+
+def duplicate_keys(records: np.ndarray) -> np.ndarray:
+    """Order keys of every record whose hash was seen at a smaller key (sorted ascending)."""
+    if len(records) == 0:
+        return np.empty(0, dtype=np.int64)
+    idx = np.lexsort((records["key"], records["lo"], records["hi"]))
+    r = records[idx]
+    same = (r["hi"][1:] == r["hi"][:-1]) & (r["lo"][1:] == r["lo"][:-1])
+    return np.sort(r["key"][1:][same])

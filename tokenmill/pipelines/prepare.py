@@ -1,0 +1,253 @@
+"""`tokenmill prepare`: the config turned into stages of partition tasks, run on Dask.
+
+    scan -> process (read, langid, quality, hashes) -> dedup (exact, per bucket)
+         -> tokenizer (train or load) -> tokenize -> shards -> manifest, stats, report
+
+Intermediate files live in OUT/work/ and make a rerun resume: every completed task left a
+counts file there and is skipped. A run refuses an OUT made with a different config unless
+told `--fresh`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from tokenmill.config import Config
+from tokenmill.pipelines.engine import Engine, Task, dask_client, read_json, write_json
+from tokenmill.pipelines.stages import (
+    Partition,
+    dedup_bucket,
+    plan_shards,
+    process_partition,
+    scan_file,
+    tokenize_partition,
+    train_tokenizer,
+    write_shard,
+)
+
+log = logging.getLogger(__name__)
+
+# Config sections that do not change what is written (how a run is executed, not its result).
+_EXECUTION_ONLY = {"output", "workers"}
+
+
+class ConfigMismatch(RuntimeError):
+    pass
+
+
+def expand_paths(patterns: list[str], source: str) -> list[str]:
+    files: list[str] = []
+    for pat in patterns:
+        if "://" in pat and not pat.startswith("file://"):
+            raise ValueError(
+                f"source {source!r}: remote input {pat!r} is not supported yet; "
+                "download the files first and give local paths"
+            )
+        pat = pat.removeprefix("file://")
+        hits = sorted(glob.glob(pat, recursive=True)) if glob.has_magic(pat) else [pat]
+        hits = [h for h in hits if os.path.isfile(h)]
+        if not hits:
+            raise FileNotFoundError(f"source {source!r}: no input files match {pat!r}")
+        files.extend(hits)
+    seen: set[str] = set()
+    return [f for f in files if not (f in seen or seen.add(f))]
+
+
+def _check_config(cfg: Config, work: Path) -> None:
+    saved = work / "config.json"
+    current = cfg.model_dump(mode="json", exclude=_EXECUTION_ONLY)
+    if saved.exists():
+        old = read_json(saved)
+        if old != current:
+            changed = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
+            raise ConfigMismatch(
+                f"{work.parent} holds a run made with a different config (changed: "
+                f"{', '.join(changed)}). Rerun with --fresh to start over, or use another --out."
+            )
+    else:
+        write_json(saved, current)
+
+
+def prepare(
+    cfg: Config,
+    out: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    fresh: bool = False,
+    console: Console | None = None,
+    quiet: bool = False,
+) -> dict:
+    """Run the whole pipeline; returns the stats dict (also written to OUT/stats.json)."""
+    out = Path(out or cfg.output)
+    work = out / "work"
+    if fresh and out.exists():
+        for name in ("work", "shards", "removed", "manifest.json", "stats.json", "report.html",
+                     "tokenizer.json", "config.yaml"):
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    work.mkdir(parents=True, exist_ok=True)
+    _check_config(cfg, work)
+    console = console or Console(stderr=True)
+    t_start = time.perf_counter()
+
+    files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
+    stages: dict[str, dict] = {}
+
+    with dask_client(workers or cfg.workers, scheduler) as client:
+        engine = Engine(client, console, quiet)
+        if not quiet:
+            console.print(f"[bold]tokenmill prepare[/] -> {out}  ({_describe(client)})")
+
+        # scan: records per file, to cut big files into partitions
+        scan_tasks = []
+        for s in cfg.sources:
+            for i, f in enumerate(files[s.name]):
+                scan_tasks.append(Task(
+                    f"{s.name}-{i}", scan_file, (f, s.format, cfg.input.max_doc_bytes),
+                    work / "scan" / s.name / f"{i:05d}.json"))
+        scan = engine.run_stage("scan", scan_tasks)
+        stages["scan"] = _stage_json(scan)
+        partitions = _partitions(cfg, files, scan.counts)
+        total_records = sum(c["records"] for c in scan.counts)
+        buckets = cfg.dedup.buckets or max(1, min(1024, math.ceil(total_records / 1_000_000)))
+        buckets = _pin(work / "buckets.json", buckets)
+
+        # process: one fused pass per partition
+        proc = engine.run_stage("process", [
+            Task(f"{p.source}-{p.key}", process_partition, (p, cfg, str(work), buckets),
+                 work / "docs" / p.source / f"{p.key}.json")
+            for p in partitions
+        ])
+        stages["process"] = _stage_json(proc)
+
+        # exact dedup: one task per hash bucket
+        bucket_files: list[str] = []
+        if cfg.dedup.exact:
+            tasks = []
+            for b in range(buckets):
+                specs = [
+                    (str(work / "docs" / p.source / f"{p.key}.hashes.npy"),
+                     c["bucket_offsets"][b], c["bucket_offsets"][b + 1])
+                    for p, c in zip(partitions, proc.counts, strict=True)
+                ]
+                path = work / "dedup" / f"b{b:04d}.npy"
+                bucket_files.append(str(path))
+                tasks.append(Task(f"b{b}", dedup_bucket, (b, specs, str(path)),
+                                  work / "dedup" / f"b{b:04d}.json"))
+            dd = engine.run_stage("dedup", tasks)
+            stages["dedup"] = _stage_json(dd)
+            stages["dedup"]["duplicates"] = sum(c["duplicates"] for c in dd.counts)
+
+        # tokenizer: train on a deterministic sample, or take the given one
+        tok_path = work / "tokenizer.json"
+        if cfg.tokenizer.path:
+            if not tok_path.exists():
+                shutil.copyfile(cfg.tokenizer.path, tok_path)
+            stages["tokenizer"] = {"path": cfg.tokenizer.path, "trained": False}
+        else:
+            kept_bytes = sum(c["bytes_kept"] for c in proc.counts)
+            rate = min(1.0, cfg.tokenizer.train.sample_bytes / max(kept_bytes, 1))
+            docs_files = [(str(work / "docs" / p.source / f"{p.key}.parquet"), p.ordinal)
+                          for p in partitions]
+            tr = engine.run_stage("tokenizer", [Task(
+                "train", train_tokenizer, (cfg, docs_files, bucket_files, rate, str(tok_path)),
+                work / "tokenizer.done.json")])
+            stages["tokenizer"] = {**_stage_json(tr), **tr.counts[0], "trained": True}
+
+        # tokenize: one task per partition
+        tok = engine.run_stage("tokenize", [
+            Task(f"{p.source}-{p.key}", tokenize_partition,
+                 (p.key, p.ordinal, str(work / "docs" / p.source / f"{p.key}.parquet"),
+                  bucket_files, str(tok_path), cfg.tokenizer.eod_token,
+                  str(work / "tok" / p.source / p.key)),
+                 work / "tok" / p.source / f"{p.key}.json")
+            for p in partitions
+        ])
+        stages["tokenize"] = _stage_json(tok)
+
+        # shards: cut each source's documents, in order, into budget-sized shards
+        shard_tasks = []
+        for s in cfg.sources:
+            mine = [p for p in partitions if p.source == s.name]
+            base = [str(work / "tok" / s.name / p.key) for p in mine]
+            plan = plan_shards([b + ".sizes.npy" for b in base], cfg.shards.tokens_per_shard)
+            for i, runs in enumerate(plan):
+                prefix = out / "shards" / s.name / f"{s.name}_{i:05d}"
+                shard_tasks.append(Task(
+                    f"{s.name}-{i}", write_shard,
+                    (str(prefix), [(base[p] + ".parquet", a, b) for p, a, b in runs], s.name),
+                    work / "shards" / s.name / f"{i:05d}.json"))
+        sh = engine.run_stage("shards", shard_tasks)
+        stages["shards"] = _stage_json(sh)
+
+    shutil.copyfile(tok_path, out / "tokenizer.json")
+    from tokenmill.report.stats import build_stats
+    from tokenmill.shards.manifest import build_manifest
+
+    manifest = build_manifest(cfg, out, sh.counts)
+    write_json(out / "manifest.json", manifest)
+    stats = build_stats(cfg, partitions, proc.counts, tok.counts, sh.counts, stages,
+                        wall_s=time.perf_counter() - t_start)
+    write_json(out / "stats.json", stats)
+    from tokenmill.report.html import write_report
+
+    write_report(stats, manifest, out / "report.html")
+    (out / "config.yaml").write_text(_yaml(cfg))
+    return stats
+
+
+def _partitions(cfg: Config, files: dict[str, list[str]], scans: list[dict]) -> list[Partition]:
+    parts: list[Partition] = []
+    it = iter(scans)
+    step = cfg.input.partition_docs
+    for s in cfg.sources:
+        root = os.path.commonpath([os.path.dirname(f) for f in files[s.name]])
+        for i, f in enumerate(files[s.name]):
+            n = next(it)["records"]
+            slices = max(1, math.ceil(n / step))
+            for k in range(slices):
+                last = k == slices - 1
+                parts.append(Partition(
+                    source=s.name, fmt=s.format, text_key=s.text_key, path=f,
+                    rel=os.path.relpath(f, root), file_idx=i, slice_idx=k,
+                    start=k * step, stop=None if last else (k + 1) * step, ordinal=len(parts)))
+    return parts
+
+
+def _pin(path: Path, value: int) -> int:
+    """Keep a value chosen by the first run of an OUT (a resumed run must agree with it)."""
+    if path.exists():
+        return int(read_json(path)["value"])
+    write_json(path, {"value": value})
+    return value
+
+
+def _stage_json(res) -> dict:
+    return {"tasks": len(res.counts), "ran": res.ran, "skipped": res.skipped,
+            "wall_s": round(res.wall_s, 3),
+            "task_s": round(sum(c.get("wall_s", 0.0) for c in res.counts), 3)}
+
+
+def _describe(client) -> str:
+    try:
+        n = len(client.scheduler_info()["workers"])
+    except Exception:  # pragma: no cover - depends on the cluster
+        n = "?"
+    return f"{n} Dask workers"
+
+
+def _yaml(cfg: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

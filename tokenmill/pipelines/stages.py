@@ -1,0 +1,456 @@
+"""The stages of `prepare`, as plain functions of (input partition, settings) -> outputs + counts.
+
+Nothing here imports Dask: the engine runs these functions wherever it likes. Each one writes
+its files under temporary names and renames them when complete; its returned counts are
+stored by the engine as the mark of completion.
+
+  scan_file           count the records of one input file (to cut big files into slices)
+  process_partition   read -> language ID -> quality -> exact-dedup hashes, fused in one pass
+  dedup_bucket        one bucket of the exact-dedup shuffle: which rows repeat an earlier one
+  train_tokenizer     byte-level BPE on a deterministic sample of the kept, deduplicated text
+  tokenize_partition  drop duplicates, encode_batch, append end-of-document
+  write_shard         copy a run of tokenized documents into one Megatron .bin/.idx shard
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tokenmill.config import Config
+from tokenmill.filters.exact import bucketize, duplicate_keys, order_key, text_hashes
+from tokenmill.filters.langid import LanguageId
+from tokenmill.filters.quality import BasicQuality
+from tokenmill.pipelines.engine import atomic_path
+from tokenmill.pipelines.readers import Doc, FileError, count_records, read_records
+
+BATCH_DOCS = 1024
+UNDETERMINED = "und"  # language of records that never reached language ID
+
+DOC_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("source", pa.string()),
+        ("text", pa.string()),
+        ("url", pa.string()),
+        ("lang", pa.string()),
+        ("lang_score", pa.float32()),
+        ("meta", pa.string()),
+    ]
+)
+REMOVED_SCHEMA = DOC_SCHEMA.append(pa.field("reason", pa.string()))
+# Kept documents carry their exact-dedup hash (sampling for the tokenizer uses it).
+KEPT_SCHEMA = DOC_SCHEMA.append(pa.field("hash_lo", pa.uint64()))
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Records [start, stop) of one input file; `ordinal` is its place in the global order."""
+
+    source: str
+    fmt: str
+    text_key: str
+    path: str
+    rel: str  # the file's path relative to its source's root: part of every document id
+    file_idx: int
+    slice_idx: int
+    start: int
+    stop: int | None
+    ordinal: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.file_idx:05d}-{self.slice_idx:04d}"
+
+
+# ---- scan -----------------------------------------------------------------------------------
+
+
+def scan_file(path: str, fmt: str, max_doc_bytes: int) -> dict:
+    n, error = count_records(path, fmt, max_doc_bytes)
+    return {"path": path, "records": n, "error": error}
+
+
+# ---- process: read, language ID, quality, hashes --------------------------------------------
+
+
+class _LangCounts:
+    """documents in / kept / removed by reason, per language."""
+
+    def __init__(self):
+        self.by_lang: dict[str, dict] = defaultdict(
+            lambda: {"documents_in": 0, "bytes_in": 0, "documents_kept": 0, "removed": Counter()}
+        )
+
+    def add(self, lang: str, nbytes: int, reason: str | None) -> None:
+        c = self.by_lang[lang]
+        c["documents_in"] += 1
+        c["bytes_in"] += nbytes
+        if reason is None:
+            c["documents_kept"] += 1
+        else:
+            c["removed"][reason] += 1
+
+    def to_json(self) -> dict:
+        return {k: {**v, "removed": dict(v["removed"])} for k, v in sorted(self.by_lang.items())}
+
+
+def _batches(it, n):
+    batch = []
+    for item in it:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> dict:
+    """Read one partition and apply every per-document step in one pass.
+
+    Writes `work/docs/SOURCE/KEY.parquet` (kept documents, DOC_SCHEMA + hash_lo),
+    `KEY.hashes.npy` (exact-dedup hashes sorted by bucket) and, with keep_removed,
+    `OUT/removed/SOURCE/KEY.parquet`.
+    """
+    out = Path(work) / "docs" / part.source
+    langid = (
+        LanguageId(
+            cfg.languages,
+            cfg.langid.threshold,
+            cfg.langid.thresholds,
+            cfg.langid.model_path,
+        )
+        if cfg.langid.enabled
+        else None
+    )
+    q = cfg.quality.basic
+    quality = BasicQuality(q.min_chars, q.min_words, q.max_symbol_fraction) if q.enabled else None
+
+    removed: Counter = Counter()
+    langs_count = _LangCounts()
+    counts = {"partition": part.key, "source": part.source, "documents_in": 0, "bytes_in": 0}
+    errors: list[dict] = []
+    his, los, rows = [], [], []
+    kept_n = 0
+    kept_bytes = 0
+
+    kept_path = out / f"{part.key}.parquet"
+    removed_path = Path(work).parent / "removed" / part.source / f"{part.key}.parquet"
+    keep_removed = atomic_path(removed_path) if cfg.keep_removed else contextlib.nullcontext()
+    with atomic_path(kept_path) as tmp_kept, keep_removed as tmp_removed:
+        kept_writer = pq.ParquetWriter(tmp_kept, KEPT_SCHEMA, compression="zstd")
+        removed_writer = (
+            pq.ParquetWriter(tmp_removed, REMOVED_SCHEMA, compression="zstd")
+            if cfg.keep_removed
+            else None
+        )
+        records = read_records(
+            part.path,
+            part.fmt,
+            text_key=part.text_key,
+            start=part.start,
+            stop=part.stop,
+            max_doc_bytes=cfg.input.max_doc_bytes,
+        )
+        try:
+            for batch in _batches(records, BATCH_DOCS):
+                counts["documents_in"] += len(batch)
+                docs: list[tuple[int, Doc]] = []
+                for idx, item in batch:
+                    if isinstance(item, str):
+                        removed[item] += 1
+                        langs_count.add(UNDETERMINED, 0, item)
+                    elif item.nbytes > cfg.input.max_doc_bytes:
+                        removed["input:too_large"] += 1
+                        langs_count.add(UNDETERMINED, item.nbytes, "input:too_large")
+                        counts["bytes_in"] += item.nbytes
+                    else:
+                        docs.append((idx, item))
+                        counts["bytes_in"] += item.nbytes
+                if not docs:
+                    continue
+                texts = [d.text for _, d in docs]
+                reasons: list[str | None] = [None] * len(docs)
+                if langid is not None:
+                    langs, scores, reasons = langid(texts)
+                else:
+                    langs, scores = [UNDETERMINED] * len(docs), [0.0] * len(docs)
+                if quality is not None:
+                    live = [i for i, r in enumerate(reasons) if r is None]
+                    verdicts = quality([texts[i] for i in live], [langs[i] for i in live])
+                    for i, r in zip(live, verdicts, strict=True):
+                        reasons[i] = r
+                keep = [i for i, r in enumerate(reasons) if r is None]
+                for i, r in enumerate(reasons):
+                    langs_count.add(langs[i], docs[i][1].nbytes, r)
+                    if r is not None:
+                        removed[r] += 1
+
+                def table(idxs, schema, extra=None):
+                    cols = {
+                        "id": [f"{part.source}/{part.rel}/{docs[i][0]}" for i in idxs],
+                        "source": [part.source] * len(idxs),
+                        "text": [texts[i] for i in idxs],
+                        "url": [docs[i][1].url for i in idxs],
+                        "lang": [langs[i] for i in idxs],
+                        "lang_score": [scores[i] for i in idxs],
+                        "meta": [json.dumps(docs[i][1].meta, ensure_ascii=False) for i in idxs],
+                    }
+                    cols.update(extra or {})
+                    return pa.table(cols, schema=schema)
+
+                if keep:
+                    hi, lo = text_hashes([texts[i] for i in keep], cfg.dedup.normalize)
+                    kept_writer.write_table(table(keep, KEPT_SCHEMA, {"hash_lo": lo}))
+                    his.append(hi)
+                    los.append(lo)
+                    rows.append(np.arange(kept_n, kept_n + len(keep)))
+                    kept_n += len(keep)
+                    kept_bytes += sum(docs[i][1].nbytes for i in keep)
+                if removed_writer is not None:
+                    gone = [i for i, r in enumerate(reasons) if r is not None]
+                    if gone:
+                        removed_writer.write_table(
+                            table(gone, REMOVED_SCHEMA, {"reason": [reasons[i] for i in gone]})
+                        )
+        except FileError as e:
+            # Everything before the damage is kept and counted; the damage is reported.
+            errors.append({"path": part.path, "reason": e.reason, "detail": e.detail})
+        kept_writer.close()
+        if removed_writer is not None:
+            removed_writer.close()
+
+    cat = np.concatenate
+    hi = cat(his) if his else np.empty(0, np.uint64)
+    lo = cat(los) if los else np.empty(0, np.uint64)
+    keys = order_key(part.ordinal, cat(rows) if rows else np.empty(0, np.int64))
+    rec, offsets = bucketize(hi, lo, keys, buckets)
+    with atomic_path(out / f"{part.key}.hashes.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, rec)
+    return {
+        **counts,
+        "documents_kept": kept_n,
+        "bytes_kept": kept_bytes,
+        "removed": dict(removed),
+        "languages": langs_count.to_json(),
+        "errors": errors,
+        "bucket_offsets": offsets.tolist(),
+        "ordinal": part.ordinal,
+    }
+
+
+# ---- exact dedup ----------------------------------------------------------------------------
+
+
+def dedup_bucket(bucket: int, hash_files: list[tuple[str, int, int]], out_path: str) -> dict:
+    """Find, in one hash bucket, every document whose text appeared earlier in the run."""
+    parts = []
+    for path, lo, hi in hash_files:
+        if hi > lo:
+            parts.append(np.array(np.load(path, mmap_mode="r")[lo:hi]))
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=np.dtype([("key", "<i8")]))
+    dups = duplicate_keys(records) if parts else np.empty(0, np.int64)
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, dups)
+    return {"bucket": bucket, "hashes": int(len(records)), "duplicates": int(len(dups))}
+
+
+def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
+    """Rows of partition `ordinal` that are exact duplicates (sorted)."""
+    lo_key, hi_key = np.int64(ordinal) << 32, np.int64(ordinal + 1) << 32
+    found = []
+    for path in bucket_files:
+        keys = np.load(path, mmap_mode="r")
+        a, b = np.searchsorted(keys, [lo_key, hi_key])
+        if b > a:
+            found.append(np.asarray(keys[a:b]) & 0xFFFFFFFF)
+    return np.sort(np.concatenate(found)) if found else np.empty(0, np.int64)
+
+
+# ---- tokenizer ------------------------------------------------------------------------------
+
+
+def sample_texts(docs_files: list[tuple[str, int]], bucket_files: list[str], rate: float,
+                 max_bytes: int):
+    """Kept, non-duplicate texts whose hash falls under `rate`, in global order, up to
+    `max_bytes`: the same sample whatever the worker count."""
+    cutoff = np.uint64(min(int(rate * 2**64), 2**64 - 1))
+    total = 0
+    for path, ordinal in docs_files:
+        dups = duplicate_rows(ordinal, bucket_files)
+        row0 = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["text", "hash_lo"]):
+            n = batch.num_rows
+            rows = np.arange(row0, row0 + n)
+            row0 += n
+            sel = batch.column("hash_lo").to_numpy() <= cutoff
+            if len(dups):
+                sel &= ~np.isin(rows, dups)
+            for text in batch.column("text").filter(pa.array(sel)).to_pylist():
+                total += len(text.encode("utf-8"))
+                if total > max_bytes:
+                    return
+                yield text
+
+
+def train_tokenizer(cfg: Config, docs_files: list[tuple[str, int]], bucket_files: list[str],
+                    rate: float, out_path: str) -> dict:
+    from tokenmill.tokenize.bpe import train_bpe
+
+    t = cfg.tokenizer
+    n_docs = 0
+    n_bytes = 0
+
+    def texts():
+        nonlocal n_docs, n_bytes
+        for text in sample_texts(docs_files, bucket_files, rate, t.train.sample_bytes):
+            n_docs += 1
+            n_bytes += len(text.encode("utf-8"))
+            yield text
+
+    tok = train_bpe(texts(), t.train.vocab_size, [t.eod_token, t.pad_token], t.train.min_frequency)
+    with atomic_path(out_path) as tmp:
+        tok.save(str(tmp))
+    return {"documents": n_docs, "bytes_in": n_bytes, "vocab_size": tok.get_vocab_size()}
+
+
+# ---- tokenize -------------------------------------------------------------------------------
+
+
+def tokenize_partition(part_key: str, ordinal: int, docs_path: str, bucket_files: list[str],
+                       tokenizer_path: str, eod_token: str, out_base: str) -> dict:
+    """Encode the kept, non-duplicate documents of one partition.
+
+    Writes OUT_BASE.parquet (id, url, lang, tokens) and OUT_BASE.sizes.npy (tokens per document).
+    """
+    from tokenmill.shards.megatron import dtype_for_vocab
+    from tokenmill.tokenize.bpe import load_tokenizer, token_id
+    from tokenmill.tokenize.encode import encode_documents
+
+    tok = load_tokenizer(tokenizer_path)
+    eod = token_id(tok, eod_token)
+    dtype = dtype_for_vocab(tok.get_vocab_size())
+    value_type = pa.uint16() if dtype == np.uint16 else pa.int32()
+    schema = pa.schema([("id", pa.string()), ("url", pa.string()), ("lang", pa.string()),
+                        ("tokens", pa.large_list(value_type))])
+    dups = duplicate_rows(ordinal, bucket_files)
+    by_lang: dict[str, Counter] = defaultdict(Counter)
+    sizes_all = []
+    n_docs = n_tokens = n_bytes = 0
+    row0 = 0
+    with atomic_path(out_base + ".parquet") as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in pq.ParquetFile(docs_path).iter_batches(
+                batch_size=BATCH_DOCS, columns=["id", "url", "lang", "text"]
+            ):
+                rows = np.arange(row0, row0 + batch.num_rows)
+                row0 += batch.num_rows
+                keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
+                if not keep.all():
+                    for lang in batch.column("lang").filter(pa.array(~keep)).to_pylist():
+                        by_lang[lang]["dedup:exact"] += 1
+                    batch = batch.filter(pa.array(keep))
+                if batch.num_rows == 0:
+                    continue
+                texts = batch.column("text").to_pylist()
+                flat, sizes = encode_documents(tok, texts, eod, dtype)
+                offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+                np.cumsum(sizes, out=offsets[1:])
+                tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+                writer.write_table(pa.table(
+                    {"id": batch.column("id"), "url": batch.column("url"),
+                     "lang": batch.column("lang"), "tokens": tokens}, schema=schema))
+                for lang, n in zip(batch.column("lang").to_pylist(), sizes.tolist(), strict=True):
+                    by_lang[lang]["documents"] += 1
+                    by_lang[lang]["tokens"] += n
+                sizes_all.append(sizes)
+                n_docs += len(texts)
+                n_tokens += int(sizes.sum())
+                n_bytes += sum(len(t.encode("utf-8")) for t in texts)
+    sizes = np.concatenate(sizes_all) if sizes_all else np.empty(0, np.int64)
+    with atomic_path(out_base + ".sizes.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, sizes)
+    return {"partition": part_key, "documents": n_docs, "tokens": n_tokens, "bytes_in": n_bytes,
+            "duplicates": int(len(dups)), "languages": {k: dict(v) for k, v in by_lang.items()}}
+
+
+# ---- shards ---------------------------------------------------------------------------------
+
+
+def plan_shards(size_files: list[str], tokens_per_shard: int) -> list[list[tuple[int, int, int]]]:
+    """Cut a source's documents, in order, into shards of at most `tokens_per_shard` tokens
+    (a longer document gets a shard of its own). Returns, per shard, its runs as
+    (partition index, first row, end row)."""
+    shards: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    room = tokens_per_shard
+    for p, path in enumerate(size_files):
+        cum = np.cumsum(np.load(path), dtype=np.int64)
+        row, base = 0, 0
+        while row < len(cum):
+            # the most rows from `row` whose tokens fit in the room left
+            end = int(np.searchsorted(cum, base + room, side="right"))
+            if end == row:
+                if current:  # close this shard and try again with an empty one
+                    shards.append(current)
+                    current, room = [], tokens_per_shard
+                    continue
+                end = row + 1  # one document bigger than a shard
+            current.append((p, row, end))
+            used = int(cum[end - 1] - base)
+            room -= used
+            base = int(cum[end - 1])
+            row = end
+            if room <= 0:
+                shards.append(current)
+                current, room = [], tokens_per_shard
+    if current:
+        shards.append(current)
+    return shards
+
+
+def write_shard(prefix: str, runs: list[tuple[str, int, int]], source: str) -> dict:
+    """Write one Megatron shard (PREFIX.bin/.idx) and its PREFIX.docs.parquet provenance."""
+    from tokenmill.shards.megatron import ShardWriter
+
+    n_docs = n_tokens = 0
+    writer = None
+    side = pa.schema([("id", pa.string()), ("url", pa.string()), ("lang", pa.string())])
+    with atomic_path(prefix + ".docs.parquet") as tmp_docs:
+        with pq.ParquetWriter(tmp_docs, side, compression="zstd") as docs_writer:
+            for path, start, end in runs:
+                row0 = 0
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+                    a, b = max(start - row0, 0), min(end - row0, batch.num_rows)
+                    row0 += batch.num_rows
+                    if b <= a:
+                        if row0 >= end:
+                            break
+                        continue
+                    batch = batch.slice(a, b - a)
+                    tokens = batch.column("tokens")
+                    flat = tokens.flatten().to_numpy(zero_copy_only=False)
+                    if writer is None:
+                        writer = ShardWriter(prefix, flat.dtype)
+                    sizes = np.diff(tokens.offsets.to_numpy())
+                    writer.write_many(flat, sizes)
+                    docs_writer.write_table(pa.table(
+                        {"id": batch.column("id"), "url": batch.column("url"),
+                         "lang": batch.column("lang")}, schema=side))
+                    n_docs += batch.num_rows
+                    n_tokens += len(flat)
+        if writer is None:
+            raise ValueError(f"shard {prefix} has no documents")
+        writer.close()
+    return {"prefix": prefix, "source": source, "documents": n_docs, "tokens": n_tokens}

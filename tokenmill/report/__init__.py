@@ -1,0 +1,1 @@
+"""Corpus statistics: stats.json (the numbers) and report.html (a self-contained page)."""

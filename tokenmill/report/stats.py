@@ -1,0 +1,75 @@
+"""Build OUT/stats.json from the counts every task left.
+
+Per source and per language: documents and bytes in, documents kept, tokens, and every removed
+document under one reason, so that documents_in == documents_kept + sum(removed).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from tokenmill.config import Config
+
+STATS_VERSION = 1
+
+
+def _empty() -> dict:
+    return {"documents_in": 0, "bytes_in": 0, "documents_kept": 0, "bytes_kept": 0, "tokens": 0,
+            "removed": Counter()}
+
+
+def build_stats(cfg: Config, partitions, proc_counts: list[dict], tok_counts: list[dict],
+                shard_counts: list[dict], stages: dict, wall_s: float) -> dict:
+    sources: dict[str, dict] = {}
+    langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(_empty))
+    files: dict[str, set] = defaultdict(set)
+    errors: dict[str, list] = defaultdict(list)
+    for s in cfg.sources:
+        sources[s.name] = {**_empty(), "partitions": 0, "shards": 0}
+    for part, pc, tc in zip(partitions, proc_counts, tok_counts, strict=True):
+        src = sources[part.source]
+        src["partitions"] += 1
+        files[part.source].add(part.path)
+        errors[part.source].extend(pc.get("errors", []))
+        src["documents_in"] += pc["documents_in"]
+        src["bytes_in"] += pc["bytes_in"]
+        src["removed"].update(pc["removed"])
+        src["documents_kept"] += tc["documents"]
+        src["bytes_kept"] += tc["bytes_in"]
+        src["tokens"] += tc["tokens"]
+        for lang, c in pc["languages"].items():
+            lc = langs[part.source][lang]
+            lc["documents_in"] += c["documents_in"]
+            lc["bytes_in"] += c["bytes_in"]
+            lc["removed"].update(c["removed"])
+        for lang, c in tc["languages"].items():
+            lc = langs[part.source][lang]
+            lc["documents_kept"] += c.get("documents", 0)
+            lc["tokens"] += c.get("tokens", 0)
+            if c.get("dedup:exact"):
+                lc["removed"]["dedup:exact"] += c["dedup:exact"]
+                src["removed"]["dedup:exact"] += c["dedup:exact"]
+    for sc in shard_counts:
+        sources[sc["source"]]["shards"] += 1
+
+    totals = _empty()
+    for name, src in sources.items():
+        src["files"] = len(files[name])
+        src["errors"] = errors[name]
+        src["removed"] = dict(sorted(src["removed"].items()))
+        src["languages"] = {
+            lang: {**c, "removed": dict(sorted(c["removed"].items()))}
+            for lang, c in sorted(langs[name].items())
+        }
+        for k in ("documents_in", "bytes_in", "documents_kept", "bytes_kept", "tokens"):
+            totals[k] += src[k]
+        totals["removed"].update(src["removed"])
+    totals["removed"] = dict(sorted(totals["removed"].items()))
+    return {
+        "version": STATS_VERSION,
+        "sources": sources,
+        "totals": totals,
+        "stages": stages,
+        "wall_s": round(wall_s, 3),
+        "config": cfg.model_dump(mode="json"),
+    }
