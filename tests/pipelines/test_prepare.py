@@ -1,0 +1,154 @@
+"""`tokenmill prepare` end to end: real Dask workers, real fastText, real tokenizers.
+
+One corpus (conftest.make_corpus: three sources in their real layouts, bad records included)
+is prepared with 2 workers, with 1 worker, and killed with SIGKILL midway then resumed; the
+three runs must give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from tokenizers import Tokenizer
+
+from tokenmill.config import load_config
+from tokenmill.pipelines.prepare import ConfigMismatch, prepare
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+pytestmark = pytest.mark.distributed
+
+
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes()
+            for p in sorted((out / "shards").rglob("*")) if p.is_file()}
+
+
+def _input_texts(cfg) -> dict[str, str]:
+    """id -> text of every input record, read straight from the files (not our readers)."""
+    import zstandard
+
+    from tokenmill.pipelines.prepare import expand_paths
+
+    texts = {}
+    for src in cfg.sources:
+        files = expand_paths(src.paths, src.name)
+        root = os.path.commonpath([os.path.dirname(f) for f in files])
+        key = "content" if src.format == "oscar2301" else "text"
+        for f in files:
+            raw = open(f, "rb").read()
+            raw = gzip.decompress(raw) if f.endswith(".gz") else \
+                zstandard.ZstdDecompressor().stream_reader(raw).read()
+            for i, line in enumerate(raw.split(b"\n")):
+                try:
+                    texts[f"{src.name}/{os.path.relpath(f, root)}/{i}"] = json.loads(line)[key]
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    pass
+    return texts
+
+
+@pytest.fixture(scope="module")
+def run2(corpus_config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run2")
+    stats = prepare(load_config(corpus_config), out, workers=2, quiet=True)
+    return out, stats
+
+
+def test_outputs_exist_and_counts_add_up(run2):
+    out, stats = run2
+    for name in ("manifest.json", "stats.json", "report.html", "tokenizer.json", "config.yaml"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "stats.json").read_text()) == json.loads(json.dumps(stats))
+    for name, s in stats["sources"].items():
+        assert s["documents_in"] == s["documents_kept"] + sum(s["removed"].values()), name
+        assert s["documents_kept"] > 0
+        for lang, c in s["languages"].items():
+            assert c["documents_in"] == c["documents_kept"] + sum(c["removed"].values()), lang
+        assert sum(c["documents_in"] for c in s["languages"].values()) == s["documents_in"]
+    c4 = stats["sources"]["c4"]["removed"]
+    assert c4["input:invalid_json"] == 1
+    assert c4["input:missing_text"] == 1
+    assert c4["input:invalid_utf8"] == 1
+    assert stats["sources"]["pile"]["removed"]["input:empty"] == 1
+    assert stats["sources"]["oscar"]["languages"].keys() - {"und"}  # languages were found
+
+
+def test_megatron_reads_every_shard_and_decodes_to_kept_text(run2, corpus_config):
+    out, stats = run2
+    manifest = json.loads((out / "manifest.json").read_text())
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    eod = manifest["tokenizer"]["eod_id"]
+    texts = _input_texts(load_config(corpus_config))
+    seen = 0
+    for shard in manifest["shards"]:
+        prefix = str(out / shard["prefix"])
+        ds = IndexedDataset(prefix)
+        ids = pq.read_table(prefix + ".docs.parquet").column("id").to_pylist()
+        assert len(ds) == len(ids) == shard["documents"]
+        assert int(ds.sequence_lengths.sum()) == shard["tokens"]
+        for i, doc_id in enumerate(ids):
+            seq = ds[i].tolist()
+            assert seq[-1] == eod and eod not in seq[:-1]
+            assert tok.decode(seq[:-1], skip_special_tokens=False) == texts[doc_id]
+        seen += len(ids)
+    assert seen == stats["totals"]["documents_kept"]
+    # kept documents are unique after exact dedup
+    assert stats["totals"]["removed"].get("dedup:exact", 0) >= 1
+
+
+def test_one_worker_gives_identical_shards(run2, corpus_config, tmp_path):
+    out2, _ = run2
+    prepare(load_config(corpus_config), tmp_path, workers=1, quiet=True)
+    assert _shard_bytes(tmp_path) == _shard_bytes(out2)
+    assert (tmp_path / "tokenizer.json").read_bytes() == (out2 / "tokenizer.json").read_bytes()
+
+
+def test_sigkill_midway_then_resume_gives_identical_shards(run2, corpus_config, tmp_path):
+    out2, _ = run2
+    cmd = [sys.executable, "-m", "tokenmill", "prepare", str(corpus_config), "--out",
+           str(tmp_path), "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    done = tmp_path / "work" / "docs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(done.rglob("*.json")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI, the scheduler and every worker
+    proc.wait()
+    assert not (tmp_path / "manifest.json").exists(), "the run finished before it was killed"
+    finished = len(list(done.rglob("*.json")))
+    assert finished >= 1
+
+    stats = prepare(load_config(corpus_config), tmp_path, workers=2, quiet=True)
+    assert stats["stages"]["process"]["skipped"] >= finished
+    assert _shard_bytes(tmp_path) == _shard_bytes(out2)
+
+
+def test_rerun_of_a_complete_run_does_no_work_and_fresh_redoes_it(run2, corpus_config):
+    out, _ = run2
+    stats = prepare(load_config(corpus_config), out, workers=2, quiet=True)
+    assert all(s["ran"] == 0 for s in stats["stages"].values() if "ran" in s)
+    before = _shard_bytes(out)
+    stats = prepare(load_config(corpus_config), out, workers=2, quiet=True, fresh=True)
+    assert stats["stages"]["process"]["skipped"] == 0
+    assert _shard_bytes(out) == before
+
+
+def test_changed_config_is_refused_without_fresh(run2, corpus_config):
+    out, _ = run2
+    cfg = load_config(corpus_config)
+    cfg.langid.threshold = 0.9
+    with pytest.raises(ConfigMismatch, match="--fresh"):
+        prepare(cfg, out, workers=1, quiet=True)
