@@ -71,8 +71,11 @@ def make_corpus(root: Path, n_per_file: int = 60, bad: bool = True) -> Path:
     for k in range(2):
         lines = [dumps(r) for r in c4[k * n_per_file : (k + 1) * n_per_file]]
         if bad and k == 0:
-            lines += [b'{"text": "broken', b'{"url": "https://example.org/no-text"}',
-                      b'{"text": "bad utf8 \xff\xfe here", "url": "u"}']
+            lines += [
+                b'{"text": "broken',
+                b'{"url": "https://example.org/no-text"}',
+                b'{"text": "bad utf8 \xff\xfe here", "url": "u"}',
+            ]
         write_gz_lines(root / "c4" / "en" / f"c4-train.{k:05d}-of-01024.json.gz", lines)
         lines = [dumps(r) for r in pile[k * n_per_file : (k + 1) * n_per_file]]
         if bad and k == 1:
@@ -82,8 +85,10 @@ def make_corpus(root: Path, n_per_file: int = 60, bad: bool = True) -> Path:
     for r in oscar:
         by_lang.setdefault(r["metadata"]["identification"]["label"], []).append(r)
     for lang, recs in sorted(by_lang.items())[:4]:
-        write_zst_lines(root / "oscar" / f"{lang}_meta" / f"{lang}_meta_part_1.jsonl.zst",
-                        [dumps(r) for r in recs[:n_per_file]])
+        write_zst_lines(
+            root / "oscar" / f"{lang}_meta" / f"{lang}_meta_part_1.jsonl.zst",
+            [dumps(r) for r in recs[:n_per_file]],
+        )
     cfg = root / "config.yaml"
     cfg.write_text(
         "sources:\n"

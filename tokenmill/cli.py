@@ -59,7 +59,9 @@ def prepare(
     ] = False,
     keep_removed: Annotated[
         bool,
-        typer.Option("--keep-removed", help="Write removed documents, with reasons, to OUT/removed/."),
+        typer.Option(
+            "--keep-removed", help="Write removed documents, with reasons, to OUT/removed/."
+        ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -81,13 +83,24 @@ def prepare(
         cfg.keep_removed = True
     target = Path(out or cfg.output)
     try:
-        stats = run(cfg, target, workers=workers, scheduler=scheduler, fresh=fresh,
-                    console=err, quiet=quiet)
+        stats = run(
+            cfg, target, workers=workers, scheduler=scheduler, fresh=fresh, console=err, quiet=quiet
+        )
     except KeyboardInterrupt:
-        _fail(f"interrupted. Completed partitions are kept in {target}/work: "
-              "run the same command again to resume.", 130)
+        _fail(
+            f"interrupted. Completed partitions are kept in {target}/work: "
+            "run the same command again to resume.",
+            130,
+        )
     except (ConfigMismatch, FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    except Exception as e:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        _fail(
+            f"{type(e).__name__}: {e}\nCompleted work is kept in {target}/work; fix the "
+            "cause and rerun to resume (add -v for the traceback)."
+        )
     print_summary(stats, target)
 
 
@@ -96,13 +109,26 @@ def print_summary(stats: dict, out: Path) -> None:
     for col in ("source", "docs in", "kept", "removed", "MB in", "tokens", "shards"):
         table.add_column(col, justify="left" if col == "source" else "right")
     for name, s in stats["sources"].items():
-        table.add_row(name, f"{s['documents_in']:,}", f"{s['documents_kept']:,}",
-                      f"{sum(s['removed'].values()):,}", f"{s['bytes_in'] / 1e6:,.1f}",
-                      f"{s['tokens']:,}", str(s["shards"]))
+        table.add_row(
+            name,
+            f"{s['documents_in']:,}",
+            f"{s['documents_kept']:,}",
+            f"{sum(s['removed'].values()):,}",
+            f"{s['bytes_in'] / 1e6:,.1f}",
+            f"{s['tokens']:,}",
+            str(s["shards"]),
+        )
     t = stats["totals"]
-    table.add_row("total", f"{t['documents_in']:,}", f"{t['documents_kept']:,}",
-                  f"{sum(t['removed'].values()):,}", f"{t['bytes_in'] / 1e6:,.1f}",
-                  f"{t['tokens']:,}", "", style="bold")
+    table.add_row(
+        "total",
+        f"{t['documents_in']:,}",
+        f"{t['documents_kept']:,}",
+        f"{sum(t['removed'].values()):,}",
+        f"{t['bytes_in'] / 1e6:,.1f}",
+        f"{t['tokens']:,}",
+        "",
+        style="bold",
+    )
     out_console.print(table)
     if t["removed"]:
         reasons = Table(title="removed by reason", title_justify="left")
@@ -169,13 +195,17 @@ def inspect(
     side = p.with_name(p.name + ".docs.parquet")
     ids = pq.read_table(side, columns=["id"]).column("id").to_pylist() if side.exists() else None
     which = [doc] if doc is not None else list(range(min(limit, len(reader))))
-    out_console.print(f"{p}: {len(reader):,} documents, {reader.num_tokens:,} tokens ({reader.dtype})")
+    out_console.print(
+        f"{p}: {len(reader):,} documents, {reader.num_tokens:,} tokens ({reader.dtype})"
+    )
     for i in which:
         if not 0 <= i < len(reader):
             _fail(f"--doc {i} is out of range: the shard has {len(reader)} documents")
         ids_i = reader[i].tolist()
         out_console.rule(f"doc {i}  {ids[i] if ids else ''}  ({len(ids_i)} tokens)")
-        out_console.print(tok.decode(ids_i, skip_special_tokens=True), markup=False, highlight=False)
+        out_console.print(
+            tok.decode(ids_i, skip_special_tokens=True), markup=False, highlight=False
+        )
 
 
 def main() -> None:

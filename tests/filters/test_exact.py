@@ -30,13 +30,16 @@ def _records(texts, ordinal, buckets):
 def test_first_occurrence_kept_whatever_the_bucket_count():
     a = ["one", "two", "three", "two", "four"]
     b = ["five", "one", "six", "Two"]
-    expected = {int(order_key(0, np.array([3]))[0]), int(order_key(1, np.array([1]))[0]),
-                int(order_key(1, np.array([3]))[0])}
+    expected = {
+        int(order_key(0, np.array([3]))[0]),
+        int(order_key(1, np.array([1]))[0]),
+        int(order_key(1, np.array([3]))[0]),
+    }
     for buckets in (1, 2, 7):
         ra, oa = _records(a, 0, buckets)
         rb, ob = _records(b, 1, buckets)
         dups = set()
         for k in range(buckets):
-            part = np.concatenate([ra[oa[k]:oa[k + 1]], rb[ob[k]:ob[k + 1]]])
+            part = np.concatenate([ra[oa[k] : oa[k + 1]], rb[ob[k] : ob[k + 1]]])
             dups |= set(duplicate_keys(part).tolist())
         assert dups == expected

@@ -10,7 +10,8 @@ from tokenmill.filters.langid import LanguageId, bundled_model_path
 
 def test_predictions_equal_raw_fasttext():
     docs = [r["content"] for r in sample_docs("oscar")][:300] + [
-        r["text"] for r in sample_docs("c4")[:50]]
+        r["text"] for r in sample_docs("c4")[:50]
+    ]
     raw = fasttext.load_model(bundled_model_path())
     langs, scores = LanguageId().predict(docs)
     expected = [raw.predict(d.replace("\n", " "), k=1) for d in docs]

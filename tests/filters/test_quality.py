@@ -10,10 +10,18 @@ from tokenmill.filters.quality import BasicQuality
 def test_each_rule_fires_and_a_clean_document_stays():
     q = BasicQuality(min_chars=50, min_words=5, max_symbol_fraction=0.5)
     clean = sample_docs("c4")[0]["text"]
-    texts = [clean, "Too short.", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa four",
-             "#### $$$$ %%%% ^^^^ &&&& **** (((( )))) ---- ++++ ==== 1234 5678 90 ok"]
-    assert q(texts, ["en"] * 4) == [None, "quality:too_short", "quality:too_few_words",
-                                    "quality:too_many_symbols"]
+    texts = [
+        clean,
+        "Too short.",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa four",
+        "#### $$$$ %%%% ^^^^ &&&& **** (((( )))) ---- ++++ ==== 1234 5678 90 ok",
+    ]
+    assert q(texts, ["en"] * 4) == [
+        None,
+        "quality:too_short",
+        "quality:too_few_words",
+        "quality:too_many_symbols",
+    ]
 
 
 def test_no_word_count_for_languages_without_spaces():

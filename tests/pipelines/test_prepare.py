@@ -32,8 +32,11 @@ pytestmark = pytest.mark.distributed
 
 
 def _shard_bytes(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes()
-            for p in sorted((out / "shards").rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted((out / "shards").rglob("*"))
+        if p.is_file()
+    }
 
 
 def _input_texts(cfg) -> dict[str, str]:
@@ -49,8 +52,11 @@ def _input_texts(cfg) -> dict[str, str]:
         key = "content" if src.format == "oscar2301" else "text"
         for f in files:
             raw = open(f, "rb").read()
-            raw = gzip.decompress(raw) if f.endswith(".gz") else \
-                zstandard.ZstdDecompressor().stream_reader(raw).read()
+            raw = (
+                gzip.decompress(raw)
+                if f.endswith(".gz")
+                else zstandard.ZstdDecompressor().stream_reader(raw).read()
+            )
             for i, line in enumerate(raw.split(b"\n")):
                 try:
                     texts[f"{src.name}/{os.path.relpath(f, root)}/{i}"] = json.loads(line)[key]
@@ -117,10 +123,21 @@ def test_one_worker_gives_identical_shards(run2, corpus_config, tmp_path):
 
 def test_sigkill_midway_then_resume_gives_identical_shards(run2, corpus_config, tmp_path):
     out2, _ = run2
-    cmd = [sys.executable, "-m", "tokenmill", "prepare", str(corpus_config), "--out",
-           str(tmp_path), "--workers", "2", "--quiet"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "tokenmill",
+        "prepare",
+        str(corpus_config),
+        "--out",
+        str(tmp_path),
+        "--workers",
+        "2",
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     done = tmp_path / "work" / "docs"
     deadline = time.time() + 120
     while time.time() < deadline and not list(done.rglob("*.json")):

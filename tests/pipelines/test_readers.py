@@ -60,19 +60,30 @@ def test_bad_records_get_reasons(tmp_path):
     path = write_gz_lines(tmp_path / "x.json.gz", lines)
     got = [r if isinstance(r, str) else "ok" for _, r in read_records(str(path), "c4")]
     assert got == [
-        "ok", "input:invalid_json", "input:invalid_json", "input:missing_text",
-        "input:missing_text", "input:empty", "input:invalid_utf8", "input:invalid_utf8", "ok",
+        "ok",
+        "input:invalid_json",
+        "input:invalid_json",
+        "input:missing_text",
+        "input:missing_text",
+        "input:empty",
+        "input:invalid_utf8",
+        "input:invalid_utf8",
+        "ok",
     ]
     assert count_records(str(path), "c4") == (9, None)
 
 
 def test_huge_line_is_set_aside_without_reading_it_whole(tmp_path):
     big = dumps({"text": "word " * 50_000})
-    path = write_gz_lines(tmp_path / "x.json.gz", [dumps({"text": "small doc"}), big,
-                                                   dumps({"text": "after"})])
+    path = write_gz_lines(
+        tmp_path / "x.json.gz", [dumps({"text": "small doc"}), big, dumps({"text": "after"})]
+    )
     got = list(read_records(str(path), "c4", max_doc_bytes=10_000))
     assert [r if isinstance(r, str) else r.text for _, r in got] == [
-        "small doc", "input:too_large", "after"]
+        "small doc",
+        "input:too_large",
+        "after",
+    ]
 
 
 @pytest.mark.parametrize("suffix", ["json.gz", "jsonl.zst"])
@@ -108,8 +119,11 @@ def test_slices_partition_a_file_exactly(tmp_path):
 
 
 def test_oscar2019_blank_line_separated_documents(tmp_path):
-    docs = ["First paragraph of doc one.\nSecond line of doc one.", "Doc two, one line.",
-            "Doc three.\nWith two lines."]
+    docs = [
+        "First paragraph of doc one.\nSecond line of doc one.",
+        "Doc two, one line.",
+        "Doc three.\nWith two lines.",
+    ]
     path = tmp_path / "fr.txt.gz"
     with gzip.open(path, "wb") as f:
         f.write("\n\n".join(docs).encode() + b"\n")
@@ -119,8 +133,9 @@ def test_oscar2019_blank_line_separated_documents(tmp_path):
 
 
 def test_generic_jsonl_and_parquet_with_text_key(tmp_path):
-    recs = [{"body": {"content": f"document number {i}"}, "url": f"https://e/{i}"}
-            for i in range(5)]
+    recs = [
+        {"body": {"content": f"document number {i}"}, "url": f"https://e/{i}"} for i in range(5)
+    ]
     path = tmp_path / "x.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     got = list(read_records(str(path), "jsonl", text_key="body.content"))
@@ -130,6 +145,9 @@ def test_generic_jsonl_and_parquet_with_text_key(tmp_path):
     pq.write_table(pa.table({"content": ["a document", None, "another one"]}), tmp_path / "x.pq")
     got = list(read_records(str(tmp_path / "x.pq"), "parquet", text_key="content"))
     assert [r if isinstance(r, str) else r.text for _, r in got] == [
-        "a document", "input:missing_text", "another one"]
+        "a document",
+        "input:missing_text",
+        "another one",
+    ]
     with pytest.raises(FileError):
         list(read_records(str(tmp_path / "x.pq"), "parquet", text_key="nope"))

@@ -19,8 +19,9 @@ with warnings.catch_warnings():
 def test_megatron_core_reads_what_we_write(tmp_path, dtype, vocab):
     assert dtype_for_vocab(vocab) == np.dtype(dtype)
     rng = np.random.default_rng(0)
-    seqs = [rng.integers(0, vocab, size=int(n), dtype=np.int64)
-            for n in rng.integers(1, 300, size=57)]
+    seqs = [
+        rng.integers(0, vocab, size=int(n), dtype=np.int64) for n in rng.integers(1, 300, size=57)
+    ]
     prefix = tmp_path / "shard_00000"
     with ShardWriter(prefix, dtype) as w:
         w.write(seqs[0])
@@ -32,8 +33,9 @@ def test_megatron_core_reads_what_we_write(tmp_path, dtype, vocab):
     assert list(ds.document_indices) == list(range(len(seqs) + 1))
     for i, s in enumerate(seqs):
         np.testing.assert_array_equal(ds[i], s)
-        np.testing.assert_array_equal(ds.get(i, offset=1, length=3) if len(s) > 4 else s[1:4],
-                                      s[1:4])
+        np.testing.assert_array_equal(
+            ds.get(i, offset=1, length=3) if len(s) > 4 else s[1:4], s[1:4]
+        )
     ours = ShardReader(prefix)
     assert len(ours) == len(seqs) and ours.num_tokens == sum(len(s) for s in seqs)
     np.testing.assert_array_equal(ours[10], seqs[10])

@@ -18,9 +18,11 @@ def _save(tmp_path, parts):
     return paths
 
 
-@settings(max_examples=60, deadline=None)
-@given(parts=st.lists(st.lists(st.integers(1, 50), max_size=30), min_size=1, max_size=5),
-       per_shard=st.integers(1, 120))
+@settings(max_examples=30, deadline=None)
+@given(
+    parts=st.lists(st.lists(st.integers(1, 50), max_size=30), min_size=1, max_size=5),
+    per_shard=st.integers(1, 120),
+)
 def test_plan_covers_every_document_once_within_budget(tmp_path_factory, parts, per_shard):
     tmp = tmp_path_factory.mktemp("plan")
     plan = plan_shards(_save(tmp, parts), per_shard)

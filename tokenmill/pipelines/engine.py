@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.text import Text
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,6 +29,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +114,21 @@ class Engine:
             mb = 0.0
             futures = {
                 self.client.submit(
-                    _run_task, t.fn, t.args, str(t.done), key=f"{name}-{t.key}-{uuid.uuid4().hex[:6]}",
-                    pure=False, retries=2,
+                    _run_task,
+                    t.fn,
+                    t.args,
+                    str(t.done),
+                    key=f"{name}-{t.key}-{uuid.uuid4().hex[:6]}",
+                    pure=False,
+                    retries=2,
                 ): t
                 for t in todo
             }
             for fut in as_completed(futures):
                 counts = fut.result()  # re-raises a task's error here, with its traceback
-                docs += int(counts.get("documents_in", counts.get("documents", 0)))
+                docs += int(
+                    counts.get("documents_in", counts.get("documents", counts.get("records", 0)))
+                )
                 mb += counts.get("bytes_in", 0) / 1e6
                 progress.update(bar, advance=1, docs=docs, mb=mb)
         wall = time.perf_counter() - t0

@@ -89,8 +89,16 @@ def prepare(
     out = Path(out or cfg.output)
     work = out / "work"
     if fresh and out.exists():
-        for name in ("work", "shards", "removed", "manifest.json", "stats.json", "report.html",
-                     "tokenizer.json", "config.yaml"):
+        for name in (
+            "work",
+            "shards",
+            "removed",
+            "manifest.json",
+            "stats.json",
+            "report.html",
+            "tokenizer.json",
+            "config.yaml",
+        ):
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -113,9 +121,14 @@ def prepare(
         scan_tasks = []
         for s in cfg.sources:
             for i, f in enumerate(files[s.name]):
-                scan_tasks.append(Task(
-                    f"{s.name}-{i}", scan_file, (f, s.format, cfg.input.max_doc_bytes),
-                    work / "scan" / s.name / f"{i:05d}.json"))
+                scan_tasks.append(
+                    Task(
+                        f"{s.name}-{i}",
+                        scan_file,
+                        (f, s.format, cfg.input.max_doc_bytes),
+                        work / "scan" / s.name / f"{i:05d}.json",
+                    )
+                )
         scan = engine.run_stage("scan", scan_tasks)
         stages["scan"] = _stage_json(scan)
         partitions = _partitions(cfg, files, scan.counts)
@@ -124,11 +137,18 @@ def prepare(
         buckets = _pin(work / "buckets.json", buckets)
 
         # process: one fused pass per partition
-        proc = engine.run_stage("process", [
-            Task(f"{p.source}-{p.key}", process_partition, (p, cfg, str(work), buckets),
-                 work / "docs" / p.source / f"{p.key}.json")
-            for p in partitions
-        ])
+        proc = engine.run_stage(
+            "process",
+            [
+                Task(
+                    f"{p.source}-{p.key}",
+                    process_partition,
+                    (p, cfg, str(work), buckets),
+                    work / "docs" / p.source / f"{p.key}.json",
+                )
+                for p in partitions
+            ],
+        )
         stages["process"] = _stage_json(proc)
 
         # exact dedup: one task per hash bucket
@@ -137,14 +157,23 @@ def prepare(
             tasks = []
             for b in range(buckets):
                 specs = [
-                    (str(work / "docs" / p.source / f"{p.key}.hashes.npy"),
-                     c["bucket_offsets"][b], c["bucket_offsets"][b + 1])
+                    (
+                        str(work / "docs" / p.source / f"{p.key}.hashes.npy"),
+                        c["bucket_offsets"][b],
+                        c["bucket_offsets"][b + 1],
+                    )
                     for p, c in zip(partitions, proc.counts, strict=True)
                 ]
                 path = work / "dedup" / f"b{b:04d}.npy"
                 bucket_files.append(str(path))
-                tasks.append(Task(f"b{b}", dedup_bucket, (b, specs, str(path)),
-                                  work / "dedup" / f"b{b:04d}.json"))
+                tasks.append(
+                    Task(
+                        f"b{b}",
+                        dedup_bucket,
+                        (b, specs, str(path)),
+                        work / "dedup" / f"b{b:04d}.json",
+                    )
+                )
             dd = engine.run_stage("dedup", tasks)
             stages["dedup"] = _stage_json(dd)
             stages["dedup"]["duplicates"] = sum(c["duplicates"] for c in dd.counts)
@@ -158,22 +187,43 @@ def prepare(
         else:
             kept_bytes = sum(c["bytes_kept"] for c in proc.counts)
             rate = min(1.0, cfg.tokenizer.train.sample_bytes / max(kept_bytes, 1))
-            docs_files = [(str(work / "docs" / p.source / f"{p.key}.parquet"), p.ordinal)
-                          for p in partitions]
-            tr = engine.run_stage("tokenizer", [Task(
-                "train", train_tokenizer, (cfg, docs_files, bucket_files, rate, str(tok_path)),
-                work / "tokenizer.done.json")])
+            docs_files = [
+                (str(work / "docs" / p.source / f"{p.key}.parquet"), p.ordinal) for p in partitions
+            ]
+            tr = engine.run_stage(
+                "tokenizer",
+                [
+                    Task(
+                        "train",
+                        train_tokenizer,
+                        (cfg, docs_files, bucket_files, rate, str(tok_path)),
+                        work / "tokenizer.done.json",
+                    )
+                ],
+            )
             stages["tokenizer"] = {**_stage_json(tr), **tr.counts[0], "trained": True}
 
         # tokenize: one task per partition
-        tok = engine.run_stage("tokenize", [
-            Task(f"{p.source}-{p.key}", tokenize_partition,
-                 (p.key, p.ordinal, str(work / "docs" / p.source / f"{p.key}.parquet"),
-                  bucket_files, str(tok_path), cfg.tokenizer.eod_token,
-                  str(work / "tok" / p.source / p.key)),
-                 work / "tok" / p.source / f"{p.key}.json")
-            for p in partitions
-        ])
+        tok = engine.run_stage(
+            "tokenize",
+            [
+                Task(
+                    f"{p.source}-{p.key}",
+                    tokenize_partition,
+                    (
+                        p.key,
+                        p.ordinal,
+                        str(work / "docs" / p.source / f"{p.key}.parquet"),
+                        bucket_files,
+                        str(tok_path),
+                        cfg.tokenizer.eod_token,
+                        str(work / "tok" / p.source / p.key),
+                    ),
+                    work / "tok" / p.source / f"{p.key}.json",
+                )
+                for p in partitions
+            ],
+        )
         stages["tokenize"] = _stage_json(tok)
 
         # shards: cut each source's documents, in order, into budget-sized shards
@@ -184,10 +234,14 @@ def prepare(
             plan = plan_shards([b + ".sizes.npy" for b in base], cfg.shards.tokens_per_shard)
             for i, runs in enumerate(plan):
                 prefix = out / "shards" / s.name / f"{s.name}_{i:05d}"
-                shard_tasks.append(Task(
-                    f"{s.name}-{i}", write_shard,
-                    (str(prefix), [(base[p] + ".parquet", a, b) for p, a, b in runs], s.name),
-                    work / "shards" / s.name / f"{i:05d}.json"))
+                shard_tasks.append(
+                    Task(
+                        f"{s.name}-{i}",
+                        write_shard,
+                        (str(prefix), [(base[p] + ".parquet", a, b) for p, a, b in runs], s.name),
+                        work / "shards" / s.name / f"{i:05d}.json",
+                    )
+                )
         sh = engine.run_stage("shards", shard_tasks)
         stages["shards"] = _stage_json(sh)
 
@@ -197,8 +251,15 @@ def prepare(
 
     manifest = build_manifest(cfg, out, sh.counts)
     write_json(out / "manifest.json", manifest)
-    stats = build_stats(cfg, partitions, proc.counts, tok.counts, sh.counts, stages,
-                        wall_s=time.perf_counter() - t_start)
+    stats = build_stats(
+        cfg,
+        partitions,
+        proc.counts,
+        tok.counts,
+        sh.counts,
+        stages,
+        wall_s=time.perf_counter() - t_start,
+    )
     write_json(out / "stats.json", stats)
     from tokenmill.report.html import write_report
 
@@ -218,10 +279,20 @@ def _partitions(cfg: Config, files: dict[str, list[str]], scans: list[dict]) -> 
             slices = max(1, math.ceil(n / step))
             for k in range(slices):
                 last = k == slices - 1
-                parts.append(Partition(
-                    source=s.name, fmt=s.format, text_key=s.text_key, path=f,
-                    rel=os.path.relpath(f, root), file_idx=i, slice_idx=k,
-                    start=k * step, stop=None if last else (k + 1) * step, ordinal=len(parts)))
+                parts.append(
+                    Partition(
+                        source=s.name,
+                        fmt=s.format,
+                        text_key=s.text_key,
+                        path=f,
+                        rel=os.path.relpath(f, root),
+                        file_idx=i,
+                        slice_idx=k,
+                        start=k * step,
+                        stop=None if last else (k + 1) * step,
+                        ordinal=len(parts),
+                    )
+                )
     return parts
 
 
@@ -234,9 +305,13 @@ def _pin(path: Path, value: int) -> int:
 
 
 def _stage_json(res) -> dict:
-    return {"tasks": len(res.counts), "ran": res.ran, "skipped": res.skipped,
-            "wall_s": round(res.wall_s, 3),
-            "task_s": round(sum(c.get("wall_s", 0.0) for c in res.counts), 3)}
+    return {
+        "tasks": len(res.counts),
+        "ran": res.ran,
+        "skipped": res.skipped,
+        "wall_s": round(res.wall_s, 3),
+        "task_s": round(sum(c.get("wall_s", 0.0) for c in res.counts), 3),
+    }
 
 
 def _describe(client) -> str:

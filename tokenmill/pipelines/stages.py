@@ -113,6 +113,21 @@ def _batches(it, n):
         yield batch
 
 
+def _doc_table(part, docs, langs, scores, idxs, schema, extra) -> pa.Table:
+    """The rows `idxs` of a batch as a table in the inter-stage document schema."""
+    cols = {
+        "id": [f"{part.source}/{part.rel}/{docs[i][0]}" for i in idxs],
+        "source": [part.source] * len(idxs),
+        "text": [docs[i][1].text for i in idxs],
+        "url": [docs[i][1].url for i in idxs],
+        "lang": [langs[i] for i in idxs],
+        "lang_score": [scores[i] for i in idxs],
+        "meta": [json.dumps(docs[i][1].meta, ensure_ascii=False) for i in idxs],
+        **extra,
+    }
+    return pa.table(cols, schema=schema)
+
+
 def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> dict:
     """Read one partition and apply every per-document step in one pass.
 
@@ -194,22 +209,11 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
                     if r is not None:
                         removed[r] += 1
 
-                def table(idxs, schema, extra=None):
-                    cols = {
-                        "id": [f"{part.source}/{part.rel}/{docs[i][0]}" for i in idxs],
-                        "source": [part.source] * len(idxs),
-                        "text": [texts[i] for i in idxs],
-                        "url": [docs[i][1].url for i in idxs],
-                        "lang": [langs[i] for i in idxs],
-                        "lang_score": [scores[i] for i in idxs],
-                        "meta": [json.dumps(docs[i][1].meta, ensure_ascii=False) for i in idxs],
-                    }
-                    cols.update(extra or {})
-                    return pa.table(cols, schema=schema)
-
                 if keep:
                     hi, lo = text_hashes([texts[i] for i in keep], cfg.dedup.normalize)
-                    kept_writer.write_table(table(keep, KEPT_SCHEMA, {"hash_lo": lo}))
+                    kept_writer.write_table(
+                        _doc_table(part, docs, langs, scores, keep, KEPT_SCHEMA, {"hash_lo": lo})
+                    )
                     his.append(hi)
                     los.append(lo)
                     rows.append(np.arange(kept_n, kept_n + len(keep)))
@@ -219,7 +223,15 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
                     gone = [i for i, r in enumerate(reasons) if r is not None]
                     if gone:
                         removed_writer.write_table(
-                            table(gone, REMOVED_SCHEMA, {"reason": [reasons[i] for i in gone]})
+                            _doc_table(
+                                part,
+                                docs,
+                                langs,
+                                scores,
+                                gone,
+                                REMOVED_SCHEMA,
+                                {"reason": [reasons[i] for i in gone]},
+                            )
                         )
         except FileError as e:
             # Everything before the damage is kept and counted; the damage is reported.
@@ -280,8 +292,9 @@ def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
 # ---- tokenizer ------------------------------------------------------------------------------
 
 
-def sample_texts(docs_files: list[tuple[str, int]], bucket_files: list[str], rate: float,
-                 max_bytes: int):
+def sample_texts(
+    docs_files: list[tuple[str, int]], bucket_files: list[str], rate: float, max_bytes: int
+):
     """Kept, non-duplicate texts whose hash falls under `rate`, in global order, up to
     `max_bytes`: the same sample whatever the worker count."""
     cutoff = np.uint64(min(int(rate * 2**64), 2**64 - 1))
@@ -289,7 +302,9 @@ def sample_texts(docs_files: list[tuple[str, int]], bucket_files: list[str], rat
     for path, ordinal in docs_files:
         dups = duplicate_rows(ordinal, bucket_files)
         row0 = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096, columns=["text", "hash_lo"]):
+        for batch in pq.ParquetFile(path).iter_batches(
+            batch_size=4096, columns=["text", "hash_lo"]
+        ):
             n = batch.num_rows
             rows = np.arange(row0, row0 + n)
             row0 += n
@@ -303,8 +318,13 @@ def sample_texts(docs_files: list[tuple[str, int]], bucket_files: list[str], rat
                 yield text
 
 
-def train_tokenizer(cfg: Config, docs_files: list[tuple[str, int]], bucket_files: list[str],
-                    rate: float, out_path: str) -> dict:
+def train_tokenizer(
+    cfg: Config,
+    docs_files: list[tuple[str, int]],
+    bucket_files: list[str],
+    rate: float,
+    out_path: str,
+) -> dict:
     from tokenmill.tokenize.bpe import train_bpe
 
     t = cfg.tokenizer
@@ -327,8 +347,15 @@ def train_tokenizer(cfg: Config, docs_files: list[tuple[str, int]], bucket_files
 # ---- tokenize -------------------------------------------------------------------------------
 
 
-def tokenize_partition(part_key: str, ordinal: int, docs_path: str, bucket_files: list[str],
-                       tokenizer_path: str, eod_token: str, out_base: str) -> dict:
+def tokenize_partition(
+    part_key: str,
+    ordinal: int,
+    docs_path: str,
+    bucket_files: list[str],
+    tokenizer_path: str,
+    eod_token: str,
+    out_base: str,
+) -> dict:
     """Encode the kept, non-duplicate documents of one partition.
 
     Writes OUT_BASE.parquet (id, url, lang, tokens) and OUT_BASE.sizes.npy (tokens per document).
@@ -341,8 +368,14 @@ def tokenize_partition(part_key: str, ordinal: int, docs_path: str, bucket_files
     eod = token_id(tok, eod_token)
     dtype = dtype_for_vocab(tok.get_vocab_size())
     value_type = pa.uint16() if dtype == np.uint16 else pa.int32()
-    schema = pa.schema([("id", pa.string()), ("url", pa.string()), ("lang", pa.string()),
-                        ("tokens", pa.large_list(value_type))])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("url", pa.string()),
+            ("lang", pa.string()),
+            ("tokens", pa.large_list(value_type)),
+        ]
+    )
     dups = duplicate_rows(ordinal, bucket_files)
     by_lang: dict[str, Counter] = defaultdict(Counter)
     sizes_all = []
@@ -367,9 +400,17 @@ def tokenize_partition(part_key: str, ordinal: int, docs_path: str, bucket_files
                 offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
                 np.cumsum(sizes, out=offsets[1:])
                 tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
-                writer.write_table(pa.table(
-                    {"id": batch.column("id"), "url": batch.column("url"),
-                     "lang": batch.column("lang"), "tokens": tokens}, schema=schema))
+                writer.write_table(
+                    pa.table(
+                        {
+                            "id": batch.column("id"),
+                            "url": batch.column("url"),
+                            "lang": batch.column("lang"),
+                            "tokens": tokens,
+                        },
+                        schema=schema,
+                    )
+                )
                 for lang, n in zip(batch.column("lang").to_pylist(), sizes.tolist(), strict=True):
                     by_lang[lang]["documents"] += 1
                     by_lang[lang]["tokens"] += n
@@ -381,8 +422,14 @@ def tokenize_partition(part_key: str, ordinal: int, docs_path: str, bucket_files
     with atomic_path(out_base + ".sizes.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, sizes)
-    return {"partition": part_key, "documents": n_docs, "tokens": n_tokens, "bytes_in": n_bytes,
-            "duplicates": int(len(dups)), "languages": {k: dict(v) for k, v in by_lang.items()}}
+    return {
+        "partition": part_key,
+        "documents": n_docs,
+        "tokens": n_tokens,
+        "bytes_in": n_bytes,
+        "duplicates": int(len(dups)),
+        "languages": {k: dict(v) for k, v in by_lang.items()},
+    }
 
 
 # ---- shards ---------------------------------------------------------------------------------
@@ -445,9 +492,16 @@ def write_shard(prefix: str, runs: list[tuple[str, int, int]], source: str) -> d
                         writer = ShardWriter(prefix, flat.dtype)
                     sizes = np.diff(tokens.offsets.to_numpy())
                     writer.write_many(flat, sizes)
-                    docs_writer.write_table(pa.table(
-                        {"id": batch.column("id"), "url": batch.column("url"),
-                         "lang": batch.column("lang")}, schema=side))
+                    docs_writer.write_table(
+                        pa.table(
+                            {
+                                "id": batch.column("id"),
+                                "url": batch.column("url"),
+                                "lang": batch.column("lang"),
+                            },
+                            schema=side,
+                        )
+                    )
                     n_docs += batch.num_rows
                     n_tokens += len(flat)
         if writer is None:

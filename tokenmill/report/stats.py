@@ -14,12 +14,25 @@ STATS_VERSION = 1
 
 
 def _empty() -> dict:
-    return {"documents_in": 0, "bytes_in": 0, "documents_kept": 0, "bytes_kept": 0, "tokens": 0,
-            "removed": Counter()}
+    return {
+        "documents_in": 0,
+        "bytes_in": 0,
+        "documents_kept": 0,
+        "bytes_kept": 0,
+        "tokens": 0,
+        "removed": Counter(),
+    }
 
 
-def build_stats(cfg: Config, partitions, proc_counts: list[dict], tok_counts: list[dict],
-                shard_counts: list[dict], stages: dict, wall_s: float) -> dict:
+def build_stats(
+    cfg: Config,
+    partitions,
+    proc_counts: list[dict],
+    tok_counts: list[dict],
+    shard_counts: list[dict],
+    stages: dict,
+    wall_s: float,
+) -> dict:
     sources: dict[str, dict] = {}
     langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(_empty))
     files: dict[str, set] = defaultdict(set)

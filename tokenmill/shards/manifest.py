@@ -43,8 +43,9 @@ def build_manifest(cfg: Config, out: Path, shard_counts: list[dict]) -> dict:
             "pad_id": tok.token_to_id(cfg.tokenizer.pad_token),
             "dtype": dtype_for_vocab(vocab).name,
         },
-        "sources": {name: {"tokens": n, "weight": mixture.get(name, 0.0)}
-                    for name, n in tokens.items()},
+        "sources": {
+            name: {"tokens": n, "weight": mixture.get(name, 0.0)} for name, n in tokens.items()
+        },
         "shards": shards,
         "mixture": mixture,
         "budget": None,
