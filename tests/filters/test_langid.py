@@ -9,16 +9,15 @@ from tokenmill.filters.langid import LanguageId, bundled_model_path
 
 
 def test_predictions_equal_raw_fasttext():
-    docs = [r["content"] for r in sample_docs("oscar")][:300] + [
-        r["text"] for r in sample_docs("c4")[:50]
-    ]
+    oscar = sample_docs("oscar")
+    docs = [r["content"] for r in oscar[::3]] + [r["text"] for r in sample_docs("c4")[:50]]
     raw = fasttext.load_model(bundled_model_path())
     langs, scores = LanguageId().predict(docs)
     expected = [raw.predict(d.replace("\n", " "), k=1) for d in docs]
     assert langs == [labels[0].removeprefix("__label__") for labels, _ in expected]
     for s, (_, probs) in zip(scores, expected, strict=True):
         assert abs(s - min(float(probs[0]), 1.0)) < 1e-6
-    assert len(set(langs)) >= 5  # the sample is multilingual
+    assert len(set(langs)) >= 10  # the sample is multilingual
 
 
 def test_threshold_and_selection_reasons():

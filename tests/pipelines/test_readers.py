@@ -88,7 +88,7 @@ def test_huge_line_is_set_aside_without_reading_it_whole(tmp_path):
 
 @pytest.mark.parametrize("suffix", ["json.gz", "jsonl.zst"])
 def test_truncated_archive_keeps_what_was_readable_then_reports(tmp_path, suffix):
-    recs = sample_docs("c4")[:200]
+    recs = sample_docs("c4")  # ~1 MB: zstd emits whole 128 KB blocks, so half must hold some
     writer = write_gz_lines if suffix.endswith("gz") else write_zst_lines
     path = writer(tmp_path / f"x.{suffix}", [dumps(r) for r in recs])
     data = path.read_bytes()
@@ -98,7 +98,7 @@ def test_truncated_archive_keeps_what_was_readable_then_reports(tmp_path, suffix
         for item in read_records(str(path), "c4"):
             got.append(item)
     assert err.value.reason == "input:truncated_file"
-    assert 0 < len(got) < 200
+    assert 0 < len(got) < len(recs)
     ok = _texts(got)
     assert ok == [r["text"] for r in recs[: len(ok)]]
     n, error = count_records(str(path), "c4")

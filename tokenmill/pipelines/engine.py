@@ -138,7 +138,7 @@ class Engine:
     def _progress(self) -> Progress:
         return Progress(
             TextColumn("[bold]{task.description:<10}"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
             TextColumn("{task.fields[docs]:>10,} docs {task.fields[mb]:>9,.1f} MB"),
             RateColumn(),

@@ -13,7 +13,6 @@ skipped records are only split off, never parsed.
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import zlib
@@ -43,20 +42,63 @@ class FileError(Exception):
         self.detail = detail
 
 
+class _Decompressed(io.RawIOBase):
+    """A gzip or zstd file decompressed chunk by chunk.
+
+    Every byte that can be decompressed is returned before a truncated or corrupt stream
+    raises (EOFError, zlib.error or ZstdError), so no complete record before the damage is
+    lost; the library stream readers either buffer past it or stop silently. Multi-member
+    gzip and multi-frame zstd files are read to their end.
+    """
+
+    def __init__(self, path: str, kind: str):
+        self._raw = open(path, "rb")
+        self._kind = kind
+        self._obj = self._new()
+        self._pending = b""
+
+    def _new(self):
+        if self._kind == "gz":
+            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        while not self._pending:
+            chunk = self._raw.read(READ_BUFFER)
+            if not chunk:
+                if not self._obj.eof:
+                    raise EOFError("compressed stream ended before its end marker (truncated)")
+                return 0
+            while chunk:
+                if self._obj.eof:  # a further gzip member or zstd frame
+                    if not chunk.strip(b"\x00"):
+                        break  # zero padding after the last member
+                    self._obj = self._new()
+                self._pending += self._obj.decompress(chunk)
+                chunk = self._obj.unused_data if self._obj.eof else b""
+        n = min(len(buf), len(self._pending))
+        buf[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_binary(path: str) -> IO[bytes]:
     """Open a local file, transparently decompressing .gz and .zst, as a buffered byte stream."""
-    raw = open(path, "rb")
     if path.endswith(".gz"):
-        return io.BufferedReader(gzip.GzipFile(fileobj=raw), READ_BUFFER)  # type: ignore[arg-type]
+        return io.BufferedReader(_Decompressed(path, "gz"), READ_BUFFER)
     if path.endswith(".zst") or path.endswith(".zstd"):
-        # Pile shards are written with long windows; allow them.
-        dctx = zstandard.ZstdDecompressor(max_window_size=2**31)
-        reader = dctx.stream_reader(raw, read_across_frames=True, closefd=True)
-        return io.BufferedReader(reader, READ_BUFFER)  # type: ignore[arg-type]
-    return io.BufferedReader(raw, READ_BUFFER)
+        return io.BufferedReader(_Decompressed(path, "zst"), READ_BUFFER)
+    return io.BufferedReader(open(path, "rb", buffering=0), READ_BUFFER)
 
 
-_DAMAGE = (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError, OSError)
+_DAMAGE = (EOFError, zlib.error, zstandard.ZstdError, OSError)
 
 
 def _lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
