@@ -48,11 +48,19 @@ def bucketize(hi: np.ndarray, lo: np.ndarray, keys: np.ndarray, buckets: int):
     return rec, offsets
 
 
-def duplicate_keys(records: np.ndarray) -> np.ndarray:
-    """Order keys of every record whose hash was seen at a smaller key (sorted ascending)."""
+def duplicate_keys(records: np.ndarray, with_cluster_sizes: bool = False):
+    """Order keys of every record whose hash was seen at a smaller key (sorted ascending);
+    with `with_cluster_sizes`, also {copies: number of texts seen that many times} (>= 2)."""
     if len(records) == 0:
-        return np.empty(0, dtype=np.int64)
+        empty = np.empty(0, dtype=np.int64)
+        return (empty, {}) if with_cluster_sizes else empty
     idx = np.lexsort((records["key"], records["lo"], records["hi"]))
     r = records[idx]
     same = (r["hi"][1:] == r["hi"][:-1]) & (r["lo"][1:] == r["lo"][:-1])
-    return np.sort(r["key"][1:][same])
+    dups = np.sort(r["key"][1:][same])
+    if not with_cluster_sizes:
+        return dups
+    starts = np.flatnonzero(np.concatenate([[True], ~same]))
+    lengths = np.diff(np.append(starts, len(r)))
+    values, counts = np.unique(lengths[lengths > 1], return_counts=True)
+    return dups, {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}

@@ -176,7 +176,11 @@ def prepare(
                 )
             dd = engine.run_stage("dedup", tasks)
             stages["dedup"] = _stage_json(dd)
-            stages["dedup"]["duplicates"] = sum(c["duplicates"] for c in dd.counts)
+            sizes: dict[str, int] = {}
+            for c in dd.counts:
+                for k, v in c["cluster_sizes"].items():
+                    sizes[k] = sizes.get(k, 0) + v
+            stages["dedup"]["cluster_sizes"] = dict(sorted(sizes.items(), key=lambda x: int(x[0])))
 
         # tokenizer: train on a deterministic sample, or take the given one
         tok_path = work / "tokenizer.json"
@@ -305,13 +309,29 @@ def _pin(path: Path, value: int) -> int:
 
 
 def _stage_json(res) -> dict:
-    return {
+    """Tasks run and skipped, wall and summed task seconds, and the stage's totals of the
+    count fields it reports (documents, bytes, tokens) for throughput."""
+    out = {
         "tasks": len(res.counts),
         "ran": res.ran,
         "skipped": res.skipped,
         "wall_s": round(res.wall_s, 3),
         "task_s": round(sum(c.get("wall_s", 0.0) for c in res.counts), 3),
     }
+    for key in (
+        "records",
+        "documents_in",
+        "documents_kept",
+        "documents",
+        "bytes_in",
+        "bytes_kept",
+        "tokens",
+        "hashes",
+        "duplicates",
+    ):
+        if any(key in c for c in res.counts):
+            out[key] = sum(int(c.get(key, 0)) for c in res.counts)
+    return out
 
 
 def _describe(client) -> str:

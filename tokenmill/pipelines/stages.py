@@ -25,11 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenmill.config import Config
-from tokenmill.filters.exact import bucketize, duplicate_keys, order_key, text_hashes
+from tokenmill.filters.exact import HASH_DTYPE, bucketize, duplicate_keys, order_key, text_hashes
 from tokenmill.filters.langid import LanguageId
 from tokenmill.filters.quality import BasicQuality
 from tokenmill.pipelines.engine import atomic_path
 from tokenmill.pipelines.readers import Doc, FileError, count_records, read_records
+from tokenmill.report.hist import length_hist, score_hist
 
 BATCH_DOCS = 1024
 UNDETERMINED = "und"  # language of records that never reached language ID
@@ -154,6 +155,8 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
     counts = {"partition": part.key, "source": part.source, "documents_in": 0, "bytes_in": 0}
     errors: list[dict] = []
     his, los, rows = [], [], []
+    chars_in: list[int] = []
+    scores_by_lang: dict[str, list[float]] = defaultdict(list)
     kept_n = 0
     kept_bytes = 0
 
@@ -204,6 +207,10 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
                     for i, r in zip(live, verdicts, strict=True):
                         reasons[i] = r
                 keep = [i for i, r in enumerate(reasons) if r is None]
+                chars_in.extend(len(t) for t in texts)
+                if langid is not None:
+                    for lang, score in zip(langs, scores, strict=True):
+                        scores_by_lang[lang].append(score)
                 for i, r in enumerate(reasons):
                     langs_count.add(langs[i], docs[i][1].nbytes, r)
                     if r is not None:
@@ -248,12 +255,16 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
     with atomic_path(out / f"{part.key}.hashes.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, rec)
+    languages = langs_count.to_json()
+    for lang, values in scores_by_lang.items():
+        languages[lang]["lang_score"] = score_hist(values)
     return {
         **counts,
         "documents_kept": kept_n,
         "bytes_kept": kept_bytes,
         "removed": dict(removed),
-        "languages": langs_count.to_json(),
+        "languages": languages,
+        "histograms": {"chars_in": length_hist(chars_in)},
         "errors": errors,
         "bucket_offsets": offsets.tolist(),
         "ordinal": part.ordinal,
@@ -269,12 +280,17 @@ def dedup_bucket(bucket: int, hash_files: list[tuple[str, int, int]], out_path: 
     for path, lo, hi in hash_files:
         if hi > lo:
             parts.append(np.array(np.load(path, mmap_mode="r")[lo:hi]))
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=np.dtype([("key", "<i8")]))
-    dups = duplicate_keys(records) if parts else np.empty(0, np.int64)
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=HASH_DTYPE)
+    dups, sizes = duplicate_keys(records, with_cluster_sizes=True)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, dups)
-    return {"bucket": bucket, "hashes": int(len(records)), "duplicates": int(len(dups))}
+    return {
+        "bucket": bucket,
+        "hashes": int(len(records)),
+        "duplicates": int(len(dups)),
+        "cluster_sizes": sizes,
+    }
 
 
 def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
@@ -379,6 +395,7 @@ def tokenize_partition(
     dups = duplicate_rows(ordinal, bucket_files)
     by_lang: dict[str, Counter] = defaultdict(Counter)
     sizes_all = []
+    chars_kept: list[int] = []
     n_docs = n_tokens = n_bytes = 0
     row0 = 0
     with atomic_path(out_base + ".parquet") as tmp:
@@ -411,13 +428,17 @@ def tokenize_partition(
                         schema=schema,
                     )
                 )
-                for lang, n in zip(batch.column("lang").to_pylist(), sizes.tolist(), strict=True):
+                langs = batch.column("lang").to_pylist()
+                nbytes = [len(t.encode("utf-8")) for t in texts]
+                for lang, n, b in zip(langs, sizes.tolist(), nbytes, strict=True):
                     by_lang[lang]["documents"] += 1
                     by_lang[lang]["tokens"] += n
+                    by_lang[lang]["bytes"] += b
                 sizes_all.append(sizes)
+                chars_kept.extend(len(t) for t in texts)
                 n_docs += len(texts)
                 n_tokens += int(sizes.sum())
-                n_bytes += sum(len(t.encode("utf-8")) for t in texts)
+                n_bytes += sum(nbytes)
     sizes = np.concatenate(sizes_all) if sizes_all else np.empty(0, np.int64)
     with atomic_path(out_base + ".sizes.npy") as tmp:
         with open(tmp, "wb") as f:
@@ -429,6 +450,7 @@ def tokenize_partition(
         "bytes_in": n_bytes,
         "duplicates": int(len(dups)),
         "languages": {k: dict(v) for k, v in by_lang.items()},
+        "histograms": {"chars_kept": length_hist(chars_kept), "tokens_kept": length_hist(sizes)},
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from tokenmill.config import Config
+from tokenmill.report import hist
 
 STATS_VERSION = 1
 
@@ -38,7 +39,7 @@ def build_stats(
     files: dict[str, set] = defaultdict(set)
     errors: dict[str, list] = defaultdict(list)
     for s in cfg.sources:
-        sources[s.name] = {**_empty(), "partitions": 0, "shards": 0}
+        sources[s.name] = {**_empty(), "partitions": 0, "shards": 0, "histograms": {}}
     for part, pc, tc in zip(partitions, proc_counts, tok_counts, strict=True):
         src = sources[part.source]
         src["partitions"] += 1
@@ -50,14 +51,19 @@ def build_stats(
         src["documents_kept"] += tc["documents"]
         src["bytes_kept"] += tc["bytes_in"]
         src["tokens"] += tc["tokens"]
+        for name, h in {**pc.get("histograms", {}), **tc.get("histograms", {})}.items():
+            src["histograms"][name] = hist.add(src["histograms"].get(name), h)
         for lang, c in pc["languages"].items():
             lc = langs[part.source][lang]
+            if "lang_score" in c:
+                lc["lang_score"] = hist.add(lc.get("lang_score"), c["lang_score"])
             lc["documents_in"] += c["documents_in"]
             lc["bytes_in"] += c["bytes_in"]
             lc["removed"].update(c["removed"])
         for lang, c in tc["languages"].items():
             lc = langs[part.source][lang]
             lc["documents_kept"] += c.get("documents", 0)
+            lc["bytes_kept"] += c.get("bytes", 0)
             lc["tokens"] += c.get("tokens", 0)
             if c.get("dedup:exact"):
                 lc["removed"]["dedup:exact"] += c["dedup:exact"]
@@ -83,6 +89,7 @@ def build_stats(
         "sources": sources,
         "totals": totals,
         "stages": stages,
+        "histogram_bins": hist.DESCRIPTION,
         "wall_s": round(wall_s, 3),
         "config": cfg.model_dump(mode="json"),
     }
