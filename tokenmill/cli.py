@@ -170,6 +170,107 @@ def stats(
 
 
 @app.command()
+def plan(
+    out: Annotated[
+        Path | None, typer.Argument(help="A prepare output folder (reads its manifest.json).")
+    ] = None,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(help="Token budget(s): 112B, 350e9, 1.5T. Repeat for several."),
+    ] = None,
+    max_epochs: Annotated[
+        float, typer.Option(help="Warn when a source would repeat more often than this.")
+    ] = 4.0,
+    gpu_hours: Annotated[
+        float | None, typer.Option(help="Compute budget in GPU-hours, e.g. 1e6.")
+    ] = None,
+    gpu: Annotated[str, typer.Option(help="GPU kind: a100-80gb, a100-40gb, h100-80gb...")] = (
+        "a100-80gb"
+    ),
+    tflops: Annotated[
+        float | None, typer.Option(help="Achieved TFLOP/s per GPU (default: the GPU's).")
+    ] = None,
+    params: Annotated[
+        list[str] | None, typer.Option(help="Model sizes to plan for, e.g. 1.3B (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Plan a run: per source, the tokens a budget draws, epochs and shards; and/or the tokens
+    a GPU-hour budget buys per model size (6·N·D, and 8·N·D as Megatron counts).
+
+    Example: tokenmill plan out --budget 112B --budget 350B; tokenmill plan --gpu-hours 1e6
+    """
+    from tokenmill.shards.plan import budget_plan, compute_plan, human, parse_count
+
+    if out is None and gpu_hours is None:
+        _fail("give an OUT folder with --budget, and/or --gpu-hours")
+    result: dict = {}
+    try:
+        if out is not None:
+            path = out / "manifest.json"
+            if not path.exists():
+                _fail(f"{path} not found: run `tokenmill prepare --out {out}` first")
+            manifest = json.loads(path.read_text())
+            result["budgets"] = {
+                b: budget_plan(manifest, parse_count(b), max_epochs) for b in (budget or ["112B"])
+            }
+            result["data_path"] = manifest["data_path"]
+        if gpu_hours is not None:
+            sizes = [parse_count(p) for p in params] if params else None
+            result["compute"] = compute_plan(gpu_hours, gpu, tflops, sizes)
+    except ValueError as e:
+        _fail(str(e))
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
+        return
+    for b, rows in result.get("budgets", {}).items():
+        t = Table(title=f"budget {b} ({human(parse_count(b))} tokens)", title_justify="left")
+        for col in ("source", "tokens", "weight", "drawn", "epochs", "shards"):
+            t.add_column(col, justify="left" if col == "source" else "right")
+        for r in rows:
+            t.add_row(
+                r["source"],
+                human(r["tokens"]),
+                f"{r['weight']:.3f}",
+                human(r["share_tokens"]),
+                f"{r['epochs']:.2f}",
+                str(r["shards"]),
+            )
+        out_console.print(t)
+        for r in rows:
+            if r["warning"]:
+                out_console.print(f"[yellow]warning:[/] {r['warning']}")
+    if "data_path" in result:
+        out_console.print("Megatron-DeepSpeed --data-path (prefixes relative to OUT):")
+        out_console.print(result["data_path"], markup=False, highlight=False, soft_wrap=True)
+    if "compute" in result:
+        c = result["compute"]
+        t = Table(
+            title=(
+                f"{c['gpu_hours']:.3g} {c['gpu']} GPU-hours at "
+                f"{c['achieved_tflops']:.0f} TFLOP/s ({c['mfu']:.0%} of peak): "
+                f"{c['flops']:.3g} FLOPs"
+            ),
+            title_justify="left",
+        )
+        for col in ("params", "tokens (6ND)", "tokens (8ND)", "tokens/param", "20 x params"):
+            t.add_column(col, justify="right")
+        for r in c["models"]:
+            t.add_row(
+                human(r["params"]),
+                human(r["tokens_6nd"]),
+                human(r["tokens_8nd"]),
+                f"{r['tokens_per_param']:.0f}",
+                human(r["chinchilla_tokens"]),
+            )
+        out_console.print(t)
+        out_console.print(
+            "6ND: FLOPs without recomputation; 8ND: Megatron's count with "
+            "activation recomputation (what BigScience sized with)."
+        )
+
+
+@app.command()
 def inspect(
     prefix: Annotated[str, typer.Argument(help="Shard prefix, e.g. out/shards/c4/c4_00000")],
     doc: Annotated[int | None, typer.Option("--doc", help="Print only document N.")] = None,
