@@ -60,8 +60,21 @@ class QualityConfig(_Model):
     basic: BasicQualityConfig = BasicQualityConfig()
 
 
+class MinHashConfig(_Model):
+    """Near-duplicate detection: MinHash signatures of word n-grams, LSH bands."""
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, lt=1, description="target Jaccard similarity")
+    num_perm: int = Field(128, ge=8, le=1024)
+    ngram: int = Field(5, ge=1)
+    bands: int | None = Field(None, description="default: derived from threshold")
+    rows: int | None = None
+    seed: int = 1
+
+
 class DedupConfig(_Model):
     exact: bool = True
+    minhash: MinHashConfig = MinHashConfig()
     normalize: bool = Field(True, description="NFC, case-fold and collapse whitespace first")
     buckets: int = Field(0, ge=0, description="hash buckets for the shuffle; 0 = automatic")
 

@@ -25,6 +25,7 @@ from tokenmill.pipelines.engine import Engine, Task, dask_client, read_json, wri
 from tokenmill.pipelines.stages import (
     Partition,
     dedup_bucket,
+    near_bucket,
     plan_shards,
     process_partition,
     scan_file,
@@ -182,6 +183,59 @@ def prepare(
                     sizes[k] = sizes.get(k, 0) + v
             stages["dedup"]["cluster_sizes"] = dict(sorted(sizes.items(), key=lambda x: int(x[0])))
 
+        # near dedup: LSH band buckets -> candidate edges -> connected components on the cluster
+        near_files: list[str] = []
+        if cfg.dedup.minhash.enabled:
+            near_dir = work / "dedup" / "near"
+            tasks = []
+            for b in range(buckets):
+                specs = [
+                    (
+                        str(work / "docs" / p.source / f"{p.key}.bands.npy"),
+                        c["band_offsets"][b],
+                        c["band_offsets"][b + 1],
+                    )
+                    for p, c in zip(partitions, proc.counts, strict=True)
+                ]
+                tasks.append(
+                    Task(
+                        f"n{b}",
+                        near_bucket,
+                        (b, specs, str(near_dir / f"e{b:04d}.npy")),
+                        near_dir / f"e{b:04d}.json",
+                    )
+                )
+            nb = engine.run_stage("near", tasks)
+            stages["near"] = _stage_json(nb)
+            stages["near"]["edges"] = sum(c["edges"] for c in nb.counts)
+            done = near_dir / "components.json"
+            if not done.exists():
+                edge_files = [
+                    str(near_dir / f"e{c['bucket']:04d}.npy") for c in nb.counts if c["edges"]
+                ]
+                info = {"files": [], "cluster_sizes": {}, "rounds": [], "wall_s": 0.0}
+                if edge_files:
+                    from tokenmill.filters.components import (
+                        cluster_sizes,
+                        connected_components,
+                        save_removed,
+                    )
+
+                    t0 = time.perf_counter()
+                    labels = connected_components(client, edge_files, rounds=info["rounds"])
+                    info["files"] = save_removed(labels, str(near_dir / "removed"))
+                    info["cluster_sizes"] = cluster_sizes(labels)
+                    info["wall_s"] = round(time.perf_counter() - t0, 3)
+                write_json(done, info)
+            info = read_json(done)
+            near_files = info["files"]
+            stages["near"].update(
+                clusters=sum(info["cluster_sizes"].values()),
+                cluster_sizes=info["cluster_sizes"],
+                components_rounds=len(info["rounds"]),
+                components_wall_s=info["wall_s"],
+            )
+
         # tokenizer: train on a deterministic sample, or take the given one
         tok_path = work / "tokenizer.json"
         if cfg.tokenizer.path:
@@ -200,7 +254,7 @@ def prepare(
                     Task(
                         "train",
                         train_tokenizer,
-                        (cfg, docs_files, bucket_files, rate, str(tok_path)),
+                        (cfg, docs_files, bucket_files + near_files, rate, str(tok_path)),
                         work / "tokenizer.done.json",
                     )
                 ],
@@ -219,6 +273,7 @@ def prepare(
                         p.ordinal,
                         str(work / "docs" / p.source / f"{p.key}.parquet"),
                         bucket_files,
+                        near_files,
                         str(tok_path),
                         cfg.tokenizer.eod_token,
                         str(work / "tok" / p.source / p.key),

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from tokenmill.config import Config
 from tokenmill.filters.exact import HASH_DTYPE, bucketize, duplicate_keys, order_key, text_hashes
 from tokenmill.filters.langid import LanguageId
+from tokenmill.filters.minhash import BAND_DTYPE, LSH, bucket_sort, near_edges
 from tokenmill.filters.quality import BasicQuality
 from tokenmill.pipelines.engine import atomic_path
 from tokenmill.pipelines.readers import Doc, FileError, count_records, read_records
@@ -155,6 +156,11 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
     counts = {"partition": part.key, "source": part.source, "documents_in": 0, "bytes_in": 0}
     errors: list[dict] = []
     his, los, rows = [], [], []
+    mh = cfg.dedup.minhash
+    lsh = (
+        LSH(mh.threshold, mh.num_perm, mh.ngram, mh.seed, mh.bands, mh.rows) if mh.enabled else None
+    )
+    band_recs: list[np.ndarray] = []
     chars_in: list[int] = []
     scores_by_lang: dict[str, list[float]] = defaultdict(list)
     kept_n = 0
@@ -224,6 +230,14 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
                     his.append(hi)
                     los.append(lo)
                     rows.append(np.arange(kept_n, kept_n + len(keep)))
+                    if lsh is not None:
+                        band_recs.append(
+                            lsh.records(
+                                [texts[i] for i in keep],
+                                [langs[i] for i in keep],
+                                order_key(part.ordinal, rows[-1]),
+                            )
+                        )
                     kept_n += len(keep)
                     kept_bytes += sum(docs[i][1].nbytes for i in keep)
                 if removed_writer is not None:
@@ -255,6 +269,13 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
     with atomic_path(out / f"{part.key}.hashes.npy") as tmp:
         with open(tmp, "wb") as f:
             np.save(f, rec)
+    band_offsets = None
+    if lsh is not None:
+        brec = np.concatenate(band_recs) if band_recs else np.empty(0, BAND_DTYPE)
+        brec, band_offsets = bucket_sort(brec, brec["key"], buckets)
+        with atomic_path(out / f"{part.key}.bands.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, brec)
+        band_offsets = band_offsets.tolist()
     languages = langs_count.to_json()
     for lang, values in scores_by_lang.items():
         languages[lang]["lang_score"] = score_hist(values)
@@ -267,6 +288,7 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
         "histograms": {"chars_in": length_hist(chars_in)},
         "errors": errors,
         "bucket_offsets": offsets.tolist(),
+        "band_offsets": band_offsets,
         "ordinal": part.ordinal,
     }
 
@@ -291,6 +313,17 @@ def dedup_bucket(bucket: int, hash_files: list[tuple[str, int, int]], out_path: 
         "duplicates": int(len(dups)),
         "cluster_sizes": sizes,
     }
+
+
+def near_bucket(bucket: int, band_files: list[tuple[str, int, int]], out_path: str) -> dict:
+    """One bucket of the LSH shuffle: documents sharing a band key become edges to the
+    smallest document of their band bucket."""
+    parts = [np.array(np.load(p, mmap_mode="r")[lo:hi]) for p, lo, hi in band_files if hi > lo]
+    records = np.concatenate(parts) if parts else np.empty(0, BAND_DTYPE)
+    edges = near_edges(records)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, edges)
+    return {"bucket": bucket, "band_keys": int(len(records)), "edges": int(len(edges))}
 
 
 def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
@@ -368,6 +401,7 @@ def tokenize_partition(
     ordinal: int,
     docs_path: str,
     bucket_files: list[str],
+    near_files: list[str],
     tokenizer_path: str,
     eod_token: str,
     out_base: str,
@@ -392,7 +426,9 @@ def tokenize_partition(
             ("tokens", pa.large_list(value_type)),
         ]
     )
-    dups = duplicate_rows(ordinal, bucket_files)
+    exact = duplicate_rows(ordinal, bucket_files)
+    near = np.setdiff1d(duplicate_rows(ordinal, near_files), exact)  # exact copies count as exact
+    dups = np.union1d(exact, near)
     by_lang: dict[str, Counter] = defaultdict(Counter)
     sizes_all = []
     chars_kept: list[int] = []
@@ -407,8 +443,14 @@ def tokenize_partition(
                 row0 += batch.num_rows
                 keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
                 if not keep.all():
-                    for lang in batch.column("lang").filter(pa.array(~keep)).to_pylist():
-                        by_lang[lang]["dedup:exact"] += 1
+                    gone = ~keep
+                    is_near = np.isin(rows, near)
+                    for lang, n in zip(
+                        batch.column("lang").filter(pa.array(gone)).to_pylist(),
+                        is_near[gone],
+                        strict=True,
+                    ):
+                        by_lang[lang]["dedup:near" if n else "dedup:exact"] += 1
                     batch = batch.filter(pa.array(keep))
                 if batch.num_rows == 0:
                     continue
@@ -448,7 +490,8 @@ def tokenize_partition(
         "documents": n_docs,
         "tokens": n_tokens,
         "bytes_in": n_bytes,
-        "duplicates": int(len(dups)),
+        "duplicates": int(len(exact)),
+        "near_duplicates": int(len(near)),
         "languages": {k: dict(v) for k, v in by_lang.items()},
         "histograms": {"chars_kept": length_hist(chars_kept), "tokens_kept": length_hist(sizes)},
     }

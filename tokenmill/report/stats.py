@@ -65,9 +65,10 @@ def build_stats(
             lc["documents_kept"] += c.get("documents", 0)
             lc["bytes_kept"] += c.get("bytes", 0)
             lc["tokens"] += c.get("tokens", 0)
-            if c.get("dedup:exact"):
-                lc["removed"]["dedup:exact"] += c["dedup:exact"]
-                src["removed"]["dedup:exact"] += c["dedup:exact"]
+            for reason in ("dedup:exact", "dedup:near"):
+                if c.get(reason):
+                    lc["removed"][reason] += c[reason]
+                    src["removed"][reason] += c[reason]
     for sc in shard_counts:
         sources[sc["source"]]["shards"] += 1
 

@@ -1,0 +1,93 @@
+"""Connected components of the near-duplicate graph, on the Dask cluster (not in one process).
+
+Hash-to-min label propagation over Dask dataframes: every node starts with the smallest id
+among itself and its neighbours; each round a node takes the smallest label among its
+neighbours' labels, then jumps to its label's label (pointer jumping), until no label changes.
+Rounds grow with the log of the clusters' diameter; LSH graphs (stars around each bucket's
+smallest document) need a handful. Each round is a shuffle-based merge and groupby, so no
+worker ever holds more than its share of the edges. The smallest id in a component is its
+label, so the document kept per cluster does not depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+EDGE_DTYPE = np.dtype([("u", "<i8"), ("v", "<i8")])
+
+
+def _load(path: str) -> pd.DataFrame:
+    a = np.load(path)
+    return pd.DataFrame({"u": a["u"].astype(np.int64), "v": a["v"].astype(np.int64)})
+
+
+def connected_components(
+    client, edge_files: list[str], max_rounds: int = 64, rounds: list | None = None
+):
+    """Return a Dask DataFrame (persisted) indexed by node with column `label` (the smallest
+    node id of its component), for every node that has at least one edge. `rounds`, if
+    given, receives the number of labels changed in each round."""
+    rounds = rounds if rounds is not None else []
+    import dask.dataframe as dd
+    from dask import delayed
+
+    meta = pd.DataFrame({"u": pd.Series([], dtype="int64"), "v": pd.Series([], dtype="int64")})
+    edges = dd.from_delayed([delayed(_load)(p) for p in edge_files], meta=meta)
+    both = dd.concat([edges, edges.rename(columns={"u": "v", "v": "u"})])
+    both = both.persist()
+    own = both[["u"]].drop_duplicates().assign(v=lambda d: d.u)
+    labels = dd.concat([both, own]).groupby("u").v.min().rename("label").to_frame()
+    labels = labels.persist()
+    for _ in range(max_rounds):
+        # neighbours' labels
+        e = both.merge(labels, left_on="v", right_index=True)
+        cand = e.groupby("u").label.min().rename("cand").to_frame()
+        step = labels.merge(cand, left_index=True, right_index=True, how="left")
+        step["label2"] = step[["label", "cand"]].min(axis=1).astype("int64")
+        # pointer jumping: take the label of my label
+        jumped = step[["label2"]].merge(
+            labels.rename(columns={"label": "of_label"}),
+            left_on="label2",
+            right_index=True,
+            how="left",
+        )
+        jumped["new"] = jumped[["label2", "of_label"]].min(axis=1).astype("int64")
+        new = jumped[["new"]].rename(columns={"new": "label"}).persist()
+        both_l = labels.merge(new.rename(columns={"label": "n"}), left_index=True, right_index=True)
+        changed = int((both_l["label"] != both_l["n"]).sum().compute())
+        labels = new
+        rounds.append(changed)
+        if changed == 0:
+            return labels
+    raise RuntimeError(f"connected components did not converge in {max_rounds} rounds")
+
+
+def save_removed(labels, out_dir: str) -> list[str]:
+    """Write, per partition of `labels`, the sorted ids of nodes that are not their component's
+    smallest (the documents to remove); returns the file paths."""
+    from pathlib import Path
+
+    from dask import delayed
+
+    from tokenmill.pipelines.engine import atomic_path
+
+    def save(df: pd.DataFrame, path: str) -> str:
+        ids = np.sort(df.index.to_numpy()[df["label"].to_numpy() != df.index.to_numpy()])
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, ids.astype(np.int64))
+        return path
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    parts = labels.to_delayed()
+    tasks = [delayed(save)(part, f"{out_dir}/removed_{i:05d}.npy") for i, part in enumerate(parts)]
+    import dask
+
+    return list(dask.compute(*tasks))
+
+
+def cluster_sizes(labels) -> dict[str, int]:
+    """{component size: number of components}, computed on the cluster."""
+    per_cluster = labels["label"].value_counts()
+    dist = per_cluster.value_counts().compute()
+    return {str(int(k)): int(v) for k, v in sorted(dist.items())}
