@@ -8,8 +8,9 @@ machine), n-grams combine their word hashes by multiply-add, and each of `num_pe
 hashes h_k(x) = (a_k x + b_k mod 2^64) >> 32 is minimized per document with
 `np.minimum.reduceat`. Band keys hash `rows` consecutive signature values per band.
 
-Bands x rows are chosen for a Jaccard threshold t as datasketch does: minimize the false
-positive plus false negative area of the S-curve 1 - (1 - s^r)^b around t.
+Bands x rows are chosen for a Jaccard threshold t as datasketch does, by minimizing the
+false positive and false negative areas of the S-curve 1 - (1 - s^r)^b around t, but with
+misses weighted 9:1 (see `optimal_bands`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ _PRIME = np.uint64(0x100000001B3)
 
 
 @lru_cache(maxsize=64)
-def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) with bands * rows <= num_perm minimizing FP + FN probability mass."""
+def optimal_bands(
+    threshold: float, num_perm: int, fp_weight: float = 0.1, fn_weight: float = 0.9
+) -> tuple[int, int]:
+    """(bands, rows) with bands * rows <= num_perm minimizing the weighted false positive and
+    false negative probability mass around `threshold`.
+
+    Equal weights (datasketch's default) give 9 x 13 for 0.8 and 128 permutations, which
+    finds only 69% of pairs at Jaccard 0.85. We weight misses 9:1 (14 x 9: 97.5% of pairs at
+    0.85 found, 2.7% of pairs at exactly 0.5 become candidates), since a missed copy stays
+    in the corpus while a rare false merge costs one document."""
     xs = np.linspace(0.0, 1.0, 2001)
 
     def area(b, r, lo, hi, fn):
@@ -40,7 +49,9 @@ def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     best, best_err = (1, num_perm), float("inf")
     for b in range(1, num_perm + 1):
         for r in range(1, num_perm // b + 1):
-            err = area(b, r, 0, threshold, False) + area(b, r, threshold, 1, True)
+            err = fp_weight * area(b, r, 0, threshold, False) + fn_weight * area(
+                b, r, threshold, 1, True
+            )
             if err < best_err:
                 best, best_err = (b, r), err
     return best
@@ -92,8 +103,9 @@ def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
         gdoc = np.concatenate([gdoc, parent[mask]])
         # no words at all: the whole text is the one shingle (only identical texts match)
         empty = np.flatnonzero(counts == 0)
-        whole = pd.util.hash_array(arr.take(pa.array(empty)).to_numpy(zero_copy_only=False),
-                                   categorize=False)
+        whole = pd.util.hash_array(
+            arr.take(pa.array(empty)).to_numpy(zero_copy_only=False), categorize=False
+        )
         g = np.concatenate([g, whole.astype(np.uint64)])
         gdoc = np.concatenate([gdoc, empty])
         order = np.argsort(gdoc, kind="stable")
