@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
@@ -169,3 +170,32 @@ def test_changed_config_is_refused_without_fresh(run2, corpus_config):
     cfg.langid.threshold = 0.9
     with pytest.raises(ConfigMismatch, match="--fresh"):
         prepare(cfg, out, workers=1, quiet=True)
+
+
+def test_a_given_large_vocabulary_tokenizer_gives_int32_shards(corpus_config, tmp_path):
+    """tokenizer.path: an existing tokenizer.json is used as is; >= 65,500 ids -> int32."""
+    from conftest import sample_docs
+
+    from tokenmill.tokenize.bpe import train_bpe
+
+    texts = [r["text"] for r in sample_docs("c4")[:200]]
+    tok = train_bpe(texts, 2000, ["</s>", "<pad>"])
+    tok.add_special_tokens([f"<extra_{i}>" for i in range(70_000)])
+    tok_path = tmp_path / "big.json"
+    tok.save(str(tok_path))
+    cfg = load_config(corpus_config)
+    cfg.tokenizer.path = str(tok_path)
+    cfg.tokenizer.eod_token = "</s>"
+    cfg.dedup.minhash.enabled = False
+    out = tmp_path / "out"
+    prepare(cfg, out, workers=2, quiet=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tokenizer"]["dtype"] == "int32"
+    assert manifest["tokenizer"]["vocab_size"] >= 70_000
+    texts_by_id = _input_texts(cfg)
+    for shard in manifest["shards"]:
+        ds = IndexedDataset(str(out / shard["prefix"]))
+        assert ds.index.dtype == np.int32
+        ids = pq.read_table(str(out / shard["prefix"]) + ".docs.parquet").column("id").to_pylist()
+        for i, doc_id in enumerate(ids):
+            assert tok.decode(ds[i][:-1].tolist(), skip_special_tokens=False) == texts_by_id[doc_id]

@@ -1,0 +1,49 @@
+"""Encoding: EOD appended, exact round trip, long documents cut into pieces."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import sample_docs
+
+from tokenmill.tokenize.bpe import train_bpe
+from tokenmill.tokenize.encode import encode_documents, split_long
+
+
+def _tok():
+    texts = [r["text"] for r in sample_docs("c4")[:300]]
+    return train_bpe(texts, 1000, ["<|endoftext|>", "<|pad|>"]), texts
+
+
+def test_eod_and_exact_round_trip():
+    tok, texts = _tok()
+    flat, sizes = encode_documents(tok, texts[:50], 0, np.dtype(np.uint16))
+    assert sizes.sum() == len(flat)
+    pos = 0
+    for text, n in zip(texts[:50], sizes, strict=True):
+        ids = flat[pos : pos + n].tolist()
+        pos += n
+        assert ids[-1] == 0 and 0 not in ids[:-1]
+        assert tok.decode(ids[:-1], skip_special_tokens=False) == text
+        assert ids[:-1] == tok.encode(text, add_special_tokens=False).ids
+
+
+def test_split_long_keeps_every_character():
+    text = "\n".join(r["text"] for r in sample_docs("pile")[:30])
+    for limit in (500, 2000, 10_000):
+        pieces = split_long(text, limit)
+        assert "".join(pieces) == text
+        assert all(len(p) <= limit for p in pieces)
+    assert split_long("short", 10) == ["short"]
+    assert "".join(split_long("x" * 95, 10)) == "x" * 95  # no break: hard cuts
+
+
+def test_long_documents_are_encoded_in_pieces_and_still_decode_exactly():
+    tok, texts = _tok()
+    long_doc = "\n".join(texts[:40])
+    batch = [texts[0], long_doc, texts[1]]
+    flat, sizes = encode_documents(tok, batch, 0, np.dtype(np.int32), max_piece_chars=3000)
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    for i, text in enumerate(batch):
+        ids = flat[bounds[i] : bounds[i + 1]].tolist()
+        assert ids[-1] == 0 and 0 not in ids[:-1]
+        assert tok.decode(ids[:-1], skip_special_tokens=False) == text
