@@ -36,6 +36,9 @@ class SourceConfig(_Model):
     paths: list[str] = Field(min_length=1, description="local paths or globs")
     text_key: str = "text"
     weight: float = Field(1.0, gt=0, description="mixture weight in the manifest")
+    split_languages: bool = Field(
+        False, description="one shard series per language (SOURCE_LANG_NNNNN), e.g. for OSCAR"
+    )
 
 
 class LangIdConfig(_Model):

@@ -199,3 +199,28 @@ def test_a_given_large_vocabulary_tokenizer_gives_int32_shards(corpus_config, tm
         ids = pq.read_table(str(out / shard["prefix"]) + ".docs.parquet").column("id").to_pylist()
         for i, doc_id in enumerate(ids):
             assert tok.decode(ds[i][:-1].tolist(), skip_special_tokens=False) == texts_by_id[doc_id]
+
+
+def test_split_languages_gives_one_shard_series_per_language(corpus_config, tmp_path):
+    cfg = load_config(corpus_config)
+    oscar = next(s for s in cfg.sources if s.name == "oscar")
+    oscar.split_languages = True
+    stats = prepare(cfg, tmp_path, workers=2, quiet=True)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    by_lang = {}
+    for shard in manifest["shards"]:
+        if shard["source"] != "oscar":
+            assert "lang" not in shard
+            continue
+        lang = shard["lang"]
+        assert Path(shard["prefix"]).name.startswith(f"oscar_{lang}_")
+        langs = pq.read_table(tmp_path / (shard["prefix"] + ".docs.parquet")).column("lang")
+        assert set(langs.to_pylist()) == {lang}
+        assert len(IndexedDataset(str(tmp_path / shard["prefix"]))) == shard["documents"]
+        by_lang[lang] = by_lang.get(lang, 0) + shard["documents"]
+    kept = {
+        k: v["documents_kept"]
+        for k, v in stats["sources"]["oscar"]["languages"].items()
+        if v["documents_kept"]
+    }
+    assert by_lang == kept and len(by_lang) >= 3

@@ -262,6 +262,7 @@ def prepare(
             stages["tokenizer"] = {**_stage_json(tr), **tr.counts[0], "trained": True}
 
         # tokenize: one task per partition
+        split = {s.name: s.split_languages for s in cfg.sources}
         tok = engine.run_stage(
             "tokenize",
             [
@@ -277,6 +278,7 @@ def prepare(
                         str(tok_path),
                         cfg.tokenizer.eod_token,
                         str(work / "tok" / p.source / p.key),
+                        split[p.source],
                     ),
                     work / "tok" / p.source / f"{p.key}.json",
                 )
@@ -285,22 +287,39 @@ def prepare(
         )
         stages["tokenize"] = _stage_json(tok)
 
-        # shards: cut each source's documents, in order, into budget-sized shards
+        # shards: cut each source's documents (per language where asked), in order, into
+        # budget-sized shards
         shard_tasks = []
         for s in cfg.sources:
-            mine = [p for p in partitions if p.source == s.name]
-            base = [str(work / "tok" / s.name / p.key) for p in mine]
-            plan = plan_shards([b + ".sizes.npy" for b in base], cfg.shards.tokens_per_shard)
-            for i, runs in enumerate(plan):
-                prefix = out / "shards" / s.name / f"{s.name}_{i:05d}"
-                shard_tasks.append(
-                    Task(
-                        f"{s.name}-{i}",
-                        write_shard,
-                        (str(prefix), [(base[p] + ".parquet", a, b) for p, a, b in runs], s.name),
-                        work / "shards" / s.name / f"{i:05d}.json",
+            mine = [
+                (p, c) for p, c in zip(partitions, tok.counts, strict=True) if p.source == s.name
+            ]
+            groups = (
+                sorted({g for _, c in mine for g in c["groups"]}) if s.split_languages else [""]
+            )
+            for group in groups:
+                base = [
+                    str(work / "tok" / s.name / p.key) + (f".{group}" if group else "")
+                    for p, c in mine
+                    if group in c["groups"]
+                ]
+                name = f"{s.name}_{group}" if group else s.name
+                plan = plan_shards([b + ".sizes.npy" for b in base], cfg.shards.tokens_per_shard)
+                for i, runs in enumerate(plan):
+                    prefix = out / "shards" / s.name / f"{name}_{i:05d}"
+                    shard_tasks.append(
+                        Task(
+                            f"{name}-{i}",
+                            write_shard,
+                            (
+                                str(prefix),
+                                [(base[p] + ".parquet", a, b) for p, a, b in runs],
+                                s.name,
+                                group or None,
+                            ),
+                            work / "shards" / s.name / f"{name}_{i:05d}.json",
+                        )
                     )
-                )
         sh = engine.run_stage("shards", shard_tasks)
         stages["shards"] = _stage_json(sh)
 

@@ -405,10 +405,13 @@ def tokenize_partition(
     tokenizer_path: str,
     eod_token: str,
     out_base: str,
+    split_languages: bool = False,
 ) -> dict:
     """Encode the kept, non-duplicate documents of one partition.
 
-    Writes OUT_BASE.parquet (id, url, lang, tokens) and OUT_BASE.sizes.npy (tokens per document).
+    Writes OUT_BASE.parquet (id, url, lang, tokens) and OUT_BASE.sizes.npy (tokens per
+    document); with `split_languages`, one such pair per language, OUT_BASE.LANG.*, and the
+    counts list the languages written under "groups".
     """
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
@@ -430,61 +433,83 @@ def tokenize_partition(
     near = np.setdiff1d(duplicate_rows(ordinal, near_files), exact)  # exact copies count as exact
     dups = np.union1d(exact, near)
     by_lang: dict[str, Counter] = defaultdict(Counter)
-    sizes_all = []
+    sizes_by_group: dict[str, list[np.ndarray]] = defaultdict(list)
     chars_kept: list[int] = []
+    all_sizes: list[np.ndarray] = []
     n_docs = n_tokens = n_bytes = 0
     row0 = 0
-    with atomic_path(out_base + ".parquet") as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in pq.ParquetFile(docs_path).iter_batches(
-                batch_size=BATCH_DOCS, columns=["id", "url", "lang", "text"]
-            ):
-                rows = np.arange(row0, row0 + batch.num_rows)
-                row0 += batch.num_rows
-                keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
-                if not keep.all():
-                    gone = ~keep
-                    is_near = np.isin(rows, near)
-                    for lang, n in zip(
-                        batch.column("lang").filter(pa.array(gone)).to_pylist(),
-                        is_near[gone],
-                        strict=True,
-                    ):
-                        by_lang[lang]["dedup:near" if n else "dedup:exact"] += 1
-                    batch = batch.filter(pa.array(keep))
-                if batch.num_rows == 0:
-                    continue
-                texts = batch.column("text").to_pylist()
-                flat, sizes = encode_documents(tok, texts, eod, dtype)
-                offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-                np.cumsum(sizes, out=offsets[1:])
-                tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
-                writer.write_table(
-                    pa.table(
-                        {
-                            "id": batch.column("id"),
-                            "url": batch.column("url"),
-                            "lang": batch.column("lang"),
-                            "tokens": tokens,
-                        },
-                        schema=schema,
-                    )
+    with contextlib.ExitStack() as stack:
+        writers: dict[str, pq.ParquetWriter] = {}
+
+        def writer_for(group: str) -> pq.ParquetWriter:
+            if group not in writers:
+                base = out_base if group == "" else f"{out_base}.{group}"
+                tmp = stack.enter_context(atomic_path(base + ".parquet"))
+                writers[group] = stack.enter_context(
+                    pq.ParquetWriter(tmp, schema, compression="zstd")
                 )
-                langs = batch.column("lang").to_pylist()
-                nbytes = [len(t.encode("utf-8")) for t in texts]
-                for lang, n, b in zip(langs, sizes.tolist(), nbytes, strict=True):
-                    by_lang[lang]["documents"] += 1
-                    by_lang[lang]["tokens"] += n
-                    by_lang[lang]["bytes"] += b
-                sizes_all.append(sizes)
-                chars_kept.extend(len(t) for t in texts)
-                n_docs += len(texts)
-                n_tokens += int(sizes.sum())
-                n_bytes += sum(nbytes)
-    sizes = np.concatenate(sizes_all) if sizes_all else np.empty(0, np.int64)
-    with atomic_path(out_base + ".sizes.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, sizes)
+            return writers[group]
+
+        if not split_languages:
+            writer_for("")  # always present, even when empty
+        for batch in pq.ParquetFile(docs_path).iter_batches(
+            batch_size=BATCH_DOCS, columns=["id", "url", "lang", "text"]
+        ):
+            rows = np.arange(row0, row0 + batch.num_rows)
+            row0 += batch.num_rows
+            keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
+            if not keep.all():
+                gone = ~keep
+                is_near = np.isin(rows, near)
+                for lang, n in zip(
+                    batch.column("lang").filter(pa.array(gone)).to_pylist(),
+                    is_near[gone],
+                    strict=True,
+                ):
+                    by_lang[lang]["dedup:near" if n else "dedup:exact"] += 1
+                batch = batch.filter(pa.array(keep))
+            if batch.num_rows == 0:
+                continue
+            texts = batch.column("text").to_pylist()
+            langs = batch.column("lang").to_pylist()
+            flat, sizes = encode_documents(tok, texts, eod, dtype)
+            offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+            np.cumsum(sizes, out=offsets[1:])
+            tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+            table = pa.table(
+                {
+                    "id": batch.column("id"),
+                    "url": batch.column("url"),
+                    "lang": batch.column("lang"),
+                    "tokens": tokens,
+                },
+                schema=schema,
+            )
+            groups = sorted(set(langs)) if split_languages else [""]
+            for group in groups:
+                if split_languages:
+                    mask = np.array([lang == group for lang in langs])
+                    writer_for(group).write_table(table.filter(pa.array(mask)))
+                    sizes_by_group[group].append(sizes[mask])
+                else:
+                    writer_for(group).write_table(table)
+                    sizes_by_group[group].append(sizes)
+            nbytes = [len(t.encode("utf-8")) for t in texts]
+            for lang, n, b in zip(langs, sizes.tolist(), nbytes, strict=True):
+                by_lang[lang]["documents"] += 1
+                by_lang[lang]["tokens"] += n
+                by_lang[lang]["bytes"] += b
+            all_sizes.append(sizes)
+            chars_kept.extend(len(t) for t in texts)
+            n_docs += len(texts)
+            n_tokens += int(sizes.sum())
+            n_bytes += sum(nbytes)
+        for group in writers:
+            base = out_base if group == "" else f"{out_base}.{group}"
+            parts = sizes_by_group.get(group)
+            with atomic_path(base + ".sizes.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, np.concatenate(parts) if parts else np.empty(0, np.int64))
+    sizes = np.concatenate(all_sizes) if all_sizes else np.empty(0, np.int64)
     return {
         "partition": part_key,
         "documents": n_docs,
@@ -492,6 +517,7 @@ def tokenize_partition(
         "bytes_in": n_bytes,
         "duplicates": int(len(exact)),
         "near_duplicates": int(len(near)),
+        "groups": sorted(writers),
         "languages": {k: dict(v) for k, v in by_lang.items()},
         "histograms": {"chars_kept": length_hist(chars_kept), "tokens_kept": length_hist(sizes)},
     }
@@ -532,7 +558,9 @@ def plan_shards(size_files: list[str], tokens_per_shard: int) -> list[list[tuple
     return shards
 
 
-def write_shard(prefix: str, runs: list[tuple[str, int, int]], source: str) -> dict:
+def write_shard(
+    prefix: str, runs: list[tuple[str, int, int]], source: str, lang: str | None = None
+) -> dict:
     """Write one Megatron shard (PREFIX.bin/.idx) and its PREFIX.docs.parquet provenance."""
     from tokenmill.shards.megatron import ShardWriter
 
@@ -572,4 +600,10 @@ def write_shard(prefix: str, runs: list[tuple[str, int, int]], source: str) -> d
         if writer is None:
             raise ValueError(f"shard {prefix} has no documents")
         writer.close()
-    return {"prefix": prefix, "source": source, "documents": n_docs, "tokens": n_tokens}
+    return {
+        "prefix": prefix,
+        "source": source,
+        "lang": lang,
+        "documents": n_docs,
+        "tokens": n_tokens,
+    }

@@ -22,6 +22,7 @@ def build_manifest(cfg: Config, out: Path, shard_counts: list[dict]) -> dict:
         {
             "prefix": os.path.relpath(c["prefix"], out),
             "source": c["source"],
+            **({"lang": c["lang"]} if c.get("lang") else {}),
             "documents": c["documents"],
             "tokens": c["tokens"],
         }
