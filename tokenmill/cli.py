@@ -195,8 +195,11 @@ def plan(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Plan a run: per source, the tokens a budget draws, epochs and shards; and/or the tokens
-    a GPU-hour budget buys per model size (6·N·D, and 8·N·D as Megatron counts).
+    """Plan a run: tokens, epochs and shards per source for a budget; tokens per GPU-hour.
+
+    With OUT: per source, the tokens a budget draws with the mixture weights, the epochs that
+    implies and its shards. With --gpu-hours: the tokens each model size can see (6·N·D, and
+    8·N·D as Megatron counts with recomputation).
 
     Example: tokenmill plan out --budget 112B --budget 350B; tokenmill plan --gpu-hours 1e6
     """
@@ -307,6 +310,16 @@ def inspect(
         out_console.print(
             tok.decode(ids_i, skip_special_tokens=True), markup=False, highlight=False
         )
+
+
+def _register_parts() -> None:
+    """Commands that live with their part of the package (their heavy imports are inside)."""
+    from tokenmill.pipelines.download_cli import download
+
+    app.command()(download)
+
+
+_register_parts()
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 DATA_DIR = Path(__file__).parent / "data"
 SAMPLE_CONFIG = DATA_DIR / "sample.yaml"
 
-Format = Literal["c4", "pile", "oscar2301", "oscar2019", "jsonl", "parquet"]
+Format = Literal[
+    "c4", "pile", "oscar2301", "oscar2201", "oscar2109", "oscar2019", "jsonl", "parquet", "hf"
+]
 
 
 class _Model(BaseModel):
@@ -28,12 +30,28 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CatalogRef(_Model):
+    """A corpus from the source catalog (tokenmill/pipelines/catalog.yaml), downloaded by
+    `prepare` before it reads (the same as `tokenmill download`)."""
+
+    name: str = Field(description="catalog source: c4, pile, oscar")
+    variant: str | None = None
+    lang: str | None = None
+    files: str | None = Field(None, description="a slice of the file list, e.g. 0:8")
+    split: str = "train"
+    base_url: str | None = Field(None, description="a mirror with the same layout")
+    dest: str | None = Field(None, description="download folder (default: data/SOURCE/...)")
+
+
 class SourceConfig(_Model):
-    """One corpus: a name (used for shard folders), a reader format and its input files."""
+    """One corpus: a name (used for shard folders), a reader format and its inputs, given as
+    paths (local paths, globs, file:// or fsspec URLs, `datasets:` specs) or as a catalog
+    entry to download."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    format: Format
-    paths: list[str] = Field(min_length=1, description="local paths or globs")
+    format: Format | None = Field(None, description="reader; default: the catalog's")
+    paths: list[str] = Field(default_factory=list)
+    catalog: CatalogRef | None = None
     text_key: str = "text"
     weight: float = Field(1.0, gt=0, description="mixture weight in the manifest")
     split_languages: bool = Field(
@@ -124,6 +142,16 @@ class Config(_Model):
 
     @field_validator("sources")
     @classmethod
+    def _inputs(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        for s in sources:
+            if bool(s.paths) == bool(s.catalog):
+                raise ValueError(f"source {s.name!r}: give either paths or catalog (one of them)")
+            if s.format is None and not s.catalog:
+                raise ValueError(f"source {s.name!r}: format is required with paths")
+        return sources
+
+    @field_validator("sources")
+    @classmethod
     def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
         names = [s.name for s in sources]
         dup = {n for n in names if names.count(n) > 1}
@@ -158,7 +186,9 @@ def load_config(path: str | Path | None = None) -> Config:
     cfg = Config.model_validate(raw)
     base = path.resolve().parent
     for src in cfg.sources:
-        src.paths = [_resolve(p, base) for p in src.paths]
+        src.paths = [p if p.startswith("datasets:") else _resolve(p, base) for p in src.paths]
+        if src.catalog and src.catalog.dest:
+            src.catalog.dest = _resolve(src.catalog.dest, base)
     if cfg.langid.model_path:
         cfg.langid.model_path = _resolve(cfg.langid.model_path, base)
     if cfg.tokenizer.path:

@@ -224,3 +224,33 @@ def test_split_languages_gives_one_shard_series_per_language(corpus_config, tmp_
         if v["documents_kept"]
     }
     assert by_lang == kept and len(by_lang) >= 3
+
+
+def test_a_catalog_source_is_downloaded_then_prepared(corpus_config, tmp_path):
+    """A source named by catalog entry is fetched (here from a mirror on 127.0.0.1) first."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(
+        SimpleHTTPRequestHandler, directory=str(corpus_config.parent / "c4")
+    )
+    handler.log_message = lambda *a, **k: None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg_path = tmp_path / "c.yaml"
+        cfg_path.write_text(
+            "sources:\n"
+            "  - name: c4\n"
+            "    catalog: {name: c4, variant: en, files: '0:2', dest: dl,\n"
+            f"              base_url: 'http://127.0.0.1:{server.server_port}'}}\n"
+            "tokenizer: {train: {vocab_size: 800}}\n"
+        )
+        stats = prepare(load_config(cfg_path), tmp_path / "out", workers=1, quiet=True)
+    finally:
+        server.shutdown()
+    assert (tmp_path / "dl" / "en" / "c4-train.00001-of-01024.json.gz").exists()
+    assert stats["sources"]["c4"]["files"] == 2
+    assert stats["sources"]["c4"]["documents_kept"] > 0
+    assert stats["config"]["sources"][0]["format"] == "c4"

@@ -10,7 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import dumps, sample_docs, write_gz_lines, write_zst_lines
 
-from tokenmill.pipelines.readers import Doc, FileError, count_records, read_records
+from tokenmill.pipelines.readers import (
+    Doc,
+    FileError,
+    count_records,
+    expand_inputs,
+    parse_hf_spec,
+    read_records,
+)
 
 
 def _texts(items):
@@ -151,3 +158,220 @@ def test_generic_jsonl_and_parquet_with_text_key(tmp_path):
     ]
     with pytest.raises(FileError):
         list(read_records(str(tmp_path / "x.pq"), "parquet", text_key="nope"))
+
+
+# ---- inputs beyond local paths: file://, fsspec URLs -------------------------------------------
+
+
+@pytest.fixture
+def memfs():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    yield fs
+    fs.store.clear()  # the memory filesystem is process-wide
+    fs.pseudo_dirs[:] = [""]
+
+
+def _c4_bytes(tmp_path, name, recs):
+    return write_gz_lines(tmp_path / name, [dumps(r) for r in recs]).read_bytes()
+
+
+def test_fsspec_urls_glob_read_and_count(tmp_path, memfs):
+    recs = sample_docs("c4")[:30]
+    for k in range(2):
+        data = _c4_bytes(tmp_path, f"{k}.json.gz", recs[k * 15 : (k + 1) * 15])
+        memfs.pipe(f"/corpus/c4/en/c4-train.{k:05d}-of-01024.json.gz", data)
+    memfs.pipe("/corpus/c4/en/README.md", b"not an input")
+
+    urls = expand_inputs(["memory://corpus/c4/en/*.json.gz"], "c4")
+    assert [u.rsplit("/", 1)[1] for u in urls] == [
+        "c4-train.00000-of-01024.json.gz",
+        "c4-train.00001-of-01024.json.gz",
+    ]
+    assert all(u.startswith("memory://") for u in urls)
+    got = [d for u in urls for _, d in read_records(u, "c4")]
+    assert [d.text for d in got] == [r["text"] for r in recs]
+    assert count_records(urls[1], "c4") == (15, None)
+    assert expand_inputs([urls[0]], "c4") == [urls[0]]  # a plain URL, no glob
+
+    data = memfs.cat(urls[0].removeprefix("memory://"))
+    memfs.pipe("/corpus/broken.json.gz", data[: len(data) // 2])
+    with pytest.raises(FileError) as e:
+        list(read_records("memory://corpus/broken.json.gz", "c4"))
+    assert e.value.reason == "input:truncated_file"
+
+
+def test_file_urls_become_local_paths(tmp_path):
+    recs = sample_docs("pile")[:4]
+    p = write_zst_lines(tmp_path / "train" / "00.jsonl.zst", [dumps(r) for r in recs])
+    got = expand_inputs([f"file://{tmp_path}/train/*.jsonl.zst"], "pile")
+    assert got == [str(p)]
+    assert _texts(read_records(f"file://{p}", "pile")) == [r["text"] for r in recs]
+
+
+def test_expand_inputs_keeps_order_drops_repeats_and_reports_misses(tmp_path, memfs):
+    a = write_gz_lines(tmp_path / "a.json.gz", [b"{}"])
+    b = write_gz_lines(tmp_path / "b.json.gz", [b"{}"])
+    assert expand_inputs([str(b), str(tmp_path / "*.json.gz")], "s") == [str(b), str(a)]
+    with pytest.raises(FileNotFoundError, match="source 'mine'"):
+        expand_inputs([str(tmp_path / "none-*.gz")], "mine")
+    with pytest.raises(FileNotFoundError, match="memory://nowhere"):
+        expand_inputs(["memory://nowhere/*.gz"], "mine")
+
+
+# ---- hf: datasets streaming, local files only (no network) ---------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+
+
+def test_hf_format_reads_local_json_and_parquet(tmp_path, offline):
+    rows = [
+        {"text": f"document {i}", "url": f"https://e/{i}", "source_id": i, "meta": {"k": i}}
+        for i in range(6)
+    ]
+    rows[3]["text"] = None
+    path = tmp_path / "part-0.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+    got = list(read_records(str(path), "hf"))
+    assert [i for i, _ in got] == list(range(6))
+    assert got[3][1] == "input:missing_text"
+    assert got[1][1].text == "document 1" and got[1][1].url == "https://e/1"
+    assert got[1][1].meta == {"source_id": 1, "meta": {"k": 1}}
+    assert _texts(read_records(str(path), "hf", start=2, stop=5)) == ["document 2", "document 4"]
+    assert count_records(str(path), "hf") == (6, None)
+
+    table = pa.table({"content": ["one doc", "two docs", "   "], "url": ["u1", None, "u3"]})
+    pq.write_table(table, tmp_path / "part-0.parquet")
+    got = list(read_records(str(tmp_path / "part-0.parquet"), "hf", text_key="content"))
+    assert [d if isinstance(d, str) else d.text for _, d in got] == [
+        "one doc",
+        "two docs",
+        "input:empty",
+    ]
+    assert count_records(str(tmp_path / "part-0.parquet"), "hf") == (3, None)
+
+
+def test_hf_spec_is_read_shard_by_shard(tmp_path, offline):
+    texts = []
+    for k in range(3):
+        lines = [{"text": f"file {k} doc {i}"} for i in range(4)]
+        texts += [r["text"] for r in lines]
+        (tmp_path / f"d{k}.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    spec = f"datasets:json?data_files={tmp_path}/*.jsonl&split=train"
+
+    shards = expand_inputs([spec], "web")
+    assert len(shards) == 3
+    assert [(parse_hf_spec(s).shard, parse_hf_spec(s).num_shards) for s in shards] == [
+        (0, 3),
+        (1, 3),
+        (2, 3),
+    ]
+    assert parse_hf_spec(shards[0]).data_files == [f"{tmp_path}/*.jsonl"]
+    got = [d.text for s in shards for _, d in read_records(s, "hf")]
+    assert got == texts
+    assert count_records(shards[2], "hf") == (4, None)
+    assert expand_inputs([shards[1]], "web") == [shards[1]]
+
+
+def test_hf_spec_parsing():
+    s = parse_hf_spec("datasets:allenai/c4?name=en&split=validation&shard=3&num_shards=8")
+    assert (s.name, s.config, s.split, s.shard, s.num_shards) == (
+        "allenai/c4",
+        "en",
+        "validation",
+        3,
+        8,
+    )
+    assert parse_hf_spec(s.to_string()) == s
+    with pytest.raises(ValueError):
+        parse_hf_spec("datasets:x?bogus=1")
+
+
+# ---- OSCAR 22.01 and 21.09 ----------------------------------------------------------------------
+
+
+def test_oscar2201_fields(tmp_path):
+    recs = []
+    for r in sample_docs("oscar")[:4]:
+        md = r["metadata"]
+        recs.append(
+            {
+                "content": r["content"],
+                "warc_headers": r["warc_headers"],
+                "metadata": {
+                    "identification": md["identification"],
+                    "annotation": ["short_sentences"],
+                    "sentence_identifications": [],
+                },
+            }
+        )
+    path = write_gz_lines(tmp_path / "fr_meta_part_1.jsonl.gz", [dumps(r) for r in recs])
+    got = list(read_records(str(path), "oscar2201"))
+    assert _texts(got) == [r["content"] for r in recs]
+    assert got[0][1].url == recs[0]["warc_headers"]["warc-target-uri"]
+    assert got[0][1].meta["annotation"] == ["short_sentences"]
+
+
+def _oscar2109(folder, docs: list[str | bytes], bad_meta_at: int | None = None):
+    """Text file + metadata file as OSCAR 21.09 packs them: documents separated by a blank line,
+    each meta record giving its first line (offset) and line count (nb_sentences)."""
+    body: list[bytes] = []
+    metas: list[bytes] = []
+    for i, d in enumerate(docs):
+        raw = d if isinstance(d, bytes) else d.encode()
+        lines = raw.split(b"\n")
+        meta = {
+            "headers": {"warc-target-uri": f"https://e/{i}", "warc-record-id": f"<id{i}>"},
+            "offset": len(body),
+            "nb_sentences": len(lines),
+        }
+        metas.append(b'{"offset": broken' if i == bad_meta_at else dumps(meta))
+        body += lines + [b""]
+    text = write_gz_lines(folder / "fr_part_1.txt.gz", body)
+    write_gz_lines(folder / "fr_meta_part_1.jsonl.gz", metas)
+    return str(text)
+
+
+def test_oscar2109_reads_documents_by_offset(tmp_path):
+    docs = [
+        "First document, line one.\nLine two.",
+        "Second\rwith a carriage return inside.",
+        b"Third \xff not utf-8",
+        "Fourth, after a broken metadata line.\nAnd more.\nAnd more.",
+        "Fifth.",
+    ]
+    path = _oscar2109(tmp_path, docs, bad_meta_at=2)
+    got = list(read_records(path, "oscar2109"))
+    assert [d if isinstance(d, str) else d.text for _, d in got] == [
+        docs[0],
+        docs[1],
+        "input:invalid_json",
+        docs[3],
+        docs[4],
+    ]
+    assert got[3][1].url == "https://e/3"
+    assert got[3][1].meta["nb_sentences"] == 3
+    assert count_records(path, "oscar2109") == (5, None)
+    sliced = list(read_records(path, "oscar2109", start=3, stop=5))
+    assert [i for i, _ in sliced] == [3, 4] and _texts(sliced) == [docs[3], docs[4]]
+    big = list(read_records(path, "oscar2109", max_doc_bytes=30))
+    assert big[3][1] == "input:too_large" and big[4][1].text == "Fifth."
+
+    path2 = _oscar2109(tmp_path / "x", docs[:2] + [b"Bad \xff bytes"])
+    assert list(read_records(path2, "oscar2109"))[2][1] == "input:invalid_utf8"
+
+
+def test_oscar2109_needs_its_metadata_file(tmp_path):
+    path = write_gz_lines(tmp_path / "nn.txt.gz", [b"text"])
+    with pytest.raises(FileError) as e:
+        list(read_records(str(path), "oscar2109"))
+    assert e.value.reason == "input:missing_metadata" and "nn_meta.jsonl.gz" in e.value.detail

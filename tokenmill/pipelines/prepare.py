@@ -10,7 +10,6 @@ told `--fresh`.
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import os
@@ -45,21 +44,46 @@ class ConfigMismatch(RuntimeError):
 
 
 def expand_paths(patterns: list[str], source: str) -> list[str]:
-    files: list[str] = []
-    for pat in patterns:
-        if "://" in pat and not pat.startswith("file://"):
-            raise ValueError(
-                f"source {source!r}: remote input {pat!r} is not supported yet; "
-                "download the files first and give local paths"
-            )
-        pat = pat.removeprefix("file://")
-        hits = sorted(glob.glob(pat, recursive=True)) if glob.has_magic(pat) else [pat]
-        hits = [h for h in hits if os.path.isfile(h)]
-        if not hits:
-            raise FileNotFoundError(f"source {source!r}: no input files match {pat!r}")
-        files.extend(hits)
-    seen: set[str] = set()
-    return [f for f in files if not (f in seen or seen.add(f))]
+    """A source's input files, in order (local globs, file://, fsspec URLs, datasets: specs)."""
+    from tokenmill.pipelines.readers import expand_inputs
+
+    return expand_inputs(patterns, source)
+
+
+def relative_names(files: list[str]) -> list[str]:
+    """Stable names of a source's inputs for document ids: local files relative to their
+    common folder; URLs and specs without their scheme."""
+    if all("://" not in f and not f.startswith("datasets:") for f in files):
+        root = os.path.commonpath([os.path.dirname(f) for f in files])
+        return [os.path.relpath(f, root) for f in files]
+    return [f.split("://", 1)[-1].removeprefix("datasets:") for f in files]
+
+
+def _fetch_catalog_sources(cfg: Config, client, console, quiet: bool) -> None:
+    """Download the sources given by catalog name and fill in their paths and format."""
+    from tokenmill.pipelines.catalog import load_catalog
+    from tokenmill.pipelines.download import fetch_source
+
+    catalog = None
+    for s in cfg.sources:
+        if not s.catalog:
+            continue
+        c = s.catalog
+        catalog = catalog or load_catalog()
+        if s.format is None:
+            s.format = catalog.variant(c.name, c.variant).format
+        s.paths = fetch_source(
+            c.name,
+            c.variant,
+            c.lang,
+            c.files,
+            c.dest,
+            c.base_url,
+            client=client,
+            split=c.split,
+            console=console,
+            quiet=quiet,
+        )
 
 
 def _check_config(cfg: Config, work: Path) -> None:
@@ -110,13 +134,17 @@ def prepare(
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
 
-    files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
     stages: dict[str, dict] = {}
+    if not any(s.catalog for s in cfg.sources):  # fail fast, before starting a cluster
+        files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
 
     with dask_client(workers or cfg.workers, scheduler) as client:
         engine = Engine(client, console, quiet)
         if not quiet:
             console.print(f"[bold]tokenmill prepare[/] -> {out}  ({_describe(client)})")
+        if any(s.catalog for s in cfg.sources):
+            _fetch_catalog_sources(cfg, client, console, quiet)
+            files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
 
         # scan: records per file, to cut big files into partitions
         scan_tasks = []
@@ -351,7 +379,7 @@ def _partitions(cfg: Config, files: dict[str, list[str]], scans: list[dict]) -> 
     it = iter(scans)
     step = cfg.input.partition_docs
     for s in cfg.sources:
-        root = os.path.commonpath([os.path.dirname(f) for f in files[s.name]])
+        names = relative_names(files[s.name])
         for i, f in enumerate(files[s.name]):
             n = next(it)["records"]
             slices = max(1, math.ceil(n / step))
@@ -363,7 +391,7 @@ def _partitions(cfg: Config, files: dict[str, list[str]], scans: list[dict]) -> 
                         fmt=s.format,
                         text_key=s.text_key,
                         path=f,
-                        rel=os.path.relpath(f, root),
+                        rel=names[i],
                         file_idx=i,
                         slice_idx=k,
                         start=k * step,

@@ -1,5 +1,11 @@
 """Readers for the corpora as distributed: C4 json.gz, the Pile jsonl.zst, OSCAR 23.01 jsonl.zst,
-OSCAR 2019 txt.gz, and generic JSON lines / Parquet.
+OSCAR 22.01 jsonl.gz, OSCAR 21.09 txt.gz + metadata jsonl.gz, OSCAR 2019 txt.gz, generic JSON
+lines / Parquet, and `hf`: anything `datasets.load_dataset(..., streaming=True)` opens.
+
+Inputs are local paths, `file://` URLs or fsspec URLs (s3://, gs://, hf://, memory://...);
+`expand_inputs` turns a source's patterns (globs included) into its list of inputs. An `hf`
+input is a data file read through `datasets`, or a dataset spec (see `parse_hf_spec`):
+`datasets:allenai/c4?name=en&split=train&shard=3&num_shards=1024`, one per streaming shard.
 
 A reader yields `(record_index, Doc | reason)`. Bad records are never dropped silently: each
 comes back as a reason (`input:invalid_json`, `input:invalid_utf8`, `input:missing_text`,
@@ -13,16 +19,32 @@ skipped records are only split off, never parsed.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
+import os
+import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
+from urllib.parse import parse_qs, quote, urlencode
 
 import zstandard
 
 READ_BUFFER = 1 << 20
+FORMATS = (
+    "c4",
+    "pile",
+    "oscar2301",
+    "oscar2201",
+    "oscar2109",
+    "oscar2019",
+    "jsonl",
+    "parquet",
+    "hf",
+)
+HF_SPEC_PREFIX = "datasets:"
 
 
 @dataclass(slots=True)
@@ -51,8 +73,8 @@ class _Decompressed(io.RawIOBase):
     gzip and multi-frame zstd files are read to their end.
     """
 
-    def __init__(self, path: str, kind: str):
-        self._raw = open(path, "rb")
+    def __init__(self, source: str | IO[bytes], kind: str):
+        self._raw = open(source, "rb") if isinstance(source, str) else source
         self._kind = kind
         self._obj = self._new()
         self._pending = b""
@@ -89,13 +111,35 @@ class _Decompressed(io.RawIOBase):
         super().close()
 
 
+def is_url(path: str) -> bool:
+    """An fsspec URL (s3://, hf://, memory://, https://...), not a local path or file://."""
+    return "://" in path and not path.startswith("file://")
+
+
+def local_path(path: str) -> str:
+    """`file://` URLs as plain paths; everything else unchanged."""
+    return path.removeprefix("file://") if path.startswith("file://") else path
+
+
+def _open_raw(path: str) -> IO[bytes]:
+    if is_url(path):
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(path)
+        return fs.open(p, "rb", block_size=READ_BUFFER)
+    return open(local_path(path), "rb", buffering=0)
+
+
 def open_binary(path: str) -> IO[bytes]:
-    """Open a local file, transparently decompressing .gz and .zst, as a buffered byte stream."""
-    if path.endswith(".gz"):
-        return io.BufferedReader(_Decompressed(path, "gz"), READ_BUFFER)
-    if path.endswith(".zst") or path.endswith(".zstd"):
-        return io.BufferedReader(_Decompressed(path, "zst"), READ_BUFFER)
-    return io.BufferedReader(open(path, "rb", buffering=0), READ_BUFFER)
+    """Open a local file, file:// or fsspec URL, transparently decompressing .gz and .zst, as
+    a buffered byte stream."""
+    name = path.split("?", 1)[0] if is_url(path) else path
+    if name.endswith(".gz"):
+        return io.BufferedReader(_Decompressed(_open_raw(path), "gz"), READ_BUFFER)
+    if name.endswith(".zst") or name.endswith(".zstd"):
+        return io.BufferedReader(_Decompressed(_open_raw(path), "zst"), READ_BUFFER)
+    raw = _open_raw(path)
+    return raw if is_url(path) else io.BufferedReader(raw, READ_BUFFER)
 
 
 _DAMAGE = (EOFError, zlib.error, zstandard.ZstdError, OSError)
@@ -153,6 +197,16 @@ def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
         text, url, meta = rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
     elif fmt == "pile":
         text, url, meta = rec.get("text"), None, rec.get("meta") or {}
+    elif fmt == "oscar2201":
+        headers = rec.get("warc_headers") or {}
+        text, url = rec.get("content"), headers.get("warc-target-uri")
+        md = rec.get("metadata") or {}
+        meta = {
+            "warc_record_id": headers.get("warc-record-id"),
+            "warc_date": headers.get("warc-date"),
+            "identification": md.get("identification"),
+            "annotation": md.get("annotation"),
+        }
     elif fmt == "oscar2301":
         headers = rec.get("warc_headers") or {}
         text, url = rec.get("content"), headers.get("warc-target-uri")
@@ -219,8 +273,16 @@ def read_records(
 
     Raises FileError after the last readable record of a damaged file.
     """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     if fmt == "parquet":
         yield from _read_parquet(path, text_key, start, stop, max_doc_bytes)
+        return
+    if fmt == "hf":
+        yield from _read_hf(path, text_key, start, stop, max_doc_bytes)
+        return
+    if fmt == "oscar2109":
+        yield from _read_oscar2109(path, start, stop, max_doc_bytes)
         return
     split = _blocks if fmt == "oscar2019" else _lines
     try:
@@ -247,14 +309,18 @@ def read_records(
 def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple[int, str | None]:
     """Count the records of a file without parsing them; also says if the file is damaged."""
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows, None
+        return _parquet_file(path).metadata.num_rows, None
+    if fmt == "hf":
+        return _count_hf(path)
     n = 0
     split = _blocks if fmt == "oscar2019" else _lines
+    # OSCAR 21.09: a record is a line of the metadata file
+    source, cap = path, max_doc_bytes
+    if fmt == "oscar2109":
+        source, cap = oscar2109_meta_path(path), max(max_doc_bytes, READ_BUFFER)
     try:
-        with open_binary(path) as stream:
-            for raw in split(stream, max_doc_bytes):
+        with open_binary(source) as stream:
+            for raw in split(stream, cap):
                 if fmt != "oscar2019" and raw is not None and not raw.strip():
                     continue
                 n += 1
@@ -263,10 +329,14 @@ def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple
     return n, None
 
 
-def _read_parquet(path, text_key, start, stop, max_doc_bytes):
+def _parquet_file(path: str):
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    return pq.ParquetFile(_open_raw(path) if is_url(path) else local_path(path))
+
+
+def _read_parquet(path, text_key, start, stop, max_doc_bytes):
+    pf = _parquet_file(path)
     if text_key not in pf.schema_arrow.names:
         raise FileError("input:missing_text", f"{path}: no column {text_key!r}")
     cols = [text_key] + (["url"] if "url" in pf.schema_arrow.names else [])
@@ -285,3 +355,348 @@ def _read_parquet(path, text_key, start, stop, max_doc_bytes):
             if isinstance(doc, Doc) and doc.nbytes > max_doc_bytes:
                 doc = "input:too_large"
             yield i, doc
+
+
+# ---- OSCAR 21.09: text file + metadata file ----------------------------------------------------
+
+_OSCAR2109_TEXT = re.compile(r"(?P<stem>.+?)(?P<part>_part_\d+)?\.txt\.gz")
+
+
+def oscar2109_meta_path(text_path: str) -> str:
+    """The metadata file of an OSCAR 21.09 text file: `fr_part_3.txt.gz` ->
+    `fr_meta_part_3.jsonl.gz`, `nn.txt.gz` -> `nn_meta.jsonl.gz` (the pairing the OSCAR-2109
+    loading script checks)."""
+    head, sep, name = text_path.rpartition("/")
+    m = _OSCAR2109_TEXT.fullmatch(name)
+    if m is None:
+        raise FileError("input:missing_metadata", f"{text_path}: not an OSCAR 21.09 text file name")
+    return f"{head}{sep}{m['stem']}_meta{m['part'] or ''}.jsonl.gz"
+
+
+def _text_line(stream: IO[bytes], cap: int) -> bytes | None:
+    """One line of an OSCAR 21.09 text file without its `\n` (a `\r` is text there), or None
+    at the end of the file. Lines longer than `cap` are consumed and returned cut to `cap + 1`
+    bytes, which is enough for the caller to see the document is too large."""
+    line = stream.readline(cap + 1)
+    if not line:
+        return None
+    if len(line) > cap and not line.endswith(b"\n"):
+        while True:
+            rest = stream.readline(READ_BUFFER)
+            if not rest or rest.endswith(b"\n"):
+                break
+        return line
+    return line[:-1] if line.endswith(b"\n") else line
+
+
+def _read_oscar2109(path, start, stop, max_doc_bytes):
+    """A record is a metadata line; its text is `nb_sentences` lines of the text file from line
+    `offset` on. Both files stream side by side, so memory stays at one document."""
+    meta_path = oscar2109_meta_path(path)
+    if not is_url(meta_path) and not os.path.exists(local_path(meta_path)):
+        raise FileError("input:missing_metadata", f"{path}: no metadata file {meta_path}")
+    try:
+        with open_binary(path) as text, open_binary(meta_path) as meta:
+            line_no = 0
+            index = -1
+            # metadata lines hold WARC headers, not text: the document cap is not theirs
+            for raw in _lines(meta, max(max_doc_bytes, READ_BUFFER)):
+                if raw is not None and not raw.strip():
+                    continue
+                index += 1
+                if stop is not None and index >= stop:
+                    return
+                rec = _oscar2109_meta(raw)
+                if isinstance(rec, str):
+                    if index >= start:
+                        yield index, rec
+                    continue
+                offset, count = rec["offset"], rec["nb_sentences"]
+                while line_no < offset:
+                    if _text_line(text, READ_BUFFER) is None:
+                        raise FileError(
+                            "input:truncated_file",
+                            f"{path}: text ends at line {line_no}, before offset {offset}",
+                        )
+                    line_no += 1
+                parts: list[bytes] = []
+                size = 0
+                for _ in range(count):
+                    line = _text_line(text, max_doc_bytes)
+                    if line is None:
+                        raise FileError(
+                            "input:truncated_file",
+                            f"{path}: text ends inside document {index} (line {line_no})",
+                        )
+                    line_no += 1
+                    size += len(line) + 1
+                    if index >= start and size <= max_doc_bytes + 1:
+                        parts.append(line)
+                if index < start:
+                    continue
+                if size - 1 > max_doc_bytes:
+                    yield index, "input:too_large"
+                    continue
+                headers = rec.get("headers") or {}
+                meta_out = {
+                    "warc_record_id": headers.get("warc-record-id"),
+                    "warc_date": headers.get("warc-date"),
+                    "offset": offset,
+                    "nb_sentences": count,
+                }
+                try:
+                    text_str = b"\n".join(parts).decode("utf-8")
+                except UnicodeDecodeError:
+                    yield index, "input:invalid_utf8"
+                    continue
+                yield index, _make_doc(text_str, headers.get("warc-target-uri"), meta_out)
+    except _DAMAGE as e:
+        raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
+
+
+def _oscar2109_meta(raw: bytes | None) -> dict | str:
+    if raw is None:
+        return "input:too_large"
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "input:invalid_json"
+    if not isinstance(rec, dict):
+        return "input:invalid_json"
+    offset, count = rec.get("offset"), rec.get("nb_sentences")
+    if not isinstance(offset, int) or not isinstance(count, int) or offset < 0 or count < 0:
+        return "input:missing_text"
+    return rec
+
+
+# ---- hf: datasets.load_dataset(..., streaming=True) --------------------------------------------
+
+
+@dataclass
+class HFSpec:
+    """A dataset `datasets.load_dataset` can stream, and optionally one shard of it."""
+
+    name: str
+    config: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    data_files: list[str] = field(default_factory=list)
+    shard: int | None = None
+    num_shards: int | None = None
+
+    def to_string(self) -> str:
+        q: list[tuple[str, str]] = []
+        if self.config:
+            q.append(("name", self.config))
+        q.append(("split", self.split))
+        if self.revision:
+            q.append(("revision", self.revision))
+        q += [("data_files", f) for f in self.data_files]
+        if self.num_shards is not None:
+            q += [("shard", str(self.shard)), ("num_shards", str(self.num_shards))]
+        return f"{HF_SPEC_PREFIX}{self.name}?{urlencode(q, safe='/*:', quote_via=quote)}"
+
+
+def parse_hf_spec(spec: str) -> HFSpec:
+    """`datasets:NAME[?name=CONFIG&split=SPLIT&revision=REV&data_files=F...&shard=K&num_shards=N]`.
+
+    NAME is a hub dataset (`allenai/c4`) or a packaged builder (`json`, `parquet`, `text`, `csv`)
+    with `data_files` (local paths, globs or fsspec URLs). `split` defaults to train.
+    """
+    if not spec.startswith(HF_SPEC_PREFIX):
+        raise ValueError(f"not a datasets spec: {spec!r} (expected {HF_SPEC_PREFIX}NAME?...)")
+    name, _, query = spec[len(HF_SPEC_PREFIX) :].partition("?")
+    q = parse_qs(query, keep_blank_values=False)
+    unknown = set(q) - {"name", "config", "split", "revision", "data_files", "shard", "num_shards"}
+    if not name or unknown:
+        raise ValueError(f"bad datasets spec {spec!r}: unknown keys {sorted(unknown)}")
+    one = lambda k: q[k][-1] if k in q else None  # noqa: E731
+    shard, num = one("shard"), one("num_shards")
+    return HFSpec(
+        name=name,
+        config=one("name") or one("config"),
+        split=one("split") or "train",
+        revision=one("revision"),
+        data_files=q.get("data_files", []),
+        shard=None if shard is None else int(shard),
+        num_shards=None if num is None else int(num),
+    )
+
+
+_BUILDERS = {
+    ".parquet": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".txt": "text",
+    ".arrow": "arrow",
+}
+
+
+def _builder_for(path: str) -> str:
+    name = path.split("?", 1)[0].lower()
+    for comp in (".gz", ".zst", ".zstd", ".bz2", ".xz"):
+        name = name.removesuffix(comp)
+    for ext, builder in _BUILDERS.items():
+        if name.endswith(ext):
+            return builder
+    raise FileError(
+        "input:unsupported_file",
+        f"{path}: the hf format reads .parquet, .json(l), .csv, .txt or .arrow files "
+        "(optionally compressed), or a datasets: spec",
+    )
+
+
+def _import_datasets():
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "the `hf` reader format needs the `datasets` package: pip install 'tokenmill[hf]'"
+        ) from e
+    datasets.logging.set_verbosity_error()
+    return datasets
+
+
+def _hf_stream(path: str):
+    """The IterableDataset an `hf` input names (a datasets spec, or one data file)."""
+    datasets = _import_datasets()
+    if path.startswith(HF_SPEC_PREFIX):
+        spec = parse_hf_spec(path)
+        kwargs: dict = {"streaming": True, "split": spec.split}
+        if spec.revision:
+            kwargs["revision"] = spec.revision
+        if spec.data_files:
+            kwargs["data_files"] = [local_path(f) for f in spec.data_files]
+        ds = datasets.load_dataset(spec.name, spec.config, **kwargs)
+        if spec.num_shards is not None:
+            ds = ds.shard(num_shards=spec.num_shards, index=spec.shard or 0)
+        return ds
+    return datasets.load_dataset(
+        _builder_for(path), data_files=[local_path(path)], split="train", streaming=True
+    )
+
+
+def expand_hf_spec(spec: str) -> list[str]:
+    """One spec per streaming shard of the dataset (the spec itself if it names a shard)."""
+    parsed = parse_hf_spec(spec)
+    if parsed.num_shards is not None:
+        return [spec]
+    n = max(1, int(getattr(_hf_stream(spec), "n_shards", 1)))
+    return [
+        HFSpec(**{**parsed.__dict__, "shard": k, "num_shards": n}).to_string() for k in range(n)
+    ]
+
+
+def _scalar_meta(row: dict, text_key: str) -> dict:
+    meta = {}
+    top = text_key.split(".", 1)[0]
+    for k, v in row.items():
+        if k in (top, "url"):
+            continue
+        if v is None or isinstance(v, (str, int, float, bool)):
+            meta[k] = v
+        elif isinstance(v, dict):
+            try:
+                if len(json.dumps(v)) <= 4096:
+                    meta[k] = v
+            except (TypeError, ValueError):
+                pass
+    return meta
+
+
+def _hf_rows(path: str) -> Iterator[dict]:
+    """Rows of an hf input; a failure mid-stream becomes a FileError after the rows before it."""
+    try:
+        it = iter(_hf_stream(path))
+    except FileError:
+        raise
+    except Exception as e:
+        raise FileError("input:read_error", f"{path}: {type(e).__name__}: {e}") from e
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except _DAMAGE as e:
+            raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
+        except Exception as e:  # datasets wraps reader errors in its own types
+            reason = "input:truncated_file" if _is_damage(e) else "input:read_error"
+            raise FileError(reason, f"{path}: {type(e).__name__}: {e}") from e
+        yield row
+
+
+def _is_damage(e: BaseException | None) -> bool:
+    while e is not None:
+        if isinstance(e, _DAMAGE):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _read_hf(path, text_key, start, stop, max_doc_bytes):
+    for i, row in enumerate(_hf_rows(path)):
+        if i < start:
+            continue
+        if stop is not None and i >= stop:
+            return
+        if not isinstance(row, dict):
+            yield i, "input:invalid_json"
+            continue
+        url = row.get("url")
+        doc = _make_doc(_get(row, text_key), url, _scalar_meta(row, text_key))
+        if isinstance(doc, Doc) and doc.nbytes > max_doc_bytes:
+            doc = "input:too_large"
+        yield i, doc
+
+
+def _count_hf(path: str) -> tuple[int, str | None]:
+    if not path.startswith(HF_SPEC_PREFIX) and _builder_for(path) == "parquet":
+        return _parquet_file(path).metadata.num_rows, None
+    n = 0
+    try:
+        for _ in _hf_rows(path):
+            n += 1
+    except FileError as e:
+        return n, e.detail
+    return n, None
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+
+def expand_inputs(patterns: list[str], source: str) -> list[str]:
+    """A source's inputs: local paths and globs, `file://` URLs (given back as local paths),
+    fsspec URLs and globs (s3://, gs://, hf://...; given back as URLs) and `datasets:` specs
+    (one per streaming shard). In pattern order, each glob sorted, without repeats; a pattern
+    that matches nothing is an error."""
+    files: list[str] = []
+    for pat in patterns:
+        if pat.startswith(HF_SPEC_PREFIX):
+            hits = expand_hf_spec(pat)
+        elif is_url(pat):
+            hits = _expand_fsspec(pat)
+        else:
+            pat = local_path(pat)
+            hits = sorted(glob.glob(pat, recursive=True)) if glob.has_magic(pat) else [pat]
+            hits = [h for h in hits if os.path.isfile(h)]
+        if not hits:
+            raise FileNotFoundError(f"source {source!r}: no input files match {pat!r}")
+        files.extend(hits)
+    seen: set[str] = set()
+    return [f for f in files if not (f in seen or seen.add(f))]
+
+
+def _expand_fsspec(url: str) -> list[str]:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if glob.has_magic(path):
+        found = fs.glob(path, detail=True)
+        names = sorted(p for p, info in found.items() if info.get("type") == "file")
+    else:
+        try:
+            names = [path] if fs.isfile(path) else []
+        except FileNotFoundError:
+            names = []
+    return [fs.unstrip_protocol(p) for p in names]

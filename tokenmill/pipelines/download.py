@@ -1,0 +1,952 @@
+"""Downloads of catalog sources: one Dask task per file, resumable, retried and verified.
+
+    paths = fetch_source("c4", "en", files="0:8", dest="data/c4")   # local paths, in order
+
+Each file is fetched by `download_file` (a plain function Dask runs on a worker) into a hidden
+`.NAME.part` beside its final path:
+
+- **Resume**: a partial file is continued with an HTTP `Range: bytes=N-` request; a server that
+  ignores Range (200) rewrites it from the start, a 416 means it was already whole.
+- **Retries**: connection errors, timeouts, 429 and 5xx are retried with exponential backoff and
+  jitter (honouring `Retry-After`); `attempts` counts consecutive tries that received nothing, so
+  a flaky link that keeps making progress on a 15 GB file is not given up on.
+- **Integrity**: the finished file's size, its SHA-256 where known (the catalog's listing or
+  checksum file, else the hub's `X-Linked-Size`/`X-Linked-Etag` headers) and a full
+  decompression pass over .gz/.zst must pass, else it is deleted and downloaded afresh (up to
+  `fresh_downloads` times).
+- **Atomic**: only a verified file is renamed to its final name, so a file under its final name
+  is complete and a rerun skips it without a request.
+- **Errors**: 401/403 and 404 stop with a message that says what to do (set HF_TOKEN for gated
+  OSCAR; check --variant/--lang/--files/--base-url); remote file names that would land outside
+  `dest` (`..`, absolute paths) are refused before anything is written.
+
+HTTP is httpx (streaming, raw bytes: a `.gz` is stored as served, never transparently decoded).
+Progress: tasks report bytes as Dask worker events; the client shows one rich bar with the rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import logging
+import os
+import posixpath
+import random
+import re
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote, urlsplit
+
+import httpx
+import zstandard
+
+from tokenmill.pipelines.catalog import (
+    Catalog,
+    CatalogError,
+    Variant,
+    load_catalog,
+    natural_key,
+    select,
+)
+
+log = logging.getLogger(__name__)
+
+TOPIC = "tokenmill-download"
+USER_AGENT = "tokenmill (+https://github.com/tokenmill)"
+HF_HOSTS = {"huggingface.co", "hf.co", "cdn-lfs.huggingface.co"}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_SMALL_FILE = 64 << 20  # listing and checksum files are kilobytes
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+
+class DownloadError(RuntimeError):
+    """A file could not be downloaded; the message says why and what to do."""
+
+
+class AuthError(DownloadError):
+    """401/403: a token is missing, wrong, or lacks access to a gated dataset."""
+
+
+class NotFoundError(DownloadError):
+    """404: the file is not at that address."""
+
+
+class IntegrityError(DownloadError):
+    """The file kept failing its size, checksum or decompression check."""
+
+
+class UnsafePathError(DownloadError):
+    """A remote file name that would write outside the destination folder."""
+
+
+class _Retry(Exception):
+    def __init__(self, msg: str, retry_after: float | None = None):
+        super().__init__(msg)
+        self.retry_after = retry_after
+
+
+# ---- settings passed to tasks ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8  # consecutive tries without progress before giving up
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+    max_backoff: float = 60.0
+    fresh_downloads: int = 3  # downloads from zero after a failed integrity check
+    connect_timeout: float = 30.0
+    read_timeout: float = 120.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        d = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        d *= 0.5 + random.random() / 2  # jitter: parallel tasks do not retry in lockstep
+        if retry_after is not None:
+            d = max(d, min(retry_after, self.max_backoff))
+        return d
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What error messages need to say about the source (built by the client)."""
+
+    title: str = ""
+    gated: bool = False
+    page: str | None = None  # where to accept a gated dataset's terms
+    token_set: bool = False
+    layout: str = ""  # how to fix a 404: the variant, split, file count and root URL
+
+    def auth(self, status: int, url: str, detail: str = "") -> str:
+        extra = f" (server: {detail})" if detail else ""
+        if self.gated and not self.token_set:
+            return (
+                f"HTTP {status} from {url}{extra}: {self.title} is gated. Accept its terms with "
+                f"your Hugging Face account at {self.page}, then set HF_TOKEN to a token of that "
+                "account (it is sent as 'Authorization: Bearer $HF_TOKEN') and run again."
+            )
+        if self.token_set:
+            return (
+                f"HTTP {status} from {url}{extra}: the token in HF_TOKEN was refused. Check it is "
+                "valid (`hf auth whoami`) and that its account accepted the terms"
+                + (f" at {self.page}" if self.page else "")
+                + "."
+            )
+        return (
+            f"HTTP {status} from {url}{extra}: access refused. If this host needs a Hugging Face "
+            "token, set HF_TOKEN (sent as 'Authorization: Bearer'); otherwise check --base-url."
+        )
+
+    def not_found(self, url: str) -> str:
+        return f"HTTP 404 from {url}: no such file. {self.layout}".rstrip()
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    rel: str  # its path in the published layout, and under dest
+    size: int | None = None
+    sha256: str | None = None
+    is_input: bool = True  # False for companions (OSCAR 21.09 metadata) read with an input
+
+
+@dataclass
+class FetchResult:
+    dest: Path
+    files: list[dict] = field(default_factory=list)  # one per file: rel, path, status, bytes...
+
+    @property
+    def paths(self) -> list[str]:
+        """Local paths of the input files (what a reader opens), in catalog order."""
+        return [f["path"] for f in self.files if f.get("is_input", True)]
+
+    @property
+    def downloaded(self) -> int:
+        return sum(1 for f in self.files if f["status"] == "downloaded")
+
+    @property
+    def bytes_fetched(self) -> int:
+        return sum(f.get("bytes", 0) for f in self.files)
+
+
+# ---- paths ------------------------------------------------------------------------------------
+
+
+def safe_join(dest: str | os.PathLike, rel: str) -> Path:
+    """`dest/rel`, refusing any `rel` that could write outside `dest`: absolute paths, drive
+    letters, backslashes, `..` or empty segments, and symlinks inside `dest` that lead out."""
+    bad = (
+        not rel
+        or "\x00" in rel
+        or "\\" in rel
+        or rel.startswith("/")
+        or re.match(r"^[A-Za-z]:", rel) is not None
+        or any(seg in ("", ".", "..") for seg in rel.split("/"))
+    )
+    if bad:
+        raise UnsafePathError(f"refusing remote file name {rel!r}: it would write outside --dest")
+    root = Path(dest).resolve()
+    target = (root / PurePosixPath(rel)).resolve()
+    if target != root and root not in target.parents:
+        raise UnsafePathError(f"refusing remote file name {rel!r}: it resolves outside {root}")
+    return root / PurePosixPath(rel)
+
+
+def _part_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.part")
+
+
+# ---- integrity --------------------------------------------------------------------------------
+
+
+class _Hashing:
+    """A raw file that hashes what is read from it."""
+
+    def __init__(self, raw, h):
+        self._raw, self._h = raw, h
+
+    def read(self, n: int = -1) -> bytes:
+        b = self._raw.read(n)
+        if self._h is not None:
+            self._h.update(b)
+        return b
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def check_file(
+    path: str | os.PathLike,
+    size: int | None = None,
+    sha256: str | None = None,
+    name: str | None = None,
+) -> str | None:
+    """None if the file is whole, else what is wrong: its size, its SHA-256, or (for .gz and
+    .zst, by `name` or the path's name) a full decompression pass. One read of the file."""
+    from tokenmill.pipelines.readers import READ_BUFFER, _Decompressed
+
+    path = Path(path)
+    name = name or path.name
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        return f"size is {actual:,} bytes, expected {size:,}"
+    h = hashlib.sha256() if sha256 else None
+    kind = "gz" if name.endswith(".gz") else "zst" if name.endswith((".zst", ".zstd")) else None
+    src = _Hashing(open(path, "rb"), h)
+    try:
+        if kind:
+            stream = _Decompressed(src, kind)
+            buf = bytearray(READ_BUFFER)
+            while stream.readinto(buf):
+                pass
+        else:
+            while src.read(READ_BUFFER):
+                pass
+            if name.endswith(".parquet") and actual >= 8:
+                with open(path, "rb") as f:
+                    head = f.read(4)
+                    f.seek(-4, os.SEEK_END)
+                    if head != b"PAR1" or f.read(4) != b"PAR1":
+                        return "not a whole Parquet file (no PAR1 magic at both ends)"
+    except (EOFError, zlib.error, zstandard.ZstdError) as e:
+        return f"decompression failed ({type(e).__name__}: {e})"
+    finally:
+        src.close()
+    if h is not None and h.hexdigest() != sha256.lower():
+        return f"SHA-256 is {h.hexdigest()}, expected {sha256.lower()}"
+    return None
+
+
+# ---- one file (a Dask task) ---------------------------------------------------------------------
+
+
+class _Reporter:
+    """Sends a file's progress as Dask worker events (a no-op outside a worker)."""
+
+    def __init__(self, rel: str, interval: float = 0.25):
+        self.rel = rel
+        self.interval = interval
+        self.last = 0.0
+        self.start = 0
+        self.total: int | None = None
+        try:
+            from distributed import get_worker
+
+            self.worker = get_worker()
+        except (ImportError, ValueError):
+            self.worker = None
+
+    def begin(self, start: int, total: int | None) -> None:
+        self.start, self.total = start, total
+        self.send(start, force=True)
+
+    def send(self, have: int, force: bool = False) -> None:
+        if self.worker is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        msg = {"rel": self.rel, "start": self.start, "have": have, "total": self.total}
+        with contextlib.suppress(Exception):  # progress must never fail a download
+            self.worker.log_event(TOPIC, msg)
+
+
+@dataclass
+class _Remote:
+    size: int | None = None
+    sha256: str | None = None
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total) of a Content-Range header: `bytes 100-199/200` or `bytes */200`."""
+    m = re.match(r"bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)", value or "")
+    if not m:
+        return None, None
+    start = int(m[1]) if m[1] is not None else None
+    total = int(m[2]) if m[2] != "*" else None
+    return start, total
+
+
+def _remote_info(r: httpx.Response) -> _Remote:
+    info = _Remote()
+    for resp in [*r.history, r]:  # the hub puts X-Linked-* on its redirect to the CDN
+        h = resp.headers
+        if h.get("x-linked-size", "").isdigit():
+            info.size = int(h["x-linked-size"])
+        etag = h.get("x-linked-etag", "").removeprefix("W/").strip('"')
+        if _SHA256.fullmatch(etag):
+            info.sha256 = etag.lower()
+    if info.size is None:
+        if r.status_code == 206:
+            info.size = _content_range(r.headers.get("content-range"))[1]
+        elif r.headers.get("content-length", "").isdigit():
+            info.size = int(r.headers["content-length"])
+    return info
+
+
+def _retry_after(r: httpx.Response) -> float | None:
+    v = r.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(v))
+    except ValueError:
+        return None
+
+
+def _raise_for_status(r: httpx.Response, url: str, hints: Hints) -> None:
+    s = r.status_code
+    if s in (401, 403):
+        raise AuthError(hints.auth(s, url, r.headers.get("x-error-message", "")))
+    if s == 404:
+        raise NotFoundError(hints.not_found(url))
+    if s == 429 or s == 408 or 500 <= s < 600:
+        raise _Retry(f"HTTP {s}", _retry_after(r))
+    if s not in (200, 206):
+        raise DownloadError(f"HTTP {s} from {url}")
+
+
+def _http(policy: RetryPolicy) -> httpx.Client:
+    return httpx.Client(
+        follow_redirects=True,  # httpx drops Authorization when a redirect changes host
+        timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+    )
+
+
+def _fetch_into(http, url, part: Path, token, policy, hints, reporter, stats) -> _Remote:
+    """Bring `part` up to the whole remote file, resuming and retrying; returns what the
+    server said about the file (size, SHA-256)."""
+    failures = 0
+    while True:
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        received = 0
+        try:
+            stats["requests"] += 1
+            with http.stream("GET", url, headers=headers) as r:
+                if r.status_code == 416 and offset:
+                    total = _content_range(r.headers.get("content-range"))[1]
+                    if total == offset:  # the partial file was already whole
+                        remote = _remote_info(r)
+                        remote.size = remote.size or total
+                        return remote
+                    part.unlink()  # longer than the remote file: start over
+                    continue
+                _raise_for_status(r, url, hints)
+                remote = _remote_info(r)
+                if r.status_code == 206:
+                    start = _content_range(r.headers.get("content-range"))[0]
+                    if start != offset:
+                        part.unlink()
+                        raise _Retry(f"server sent bytes from {start}, asked {offset}")
+                    mode = "ab"
+                    stats["resumed_from"] = max(stats["resumed_from"], offset)
+                else:
+                    mode, offset = "wb", 0  # no Range support: the whole file again
+                reporter.begin(offset, remote.size)
+                try:
+                    with open(part, mode) as fh:
+                        for chunk in r.iter_raw():  # as received: a drop loses nothing
+                            fh.write(chunk)
+                            received += len(chunk)
+                            offset += len(chunk)
+                            reporter.send(offset)
+                finally:
+                    stats["bytes"] += received
+                if remote.size is not None and offset < remote.size:
+                    raise _Retry(f"connection closed at byte {offset:,} of {remote.size:,}")
+                return remote
+        except httpx.UnsupportedProtocol as e:
+            raise DownloadError(f"{url}: {e}") from None
+        except (httpx.TransportError, _Retry) as e:
+            if received:  # progress was made: only tries that get nothing count
+                failures = 0
+            failures += 1
+            stats["retries"] += 1
+            if failures >= policy.attempts:
+                raise DownloadError(
+                    f"{url}: gave up after {failures} tries without progress; last: "
+                    f"{type(e).__name__}: {e}"
+                ) from None
+            delay = policy.delay(failures, getattr(e, "retry_after", None))
+            log.info("%s: %s; retrying in %.1fs", url, e, delay)
+            time.sleep(delay)
+
+
+def download_file(
+    url: str,
+    path: str,
+    size: int | None = None,
+    sha256: str | None = None,
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    hints: Hints | None = None,
+    rel: str | None = None,
+) -> dict:
+    """Download `url` to `path` (resume, retries, integrity check, atomic rename); returns
+    counts: status (downloaded/complete), bytes fetched, requests, retries, resumed_from,
+    fresh (re-downloads after failed checks), pid."""
+    policy = policy or RetryPolicy()
+    hints = hints or Hints()
+    out = Path(path)
+    result = {"path": str(out), "rel": rel or out.name, "bytes": 0, "pid": os.getpid()}
+    if out.exists():
+        return {**result, "status": "complete", "requests": 0}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = _part_path(out)
+    stats = {"requests": 0, "retries": 0, "bytes": 0, "resumed_from": 0, "fresh": 0}
+    reporter = _Reporter(result["rel"])
+    with _http(policy) as http:
+        while True:
+            remote = _fetch_into(http, url, part, token, policy, hints, reporter, stats)
+            problem = check_file(part, size or remote.size, sha256 or remote.sha256, out.name)
+            if problem is None:
+                break
+            part.unlink(missing_ok=True)
+            stats["fresh"] += 1
+            if stats["fresh"] >= policy.fresh_downloads:
+                raise IntegrityError(
+                    f"{url}: {problem}, after {stats['fresh']} fresh downloads. The copy at this "
+                    "address may be damaged: try another --base-url."
+                )
+            log.warning("%s: %s; downloading it again", url, problem)
+    os.replace(part, out)
+    return {**result, **stats, "status": "downloaded"}
+
+
+# ---- small files: listings and checksums --------------------------------------------------------
+
+
+def fetch_small_file(
+    url: str,
+    path: Path,
+    token: str | None,
+    policy: RetryPolicy,
+    hints: Hints,
+    optional: bool = False,
+    check=None,
+) -> str | None:
+    """A listing or checksum file, kept at `path` (so a rerun reads it from disk); None when
+    `optional` and the server has no such file. `check(text)` must pass before it is kept, so
+    an error page served as 200 is never cached."""
+    if path.exists():
+        return path.read_text(encoding="utf-8")
+    failures = 0
+    with _http(policy) as http:
+        while True:
+            try:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                r = http.get(url, headers=headers)
+                if optional and r.status_code in (404, 403, 401):
+                    log.info("%s: HTTP %d; continuing without it", url, r.status_code)
+                    return None
+                _raise_for_status(r, url, hints)
+                if len(r.content) > _MAX_SMALL_FILE:
+                    raise DownloadError(f"{url}: {len(r.content):,} bytes, too big for a listing")
+                text = r.content.decode("utf-8")
+                if check is not None:
+                    check(text)
+                break
+            except UnicodeDecodeError:
+                raise DownloadError(f"{url}: not a UTF-8 text file") from None
+            except (httpx.TransportError, _Retry) as e:
+                failures += 1
+                if failures >= policy.attempts:
+                    raise DownloadError(f"{url}: gave up after {failures} tries: {e}") from None
+                time.sleep(policy.delay(failures, getattr(e, "retry_after", None)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return text
+
+
+def parse_listing(text: str, fmt: str, where: str = "listing") -> list[tuple[str, str | None]]:
+    """(name, sha256) pairs of a checksum listing: `sha256sum` lines (`HASH  NAME`, NAME may
+    start with `*` or `./`) or `name_tab_sha256` lines (`NAME<TAB>HASH`)."""
+    out: list[tuple[str, str | None]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1) if fmt == "sha256sum" else line.rsplit(None, 1)
+        if len(parts) != 2:
+            raise DownloadError(f"{where} line {n} is not 'HASH NAME': {line[:80]!r}")
+        digest, name = parts if fmt == "sha256sum" else parts[::-1]
+        if not _SHA256.fullmatch(digest):
+            raise DownloadError(f"{where} line {n} has no SHA-256: {line[:80]!r}")
+        name = name.strip().removeprefix("*")
+        while name.startswith("./"):
+            name = name[2:]
+        out.append((name, digest.lower()))
+    return out
+
+
+# ---- planning: catalog -> files ----------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    variant: Variant
+    root: str
+    files: list[RemoteFile]
+    token: str | None
+    hints: Hints
+    checksums: dict[str, str] = field(default_factory=dict)  # split's published checksum files
+
+
+def _token(explicit: str | None) -> str | None:
+    if explicit is not None:
+        return explicit or None
+    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+
+
+def _sends_token(v: Variant, root: str) -> bool:
+    """The token goes to gated sources and Hugging Face hosts only, never to other mirrors."""
+    host = (urlsplit(root).hostname or "").lower()
+    hf = {*HF_HOSTS, (urlsplit(os.environ.get("HF_ENDPOINT", "")).hostname or "").lower()}
+    return bool(v.gated) or host in hf
+
+
+def _url(root: str, rel: str) -> str:
+    return f"{root}/{quote(rel)}"
+
+
+def _pair(inputs: list[str], companions: list[str]) -> dict[str, str]:
+    """Each input's companion: the one whose numbers match (fr_part_3 <-> fr_meta_part_3)."""
+    by_nums: dict[tuple, list[str]] = {}
+    for c in companions:
+        by_nums.setdefault(tuple(re.findall(r"\d+", posixpath.basename(c))), []).append(c)
+    out = {}
+    for i in inputs:
+        key = tuple(re.findall(r"\d+", posixpath.basename(i)))
+        match = by_nums.get(key, [])
+        if len(match) != 1:
+            raise DownloadError(f"no single companion file for {i} (found {match or 'none'})")
+        out[i] = match[0]
+    return out
+
+
+def plan_source(
+    name: str,
+    variant: str | None = None,
+    lang: str | None = None,
+    files=None,
+    dest: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    *,
+    split: str = "train",
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    catalog: Catalog | None = None,
+) -> Plan:
+    """The files to fetch for a catalog source. Template splits need no network; listing splits
+    (OSCAR) fetch their listing file into `dest` once. `lang` may list several: "fr,de"."""
+    policy = policy or RetryPolicy()
+    cat = catalog or load_catalog()
+    v = cat.variant(name, variant)
+    dest = Path(dest) if dest is not None else default_dest(name, v.name, cat)
+    root = v.root_url(base_url)
+    tok = _token(token) if _sends_token(v, root) else None
+    page = f"https://huggingface.co/datasets/{v.repo}" if v.repo else cat.source(name).homepage
+    fs = v.split(split)
+    langs = [s.strip() for s in lang.split(",")] if lang else [None]
+    out: list[RemoteFile] = []
+    layout = ""
+    for lg in langs:
+        v.check_lang(lg)
+        if fs.template is not None:
+            count = v.file_count(split, lg)
+            rels = v.file_names(split, lg, files)
+            layout = (
+                f"Check --variant ({v.name}), --lang, --split ({split}) and --files ({split} has "
+                f"{count} files: 0:{count}); a --base-url mirror must keep the published layout "
+                f"({root}/{rels[0] if rels else fs.template})."
+            )
+            hints = Hints(cat.title(name, v.name), bool(v.gated), page, bool(tok), layout)
+            out += [RemoteFile(_url(root, r), r) for r in rels]
+            continue
+        listing = v.listing_path(split, lg)
+        assert listing is not None
+        layout = (
+            f"Check --lang ({lg}): {v.source} {v.name} lists a language's files in {listing}; "
+            f"a --base-url mirror must keep the published layout ({root}/{listing})."
+        )
+        hints = Hints(cat.title(name, v.name), bool(v.gated), page, bool(tok), layout)
+        text = fetch_small_file(
+            _url(root, listing),
+            safe_join(dest, listing),
+            tok,
+            policy,
+            hints,
+            check=lambda t, f=fs.listing_format, w=listing: parse_listing(t, f, w),
+        )
+        assert text is not None
+        folder = posixpath.dirname(listing)
+        entries = []
+        for fname, digest in parse_listing(text, fs.listing_format, listing):
+            rel = f"{folder}/{fname}" if folder else fname
+            safe_join(dest, rel)  # refuse the whole listing if any name is unsafe
+            entries.append((rel, digest))
+        sums = dict(entries)
+        names = [r for r, _ in entries]
+        inputs = sorted(
+            (r for r in names if fnmatch.fnmatch(posixpath.basename(r), fs.include)),
+            key=natural_key,
+        )
+        chosen = [inputs[i] for i in select(len(inputs), files)]
+        companions = {}
+        if fs.companion:
+            comp = [r for r in names if fnmatch.fnmatch(posixpath.basename(r), fs.companion)]
+            companions = _pair(chosen, comp)
+        for r in chosen:
+            out.append(RemoteFile(_url(root, r), r, sha256=sums.get(r)))
+            if r in companions:
+                c = companions[r]
+                out.append(RemoteFile(_url(root, c), c, sha256=sums.get(c), is_input=False))
+    for f in out:
+        safe_join(dest, f.rel)
+    hints = Hints(cat.title(name, v.name), bool(v.gated), page, bool(tok), layout)
+    checksums = {split: fs.checksums} if fs.checksums else {}
+    return Plan(v, root, out, tok, hints, checksums)
+
+
+def default_dest(name: str, variant: str, catalog: Catalog | None = None) -> Path:
+    """data/SOURCE/VARIANT, or the source's own `default_dest` pattern from the catalog."""
+    src = (catalog or load_catalog()).source(name)
+    return Path(
+        (src.default_dest or "data/{source}/{variant}").format(source=name, variant=variant)
+    )
+
+
+# ---- running: files -> Dask tasks ----------------------------------------------------------------
+
+
+class _Progress:
+    """One byte bar for all files, fed by the tasks' worker events."""
+
+    def __init__(self, files: list[RemoteFile], dest: Path, console, quiet: bool):
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.lock = threading.Lock()
+        self.state: dict[str, dict] = {}
+        for f in files:
+            part = _part_path(safe_join(dest, f.rel))
+            have = part.stat().st_size if part.exists() else 0
+            total = f.size
+            self.state[f.rel] = {"start": have, "have": have, "total": total}
+        self.done = 0
+        self.n = len(files)
+        self.progress = Progress(
+            TextColumn("[bold]download"),
+            BarColumn(bar_width=24),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[files]}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
+        )
+        self.bar = self.progress.add_task("download", total=self._total(), files=self._files())
+
+    def _files(self) -> str:
+        return f"{self.done}/{self.n} files"
+
+    def _total(self) -> int | None:
+        totals = [s["total"] - s["start"] for s in self.state.values() if s["total"] is not None]
+        return sum(totals) if len(totals) == len(self.state) else None
+
+    def _completed(self) -> int:
+        return sum(max(0, s["have"] - s["start"]) for s in self.state.values())
+
+    def event(self, event) -> None:
+        msg = event[1] if isinstance(event, tuple) else event
+        with self.lock:
+            s = self.state.get(msg.get("rel"))
+            if s is None:
+                return
+            s.update(start=msg["start"], have=msg["have"], total=msg["total"] or s["total"])
+            self.progress.update(self.bar, completed=self._completed(), total=self._total())
+
+    def file_done(self, rel: str) -> None:
+        with self.lock:
+            self.done += 1
+            s = self.state.get(rel)
+            if s and s["total"] is not None:
+                s["have"] = s["total"]
+            self.progress.update(
+                self.bar, completed=self._completed(), total=self._total(), files=self._files()
+            )
+
+
+def fetch_files(
+    files: list[RemoteFile],
+    dest: str | os.PathLike,
+    *,
+    client=None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    hints: Hints | None = None,
+    verify: bool = False,
+    console=None,
+    quiet: bool = False,
+) -> FetchResult:
+    """Download `files` under `dest` in parallel, one Dask task per file. Files already under
+    their final name are complete and skipped without a request (`verify` re-checks them
+    first, offline). Without a `client`, a LocalCluster is started only if there is work."""
+    from rich.console import Console
+
+    policy = policy or RetryPolicy()
+    hints = hints or Hints()
+    dest = Path(dest)
+    console = console or Console(stderr=True)
+    result = FetchResult(dest)
+    todo: list[RemoteFile] = []
+    for f in files:
+        path = safe_join(dest, f.rel)
+        entry = {"rel": f.rel, "path": str(path), "is_input": f.is_input, "bytes": 0}
+        if path.exists() and verify:
+            problem = check_file(path, f.size, f.sha256)
+            if problem:
+                log.warning("%s: %s; downloading it again", path, problem)
+                path.unlink()
+        if path.exists():
+            result.files.append({**entry, "status": "complete"})
+        else:
+            result.files.append({**entry, "status": "pending"})
+            todo.append(f)
+    if not todo:
+        return result
+
+    from distributed import as_completed
+
+    from tokenmill.pipelines.engine import dask_client
+
+    n_workers = workers or max(1, min(len(todo), 8, 2 * (os.cpu_count() or 1)))
+    with contextlib.ExitStack() as stack:
+        c = client or stack.enter_context(dask_client(n_workers, scheduler))
+        progress = _Progress(todo, dest, console, quiet)
+        stack.enter_context(progress.progress)
+        c.subscribe_topic(TOPIC, progress.event)
+        stack.callback(lambda: c.unsubscribe_topic(TOPIC))
+        futures = {
+            c.submit(
+                download_file,
+                f.url,
+                str(safe_join(dest, f.rel)),
+                f.size,
+                f.sha256,
+                token,
+                policy,
+                hints,
+                f.rel,
+                key=f"download-{uuid.uuid4().hex[:8]}-{posixpath.basename(f.rel)}",
+                pure=False,
+                retries=0,
+            ): f
+            for f in todo
+        }
+        done: dict[str, dict] = {}
+        errors: list[tuple[RemoteFile, BaseException]] = []
+        for fut in as_completed(futures):
+            f = futures[fut]
+            try:
+                done[f.rel] = fut.result()
+            except AuthError:
+                for other in futures:
+                    other.cancel()
+                raise
+            except Exception as e:
+                errors.append((f, e))
+                continue
+            progress.file_done(f.rel)
+    for entry in result.files:
+        if entry["rel"] in done:
+            r = done[entry["rel"]]
+            entry.update({k: r[k] for k in r if k not in ("path", "rel")})
+    if errors:
+        f, e = errors[0]
+        if len(errors) == 1 and isinstance(e, DownloadError):
+            raise e
+        raise DownloadError(
+            f"{len(errors)} of {len(todo)} files failed (the others are complete; run again to "
+            f"retry). First: {f.rel}: {e}"
+        ) from e
+    return result
+
+
+def fetch(
+    name: str,
+    variant: str | None = None,
+    lang: str | None = None,
+    files=None,
+    dest: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    client=None,
+    *,
+    split: str = "train",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    token: str | None = None,
+    policy: RetryPolicy | None = None,
+    verify: bool = False,
+    console=None,
+    quiet: bool = False,
+    catalog: Catalog | None = None,
+) -> FetchResult:
+    """Plan a catalog source's files and download those not yet complete (see fetch_source)."""
+    policy = policy or RetryPolicy()
+    cat = catalog or load_catalog()
+    v = cat.variant(name, variant)
+    dest = Path(dest) if dest is not None else default_dest(name, v.name, cat)
+    plan = plan_source(
+        name,
+        variant,
+        lang,
+        files,
+        dest,
+        base_url,
+        split=split,
+        token=token,
+        policy=policy,
+        catalog=cat,
+    )
+    remote = plan.files
+    pending = [f for f in remote if not safe_join(dest, f.rel).exists()]
+    if pending and plan.checksums:
+        remote = _with_published_checksums(plan, dest, policy)
+    return fetch_files(
+        remote,
+        dest,
+        client=client,
+        workers=workers,
+        scheduler=scheduler,
+        token=plan.token,
+        policy=policy,
+        hints=plan.hints,
+        verify=verify,
+        console=console,
+        quiet=quiet,
+    )
+
+
+def _with_published_checksums(plan: Plan, dest: Path, policy: RetryPolicy) -> list[RemoteFile]:
+    sums: dict[str, str] = {}
+    for rel in set(plan.checksums.values()):
+        text = fetch_small_file(
+            _url(plan.root, rel),
+            safe_join(dest, rel),
+            plan.token,
+            policy,
+            plan.hints,
+            optional=True,
+            check=lambda t, w=rel: parse_listing(t, "sha256sum", w),
+        )
+        if text is None:
+            log.warning("%s/%s is not served: files are checked without it", plan.root, rel)
+            continue
+        folder = posixpath.dirname(rel)
+        for name, digest in parse_listing(text, "sha256sum", rel):
+            sums[f"{folder}/{name}" if folder else name] = digest
+    return [
+        RemoteFile(f.url, f.rel, f.size, f.sha256 or sums.get(f.rel), f.is_input)
+        for f in plan.files
+    ]
+
+
+def fetch_source(
+    name: str,
+    variant: str | None = None,
+    lang: str | None = None,
+    files=None,
+    dest: str | os.PathLike | None = None,
+    base_url: str | None = None,
+    client=None,
+    **kwargs,
+) -> list[str]:
+    """Download a catalog source (or the part of it `variant`, `lang`, `files` select) into
+    `dest` in its published layout, on `client` or a new LocalCluster, and return the local
+    paths of its input files, in order. Complete files are not fetched again; a gated source
+    reads its token from HF_TOKEN. Keyword options: split, workers, scheduler, token, policy,
+    verify, console, quiet (see `fetch`). Raises CatalogError, DownloadError (AuthError,
+    NotFoundError, IntegrityError, UnsafePathError)."""
+    return fetch(name, variant, lang, files, dest, base_url, client, **kwargs).paths
+
+
+__all__ = [
+    "AuthError",
+    "CatalogError",
+    "DownloadError",
+    "FetchResult",
+    "Hints",
+    "IntegrityError",
+    "NotFoundError",
+    "RemoteFile",
+    "RetryPolicy",
+    "UnsafePathError",
+    "check_file",
+    "download_file",
+    "fetch",
+    "fetch_files",
+    "fetch_source",
+    "parse_listing",
+    "plan_source",
+    "safe_join",
+]

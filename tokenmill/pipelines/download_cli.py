@@ -1,0 +1,175 @@
+"""`tokenmill download`: the typer command, kept as a plain function so cli.py registers it with
+`app.command()(download)`. Heavy imports (dask, httpx) happen inside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def download(
+    source: Annotated[
+        str | None,
+        typer.Argument(help="Catalog source: c4, pile or oscar. Without one, list the catalog."),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            help="c4: en, en.noblocklist, realnewslike, en.noclean, multilingual; "
+            "pile: uncopyrighted, original; oscar: 2019, 21.09, 22.01, 23.01. "
+            "Default: the source's first.",
+        ),
+    ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="Language(s) for mC4 and OSCAR, e.g. fr or fr,de."),
+    ] = None,
+    files: Annotated[
+        str | None,
+        typer.Option(
+            "--files",
+            help='Which files of the split, as Python slices: "0:8", "5", "10:", "0:4,9". '
+            "Default: all of them.",
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option("--split", help="train, validation or test, where the source has it.")
+    ] = "train",
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            "--dest",
+            "-d",
+            help="Folder to write into, in the published layout (default: data/SOURCE/VARIANT).",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="A mirror with the published layout; replaces the hub repository root "
+            "(C4 en: BASE/en/c4-train.00000-of-01024.json.gz).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Parallel downloads (local Dask worker processes).")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Run the downloads on a running Dask cluster instead.")
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Re-check complete files first (offline).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the files and URLs; download nothing.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Download a corpus from the catalog, in parallel, resumable and verified.
+
+    Files keep the published layout under --dest. Partial files resume with HTTP Range
+    requests; connection errors, 429 and 5xx are retried with backoff; each file's size,
+    SHA-256 (where published) and a full decompression pass are checked before it gets its
+    final name, so a rerun fetches only what is missing. Gated datasets (OSCAR 21.09 onward)
+    need HF_TOKEN set to a token whose account accepted their terms.
+
+    Examples: `tokenmill download c4 --files 0:8`,
+    `tokenmill download oscar --variant 23.01 --lang fr --dest data/oscar`,
+    `tokenmill download pile --variant original --base-url https://mirror.example/pile`.
+    """
+    from rich.console import Console
+
+    from tokenmill.pipelines.catalog import CatalogError, load_catalog
+    from tokenmill.pipelines.download import DownloadError, default_dest, fetch, plan_source
+
+    err = Console(stderr=True)
+    out = Console()
+    cat = load_catalog()
+    if source is None:
+        _print_catalog(out, cat)
+        return
+    try:
+        v = cat.variant(source, variant)
+        target = dest if dest is not None else default_dest(source, v.name, cat)
+        if dry_run:
+            plan = plan_source(source, variant, lang, files, target, base_url, split=split)
+            for f in plan.files:
+                out.print(f"{f.url}  ->  {target / f.rel}", soft_wrap=True)
+            return
+        result = fetch(
+            source,
+            variant,
+            lang,
+            files,
+            target,
+            base_url,
+            split=split,
+            workers=workers,
+            scheduler=scheduler,
+            verify=verify,
+            console=err,
+            quiet=quiet,
+        )
+    except (CatalogError, DownloadError, FileNotFoundError) as e:
+        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if quiet:
+        return
+    n = len(result.files)
+    err.print(
+        f"[bold]{n}[/] files in {target}: {result.downloaded} downloaded "
+        f"({result.bytes_fetched / 1e6:,.1f} MB), {n - result.downloaded} already complete",
+        soft_wrap=True,
+    )
+    fmt = v.format or "jsonl"
+    paths = result.paths
+    if paths:
+        err.print(
+            f"config source: {{name: {source}, format: {fmt}, paths: [{_common_glob(paths)!r}]}}",
+            soft_wrap=True,
+        )
+
+
+def _common_glob(paths: list[str]) -> str:
+    """A glob for the config that matches the downloaded inputs (their folder + suffix)."""
+    import os
+
+    folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+    names = [os.path.basename(p) for p in paths]
+    suffix = os.path.commonprefix([n[::-1] for n in names])[::-1]
+    suffix = suffix[suffix.find(".") :] if "." in suffix else suffix
+    deep = any(os.path.dirname(p) != folder for p in paths)
+    return os.path.join(folder, "**", f"*{suffix}") if deep else os.path.join(folder, f"*{suffix}")
+
+
+def _print_catalog(out, cat) -> None:
+    from rich.table import Table
+
+    table = Table(title="tokenmill download: the source catalog", show_lines=False)
+    for col in ("source", "variant", "format", "files", "host", "gated"):
+        table.add_column(col)
+    for name, src in cat.sources.items():
+        for vname in src.variants:
+            v = cat.variant(name, vname)
+            counts = []
+            for split, fs in v.splits.items():
+                if fs.template is None:
+                    counts.append(f"{split}: listed")
+                elif fs.count is not None:
+                    counts.append(f"{split}: {fs.count}")
+                else:
+                    counts.append(f"{split}: per --lang")
+            host = v.repo or (v.base_url or "")
+            default = " (default)" if vname == src.default_variant else ""
+            table.add_row(
+                name,
+                vname + default,
+                v.format or "",
+                ", ".join(counts),
+                host,
+                "HF_TOKEN" if v.gated else "",
+            )
+    out.print(table)
