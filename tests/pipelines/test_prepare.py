@@ -254,3 +254,15 @@ def test_a_catalog_source_is_downloaded_then_prepared(corpus_config, tmp_path):
     assert stats["sources"]["c4"]["files"] == 2
     assert stats["sources"]["c4"]["documents_kept"] > 0
     assert stats["config"]["sources"][0]["format"] == "c4"
+
+
+def test_runs_on_an_existing_cluster_given_by_address(run2, corpus_config, tmp_path):
+    from distributed import LocalCluster
+
+    out2, _ = run2
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        prepare(
+            load_config(corpus_config), tmp_path, scheduler=cluster.scheduler_address, quiet=True
+        )
+        assert len(cluster.workers) == 2  # the cluster outlives the run
+    assert _shard_bytes(tmp_path) == _shard_bytes(out2)
