@@ -315,8 +315,10 @@ def inspect(
 def _register_parts() -> None:
     """Commands that live with their part of the package (their heavy imports are inside)."""
     from tokenmill.pipelines.download_cli import download
+    from tokenmill.trainer.cli import train
 
     app.command()(download)
+    app.command()(train)
 
 
 _register_parts()

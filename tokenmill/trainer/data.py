@@ -1,0 +1,202 @@
+"""Training samples from a `prepare` output: fixed-length windows over the shards, blended by
+the manifest's mixture weights, deterministic for a seed, resumable from a small state.
+
+Per source, as Megatron's GPTDataset: the documents (all shards, in manifest order) are
+shuffled once per epoch and laid end to end, epoch after epoch; sample s is the seq_len + 1
+tokens starting at token s * seq_len of that stream (neighbours share one token, the last
+target of one is the first input of the next), so samples run across document boundaries
+(and, at the end of an epoch, into the next one). Samples are then shuffled within blocks of
+one epoch's worth. Everything is a pure function of (seed, source, index): any sample can be
+read directly, and no index files are written.
+
+Across sources, as Megatron's BlendedDataset: sample g of the blend goes to the source whose
+count lags most behind its weight, argmax_s(w_s * (g + 1) - count_s), and takes that source's
+next sample. The blend's position (samples consumed, per-source counts) is the whole state a
+checkpoint needs to continue with exactly the samples an uninterrupted run would see.
+
+Held-out slice: the last `valid_fraction` of each source's documents (in manifest order, at
+least one where a source has two or more) never enter training; validation reads the first
+samples of the same construction over them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from tokenmill.shards.megatron import ShardReader
+
+
+class SourceSamples:
+    """Fixed-length samples over a set of documents of one source (see the module docstring)."""
+
+    def __init__(self, name: str, readers, docs: np.ndarray, seq_len: int, seed: int):
+        # docs: (n, 3) int64 rows of (reader index, sequence index, length)
+        self.name, self.readers, self.docs = name, readers, docs
+        self.seq_len, self.seed = seq_len, seed
+        self.tokens_per_epoch = int(docs[:, 2].sum()) if len(docs) else 0
+        self.block = max(1, (self.tokens_per_epoch - 1) // seq_len)
+        self._key = zlib.crc32(name.encode())
+        self._epoch = lru_cache(maxsize=4)(self._epoch_uncached)
+        self._block_perm = lru_cache(maxsize=4)(self._block_perm_uncached)
+
+    def __len__(self) -> int:
+        """Samples in one epoch; the stream itself never ends (epochs repeat, reshuffled)."""
+        return self.block
+
+    def _epoch_uncached(self, e: int) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([self.seed, self._key, 0, e]).permutation(len(self.docs))
+        starts = np.zeros(len(order) + 1, dtype=np.int64)
+        np.cumsum(self.docs[order, 2], out=starts[1:])
+        return order, starts
+
+    def _block_perm_uncached(self, b: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, self._key, 1, b]).permutation(self.block)
+
+    def _tokens(self, start: int, n: int) -> np.ndarray:
+        out, filled = np.empty(n, dtype=np.int64), 0
+        e, off = divmod(start, self.tokens_per_epoch)
+        while filled < n:
+            order, starts = self._epoch(e)
+            d = int(np.searchsorted(starts, off, side="right")) - 1
+            while filled < n and d < len(order):
+                r, seq, length = self.docs[order[d]]
+                doc = self.readers[r][int(seq)]
+                lo = off - int(starts[d])
+                take = min(n - filled, int(length) - lo)
+                out[filled : filled + take] = doc[lo : lo + take]
+                filled, off, d = filled + take, off + take, d + 1
+            e, off = e + 1, 0
+        return out
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        """Sample k: seq_len + 1 token ids (int64)."""
+        if self.tokens_per_epoch == 0:
+            raise IndexError(f"source {self.name!r} has no tokens")
+        b, r = divmod(int(k), self.block)
+        s = b * self.block + int(self._block_perm(b)[r])
+        return self._tokens(s * self.seq_len, self.seq_len + 1)
+
+
+class Blend:
+    """The sequence of samples of several sources mixed by weight (Megatron's greedy rule)."""
+
+    def __init__(self, sources: list[SourceSamples], weights: list[float]):
+        total = float(sum(weights))
+        if not sources or total <= 0:
+            raise ValueError("nothing to blend: no source with tokens and a positive weight")
+        self.sources = sources
+        self.weights = np.asarray(weights, dtype=np.float64) / total
+        self.consumed = 0
+        self.counts = np.zeros(len(sources), dtype=np.int64)
+
+    def next_indices(self, n: int) -> list[tuple[int, int]]:
+        """The next n samples as (source, index in source), advancing the position."""
+        out = []
+        for _ in range(n):
+            s = int(np.argmax(self.weights * (self.consumed + 1) - self.counts))
+            out.append((s, int(self.counts[s])))
+            self.counts[s] += 1
+            self.consumed += 1
+        return out
+
+    def get(self, pairs: list[tuple[int, int]]) -> np.ndarray:
+        """(len(pairs), seq_len + 1) int64."""
+        return np.stack([self.sources[s][i] for s, i in pairs])
+
+    def state_dict(self) -> dict:
+        return {"consumed": self.consumed, "counts": self.counts.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.consumed = int(state["consumed"])
+        self.counts = np.asarray(state["counts"], dtype=np.int64)
+
+
+class ManifestData:
+    """Train and validation samples of a `prepare` output (OUT/manifest.json)."""
+
+    def __init__(
+        self,
+        manifest: str | Path,
+        seq_len: int,
+        seed: int = 1234,
+        valid_fraction: float = 0.01,
+        weights: dict[str, float] | None = None,
+    ):
+        path = Path(manifest)
+        if path.is_dir():
+            path = path / "manifest.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no manifest; run `tokenmill prepare` first")
+        self.manifest = json.loads(path.read_text())
+        self.root = path.parent
+        self.seq_len, self.seed, self.valid_fraction = seq_len, seed, valid_fraction
+        self.vocab_size = int(self.manifest["tokenizer"]["vocab_size"])
+        self.eod_id = self.manifest["tokenizer"].get("eod_id")
+        mixture = dict(weights if weights is not None else self.manifest["mixture"])
+
+        readers, by_source = [], {}
+        for shard in self.manifest["shards"]:
+            if not shard["tokens"]:
+                continue
+            reader = ShardReader(self.root / shard["prefix"])
+            r = len(readers)
+            readers.append(reader)
+            sizes = np.asarray(reader.sizes, dtype=np.int64)
+            rows = np.stack([np.full(len(sizes), r), np.arange(len(sizes)), sizes], axis=1)
+            by_source.setdefault(shard["source"], []).append(rows[sizes > 0])
+        self.readers = readers
+
+        train, valid = [], []
+        for name in sorted(by_source):
+            if mixture.get(name, 0) <= 0:
+                continue
+            docs = np.concatenate(by_source[name])
+            n_valid = 0
+            if valid_fraction > 0 and len(docs) >= 2:
+                n_valid = min(len(docs) - 1, max(1, math.ceil(valid_fraction * len(docs))))
+            split = len(docs) - n_valid
+            train.append((name, SourceSamples(name, readers, docs[:split], seq_len, seed)))
+            if n_valid:
+                valid.append((name, SourceSamples(name, readers, docs[split:], seq_len, seed)))
+        if not train:
+            raise ValueError(f"{path}: no shard with tokens for a source with a positive weight")
+        self.source_names = [n for n, _ in train]
+        self.train = Blend([s for _, s in train], [mixture[n] for n, _ in train])
+        self._valid = [(s, mixture[n]) for n, s in valid]
+
+    def valid_batch(self, n: int) -> np.ndarray | None:
+        """The first n samples of the held-out blend (the same ones every time), or None."""
+        if not self._valid:
+            return None
+        blend = Blend([s for s, _ in self._valid], [w for _, w in self._valid])
+        return blend.get(blend.next_indices(n))
+
+    def fingerprint(self) -> str:
+        """What decides the samples: a resumed run must match it."""
+        key = {
+            "seq_len": self.seq_len,
+            "seed": self.seed,
+            "valid_fraction": self.valid_fraction,
+            "weights": self.train.weights.tolist(),
+            "sources": self.source_names,
+            "shards": [(s["prefix"], s["tokens"]) for s in self.manifest["shards"]],
+        }
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+    def state_dict(self) -> dict:
+        return {**self.train.state_dict(), "fingerprint": self.fingerprint()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("fingerprint") != self.fingerprint():
+            raise ValueError(
+                "the checkpoint was written for other data (manifest, seq_len, seed or weights "
+                "differ): resume with the same settings, or start a fresh run in another folder"
+            )
+        self.train.load_state_dict(state)
