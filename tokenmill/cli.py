@@ -147,29 +147,6 @@ def print_summary(stats: dict, out: Path) -> None:
 
 
 @app.command()
-def stats(
-    out: Annotated[Path, typer.Argument(help="A prepare output folder.")],
-    html: Annotated[Path | None, typer.Option(help="Where to write the report.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print stats.json to stdout.")] = False,
-) -> None:
-    """Rebuild report.html from OUT/stats.json and print the summary."""
-    from tokenmill.report.html import write_report
-
-    path = out / "stats.json"
-    if not path.exists():
-        _fail(f"{path} not found: run `tokenmill prepare --out {out}` first")
-    data = json.loads(path.read_text())
-    manifest = json.loads((out / "manifest.json").read_text())
-    target = html or out / "report.html"
-    write_report(data, manifest, target)
-    if as_json:
-        sys.stdout.write(json.dumps(data, indent=1) + "\n")
-    else:
-        print_summary(data, out)
-        out_console.print(f"report: {target}")
-
-
-@app.command()
 def plan(
     out: Annotated[
         Path | None, typer.Argument(help="A prepare output folder (reads its manifest.json).")
@@ -315,9 +292,11 @@ def inspect(
 def _register_parts() -> None:
     """Commands that live with their part of the package (their heavy imports are inside)."""
     from tokenmill.pipelines.download_cli import download
+    from tokenmill.report.cli import stats
     from tokenmill.trainer.cli import train
 
     app.command()(download)
+    app.command()(stats)
     app.command()(train)
 
 

@@ -1,153 +1,907 @@
-"""A minimal, self-contained report.html (no scripts, no network): the run's numbers as tables
-and the removal funnel as CSS bars. The statistics-report issue grows it into the full report."""
+"""report.html: one self-contained page (inline CSS and SVG; no script, nothing fetched; a
+Content-Security-Policy forbids loading anything) built from stats.json, the manifest and the
+shards. Numbers are in tables, distributions in plots; every section has an id (`#summary`,
+`#funnel`, `#lengths`, `#languages`, `#lid`, `#duplicates`, `#shards`, `#budget`, `#throughput`,
+`#config`) and every table an id, so tools and tests can find them.
+
+The same page serves a raw-corpus scan (`tokenmill stats FILES...`): sections without data
+(shards, budget without token counts) are left out.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+from tokenmill.report import summary as S
+from tokenmill.report import svg
+
 _CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{padding:.25em .7em;border-bottom:1px solid #eee}
+:root{--fg:#1f2328;--muted:#667085;--line:#e6e8eb;--accent:#4c78a8}
+*{box-sizing:border-box}
+body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:var(--fg);
+ background:#fafbfc}
+header{background:#1f2937;color:#fff;padding:1.2em 2em}
+header h1{margin:0;font-size:1.5em;font-weight:600}
+header p{margin:.3em 0 0;color:#cbd5e1}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid var(--line);padding:.5em 2em;
+ z-index:1;font-size:13px}
+a{color:var(--accent)}
+nav a{margin-right:1.1em;color:var(--accent);text-decoration:none}
+main{max-width:1180px;margin:0 auto;padding:0 2em 3em}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.4em 1.4em 1.2em;
+ margin-top:1.4em}
+h2{font-size:1.2em;margin:.7em 0 .3em}h3{font-size:1em;margin:1.1em 0 .3em}
+p.note{color:var(--muted);margin:.2em 0 .6em;font-size:13px}
+.kpis{display:flex;flex-wrap:wrap;gap:.8em;margin:.8em 0}
+.kpi{border:1px solid var(--line);border-radius:6px;padding:.5em .9em;min-width:130px}
+.kpi b{display:block;font-size:1.35em;font-variant-numeric:tabular-nums}
+.kpi span{color:var(--muted);font-size:12px}
+table{border-collapse:collapse;margin:.4em 0 .8em;font-size:13px}
+th{font-weight:600;text-align:left;border-bottom:2px solid var(--line);padding:.3em .7em;
+ white-space:nowrap}
+td{padding:.22em .7em;border-bottom:1px solid var(--line);vertical-align:top}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-.bar{background:#4c78a8;height:.9em;display:inline-block;vertical-align:middle}
-.rm{background:#e45756}pre{background:#f6f6f6;padding:1em;overflow:auto}
+tr.total td{font-weight:600;border-top:2px solid var(--line)}
+tr.sub td{color:var(--muted);font-size:12px}
+tr.sub td:first-child{padding-left:1.8em}
+.grid{display:flex;flex-wrap:wrap;gap:.5em 1.5em;align-items:flex-start}
+.grid>div{max-width:520px}
+.legend{font-size:12px;color:var(--muted);margin:.2em 0}
+.key{margin-right:1em}.key i{display:inline-block;width:10px;height:10px;margin-right:4px;
+ vertical-align:-1px}
+.warn{color:#b54708}.bad{color:#d92d20;font-weight:600}.ok{color:#067647}
+details summary{cursor:pointer;color:var(--accent);margin:.4em 0}
+pre{background:#f6f8fa;border:1px solid var(--line);border-radius:6px;padding:.8em 1em;
+ overflow:auto;font-size:12px;max-height:420px}
 """
 
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
-def _n(x) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:,.3g}" if isinstance(x, float) else str(x)
+SECTIONS = {
+    "summary": "Summary",
+    "funnel": "Removals",
+    "lengths": "Lengths",
+    "languages": "Languages",
+    "lid": "LID scores",
+    "duplicates": "Duplicates",
+    "shards": "Shards",
+    "budget": "Budget coverage",
+    "throughput": "Throughput",
+    "config": "Config",
+}
 
 
-def _cell(c) -> str:
-    """Markup we made (bars) passes; anything else is escaped."""
-    return c if isinstance(c, _Html) else html.escape(_n(c))
+# ---- formatting -------------------------------------------------------------------------------
 
 
-class _Html(str):
-    pass
+def fmt_int(v) -> str:
+    return "–" if v is None else f"{int(v):,}"
 
 
-def _table(headers: list[str], rows: list[list], numeric_from: int = 1) -> str:
-    th = "".join(
-        f'<th class="{"n" if i >= numeric_from else ""}">{html.escape(h)}</th>'
-        for i, h in enumerate(headers)
-    )
+def fmt_pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def fmt_mb(v) -> str:
+    return "–" if v is None else f"{v / 1e6:,.2f}"
+
+
+def fmt_num(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def fmt_human(v) -> str:
+    if v is None:
+        return "–"
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:.3g}"
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+Col = tuple[str, Callable[[dict], object], Callable[[object], str] | None]
+
+
+def table(
+    table_id: str,
+    cols: list[Col],
+    rows: list[dict],
+    *,
+    total: dict | None = None,
+    sub: Callable[[dict], list[dict]] | None = None,
+) -> str:
+    """A table of `rows` (dicts); each column is (header, getter, formatter or None for text).
+
+    `sub(row)` gives indented detail rows (same columns) under a row; `total` a bold last row."""
+    head = "".join(f'<th class="{"n" if f else ""}">{_e(h)}</th>' for h, _, f in cols)
+
+    def tr(row: dict, cls: str = "") -> str:
+        cells = []
+        for _, get, f in cols:
+            v = get(row)
+            cells.append(f'<td class="n">{_e(f(v))}</td>' if f else f"<td>{_e(v)}</td>")
+        return f'<tr class="{cls}">{"".join(cells)}</tr>'
+
     body = []
     for r in rows:
-        tds = "".join(
-            f'<td class="{"n" if i >= numeric_from else ""}">{_cell(c)}</td>'
-            for i, c in enumerate(r)
-        )
-        body.append(f"<tr>{tds}</tr>")
-    return f"<table><tr>{th}</tr>{''.join(body)}</table>"
-
-
-def _bar(value: int, top: int, cls: str = "") -> str:
-    width = 0 if not top else max(1, round(300 * value / top)) if value else 0
-    return _Html(f'<span class="bar {cls}" style="width:{width}px"></span> {value:,}')
-
-
-def render(stats: dict, manifest: dict) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>tokenmill report</title>",
-        f"<style>{_CSS}</style></head><body><h1>tokenmill report</h1>",
-    ]
-    t = stats["totals"]
-    parts.append("<h2 id='summary'>Summary</h2>")
-    parts.append(
-        _table(
-            ["source", "documents in", "kept", "removed", "MB in", "MB kept", "tokens", "shards"],
-            [
-                [
-                    name,
-                    s["documents_in"],
-                    s["documents_kept"],
-                    sum(s["removed"].values()),
-                    round(s["bytes_in"] / 1e6, 2),
-                    round(s["bytes_kept"] / 1e6, 2),
-                    s["tokens"],
-                    s["shards"],
-                ]
-                for name, s in stats["sources"].items()
-            ]
-            + [
-                [
-                    "total",
-                    t["documents_in"],
-                    t["documents_kept"],
-                    sum(t["removed"].values()),
-                    round(t["bytes_in"] / 1e6, 2),
-                    round(t["bytes_kept"] / 1e6, 2),
-                    t["tokens"],
-                    "",
-                ]
-            ],
-        )
+        body.append(tr(r))
+        for s in sub(r) if sub else []:
+            body.append(tr(s, "sub"))
+    if total is not None:
+        body.append(tr(total, "total"))
+    return (
+        f'<table id="{_e(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
+        "</tbody></table>"
     )
-    parts.append("<h2 id='removals'>Removals by reason</h2>")
-    for name, s in stats["sources"].items():
-        top = s["documents_in"]
-        rows = [["in", _bar(s["documents_in"], top)]]
-        rows += [
-            [r, _bar(n, top, "rm")] for r, n in sorted(s["removed"].items(), key=lambda x: -x[1])
+
+
+def _kpi(value: str, label: str) -> str:
+    return f'<div class="kpi"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
+
+
+def _color(i: int) -> str:
+    return svg.PALETTE[i % len(svg.PALETTE)]
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+
+def _summary(stats: dict, rep: dict) -> str:
+    t = rep["summary"]["total"]
+    kind = rep["kind"]
+    kpis = [
+        _kpi(fmt_int(t["documents_in"]), "documents in"),
+        _kpi(
+            fmt_int(t["documents_kept"]),
+            "documents kept" if kind == "run" else "documents passing the filters",
+        ),
+        _kpi(fmt_pct(t["kept_fraction"]), "kept"),
+        _kpi(f"{t['bytes_in'] / 1e6:,.1f} MB", "text in"),
+    ]
+    if t.get("tokens") is not None:
+        kpis.append(_kpi(fmt_human(t["tokens"]), "tokens"))
+    if rep.get("shards"):
+        kpis.append(_kpi(fmt_int(len(rep["shards"])), "shards"))
+    if stats.get("wall_s") is not None:
+        kpis.append(_kpi(f"{stats['wall_s']:,.1f} s", "wall time"))
+    cols: list[Col] = [
+        ("source", lambda r: r["source"], None),
+        ("documents in", lambda r: r["documents_in"], fmt_int),
+        ("kept", lambda r: r["documents_kept"], fmt_int),
+        ("removed", lambda r: r["removed"], fmt_int),
+        ("kept %", lambda r: r["kept_fraction"], fmt_pct),
+        ("MB in", lambda r: r["bytes_in"], fmt_mb),
+        ("MB kept", lambda r: r["bytes_kept"], fmt_mb),
+    ]
+    if t.get("tokens") is not None:
+        cols.append(("tokens", lambda r: r["tokens"], fmt_int))
+    if kind == "run":
+        cols.append(("shards", lambda r: r["shards"], fmt_int))
+        cols.append(("partitions", lambda r: r["partitions"], fmt_int))
+    cols.append(("files", lambda r: r["files"], fmt_int))
+    out = ['<div class="kpis">' + "".join(kpis) + "</div>"]
+    out.append(table("summary-table", cols, rep["summary"]["sources"], total=t))
+    errors = [(n, e) for n, s in stats["sources"].items() for e in s.get("errors", [])]
+    if errors:
+        out.append(
+            "<h3>File errors</h3><p class='note'>Everything readable before the damage "
+            "was used; the rest of each file is missing.</p>"
+        )
+        out.append(
+            table(
+                "errors-table",
+                [
+                    ("source", lambda r: r[0], None),
+                    ("reason", lambda r: r[1]["reason"], None),
+                    ("detail", lambda r: r[1]["detail"], None),
+                ],
+                [{0: n, 1: e} for n, e in errors],
+            )
+        )
+    bad = {n: v for n, v in rep["unaccounted"].items() if v}
+    if bad:
+        out.append(
+            "<p class='bad'>Counts do not add up (documents in ≠ kept + removed): "
+            + ", ".join(f"{_e(n)}: {v:+,}" for n, v in bad.items())
+            + "</p>"
+        )
+    return "".join(out)
+
+
+def _funnel(stats: dict, rep: dict) -> str:
+    sources = list(stats["sources"])
+    out = []
+    if rep["kind"] == "raw":
+        out.append(
+            "<p class='note'>A preview: what the filter settings in <a href='#config'>"
+            "Config</a> would remove from these files (dedup is estimated separately in "
+            "<a href='#duplicates'>Duplicates</a>).</p>"
+        )
+    if rep["removals"]:
+        cols: list[Col] = [("reason", lambda r: r["reason"], None)]
+        cols += [(n, (lambda r, n=n: r[n]), fmt_int) for n in sources]
+        cols += [
+            ("total", lambda r: r["total"], fmt_int),
+            ("% of input", lambda r: r["share"], fmt_pct),
         ]
-        rows += [["kept", _bar(s["documents_kept"], top)]]
-        parts.append(f"<h3>{html.escape(name)}</h3>" + _table(["", "documents"], rows, 99))
-        if s["errors"]:
-            parts.append(
-                _table(
-                    ["file error", "detail"], [[e["reason"], e["detail"]] for e in s["errors"]], 99
+        din = stats["totals"]["documents_in"]
+        rows = [
+            {"reason": k, **v, "share": S._ratio(v["total"], din)}
+            for k, v in rep["removals"].items()
+        ]
+        out.append("<h3>Removed documents by reason</h3>")
+        out.append(table("removals-table", cols, rows))
+    else:
+        out.append("<p class='note'>Nothing was removed.</p>")
+    charts = []
+    for i, name in enumerate([*sources, "total"]):
+        steps = rep["funnel"][name]
+        s = stats["totals"] if name == "total" else stats["sources"][name]
+        rows = [("in", [(s["documents_in"], _color(0), f"in: {s['documents_in']:,}")])]
+        text = [fmt_int(s["documents_in"])]
+        for st in steps:
+            rows.append(
+                (
+                    st["step"],
+                    [
+                        (
+                            st["documents_out"],
+                            svg.MUTED,
+                            f"{st['step']}: {st['documents_out']:,} left",
+                        ),
+                        (st["removed"], svg.REMOVED, f"{st['step']}: {st['removed']:,} removed"),
+                    ],
                 )
             )
-    parts.append("<h2 id='languages'>Languages</h2>")
-    for name, s in stats["sources"].items():
-        rows = [
-            [lang, c["documents_in"], c["documents_kept"], c["tokens"], sum(c["removed"].values())]
-            for lang, c in sorted(s["languages"].items(), key=lambda x: -x[1]["documents_in"])
-        ]
-        parts.append(
-            f"<h3>{html.escape(name)}</h3>"
-            + _table(["language", "documents in", "kept", "tokens", "removed"], rows)
+            text.append(f"−{st['removed']:,}")
+        rows.append(("kept", [(s["documents_kept"], _color(2), f"kept: {s['documents_kept']:,}")]))
+        text.append(fmt_int(s["documents_kept"]))
+        chart = svg.hbars(
+            rows, f"{name}: documents through the steps", width=440, label_width=90, value_text=text
         )
-    parts.append("<h2 id='shards'>Shards</h2>")
-    parts.append(
-        _table(
-            ["prefix", "source", "documents", "tokens"],
-            [[s["prefix"], s["source"], s["documents"], s["tokens"]] for s in manifest["shards"]],
-            2,
+        cols = [
+            ("step", lambda r: r["step"], None),
+            ("documents in", lambda r: r["documents_in"], fmt_int),
+            ("removed", lambda r: r["removed"], fmt_int),
+            ("documents out", lambda r: r["documents_out"], fmt_int),
+        ]
+        tbl = table(
+            f"funnel-{name}",
+            cols,
+            steps,
+            sub=lambda r: [
+                {"step": k, "documents_in": None, "removed": v, "documents_out": None}
+                for k, v in r["reasons"].items()
+                if [k] != [r["step"]]
+            ],
+            total={
+                "step": "kept",
+                "documents_in": None,
+                "removed": None,
+                "documents_out": s["documents_kept"],
+            },
+        )
+        extra = ""
+        if s.get("tokens") is not None:
+            extra = (
+                f"<p class='note'>{fmt_int(s['bytes_in'])} bytes in, "
+                f"{fmt_int(s['bytes_kept'])} kept; {fmt_int(s['tokens'])} tokens kept.</p>"
+            )
+        charts.append(f"<div><h3>{_e(name)}</h3>{chart}{tbl}{extra}</div>")
+        del i
+    out.append(svg.legend([("left after the step", svg.MUTED), ("removed", svg.REMOVED)]))
+    out.append('<div class="grid">' + "".join(charts) + "</div>")
+    return "".join(out)
+
+
+def _lengths(stats: dict, rep: dict) -> str:
+    labels = S.length_bin_labels()
+    out = [
+        "<p class='note'>Histograms with log2 bins: a bar counts documents whose length is "
+        "between its label and twice that. Hover a bar for its count.</p>"
+    ]
+    cols: list[Col] = [
+        ("source", lambda r: r["source"], None),
+        ("bytes/doc in", lambda r: r["bytes_per_document_in"], fmt_num),
+        ("bytes/doc kept", lambda r: r["bytes_per_document_kept"], fmt_num),
+        ("chars median (in)", lambda r: r.get("chars_in_median") or "–", None),
+        ("chars p10–p90 (kept)", lambda r: _range(r, "chars_kept"), None),
+    ]
+    if any(v.get("tokens_per_document") is not None for v in rep["lengths"].values()):
+        cols += [
+            ("tokens/doc", lambda r: r["tokens_per_document"], fmt_num),
+            ("tokens median", lambda r: r.get("tokens_kept_median") or "–", None),
+            ("tokens p10–p90", lambda r: _range(r, "tokens_kept"), None),
+            ("bytes/token", lambda r: r["bytes_per_token"], fmt_num),
+        ]
+    rows = [{"source": n, **v} for n, v in rep["lengths"].items()]
+    out.append(table("lengths-table", cols, rows))
+    grid = []
+    for name, s in stats["sources"].items():
+        h = s.get("histograms", {})
+        chars = [(k, h[k]) for k in ("chars_in", "chars_kept") if h.get(k)]
+        if chars:
+            lo, hi = S.trim_range(*[v for _, v in chars])
+            series = [
+                (k.replace("_", " "), v[lo:hi], svg.MUTED if k == "chars_in" else _color(0))
+                for k, v in chars
+            ]
+            grid.append(svg.histogram(labels[lo:hi], series, f"{name}: characters per document"))
+        toks = [(k, h[k]) for k in ("tokens_in", "tokens_kept") if h.get(k)]
+        if toks:
+            lo, hi = S.trim_range(*[v for _, v in toks])
+            series = [
+                (k.replace("_", " "), v[lo:hi], svg.MUTED if k == "tokens_in" else _color(1))
+                for k, v in toks
+            ]
+            grid.append(svg.histogram(labels[lo:hi], series, f"{name}: tokens per document"))
+    out.append(
+        svg.legend(
+            [
+                ("characters, all documents in", svg.MUTED),
+                ("characters, kept", _color(0)),
+                ("tokens, kept", _color(1)),
+            ]
         )
     )
-    parts.append("<h2 id='stages'>Stages</h2>")
-    parts.append(
-        _table(
-            ["stage", "tasks", "ran", "skipped", "wall s", "task s"],
+    out.append('<div class="grid">' + "".join(grid) + "</div>")
+    return "".join(out)
+
+
+def _range(r: dict, name: str) -> str:
+    a, b = r.get(f"{name}_p10"), r.get(f"{name}_p90")
+    return f"{a} … {b}" if a and b else "–"
+
+
+def _language_table(table_id: str, rows: list[dict], with_tokens: bool, steps: list[str]) -> str:
+    cols: list[Col] = [
+        ("language", lambda r: r["language"], None),
+        ("documents in", lambda r: r["documents_in"], fmt_int),
+        ("kept", lambda r: r["documents_kept"], fmt_int),
+        ("kept %", lambda r: r["kept_fraction"], fmt_pct),
+        ("MB in", lambda r: r["bytes_in"], fmt_mb),
+        ("MB kept", lambda r: r["bytes_kept"], fmt_mb),
+    ]
+    if with_tokens:
+        cols += [
+            ("tokens", lambda r: r["tokens"], fmt_int),
+            ("token share", lambda r: r["token_share"], fmt_pct),
+        ]
+    cols += [
+        (f"− {st}", (lambda r, st=st: r["removed_by_step"].get(st, 0)), fmt_int) for st in steps
+    ]
+    return table(table_id, cols, rows)
+
+
+def _languages(stats: dict, rep: dict) -> str:
+    with_tokens = stats["totals"].get("tokens") is not None
+    steps = S.ordered_steps(stats["totals"]["removed"])
+    allrows = rep["languages"]["all"]
+    out = [
+        "<p class='note'>Language of each document as identified by fastText lid.176 "
+        "(<code>und</code>: records that never reached language ID, such as invalid JSON). "
+        "The “−” columns count documents removed at each step.</p>"
+    ]
+    top = allrows[:25]
+    bars = [
+        (
+            r["language"],
             [
-                [
-                    k,
-                    v.get("tasks", ""),
-                    v.get("ran", ""),
-                    v.get("skipped", ""),
-                    v.get("wall_s", ""),
-                    v.get("task_s", ""),
-                ]
-                for k, v in stats["stages"].items()
+                (r["documents_kept"], _color(0), f"{r['language']}: {r['documents_kept']:,} kept"),
+                (r["removed"], svg.REMOVED, f"{r['language']}: {r['removed']:,} removed"),
             ],
         )
+        for r in top
+    ]
+    out.append(svg.legend([("kept", _color(0)), ("removed", svg.REMOVED)]))
+    out.append(
+        svg.hbars(
+            bars,
+            "documents per language (all sources)"
+            + (f", top {len(top)}" if len(allrows) > len(top) else ""),
+            width=620,
+            label_width=70,
+            value_text=[fmt_int(r["documents_in"]) for r in top],
+        )
     )
-    parts.append(
-        "<h2 id='config'>Config</h2><pre>"
-        + html.escape(json.dumps(stats["config"], indent=1))
-        + "</pre>"
+    out.append("<h3>All sources</h3>")
+    out.append(_language_table("languages-all", allrows, with_tokens, steps))
+    for name in stats["sources"]:
+        rows = rep["languages"][name]
+        out.append(f"<details open><summary>{_e(name)}: {len(rows)} languages</summary>")
+        out.append(_language_table(f"languages-{name}", rows, with_tokens, steps))
+        out.append("</details>")
+    return "".join(out)
+
+
+def _lid(stats: dict, rep: dict) -> str:
+    labels = S.score_bin_labels()
+    cfg = stats.get("config", {}).get("langid") or {}
+    threshold = cfg.get("threshold")
+    marker = (threshold * len(labels), f"threshold {threshold:g}") if threshold else None
+    out = [
+        "<p class='note'>Probability of the top language, 20 bins of 0.05, per source: all "
+        "languages, then its two largest. Documents below the threshold (per-language "
+        "thresholds may differ) are removed as <code>langid:below_threshold</code>.</p>"
+    ]
+    grid = []
+    for name, s in stats["sources"].items():
+        langs = s.get("languages", {})
+        total = None
+        for c in langs.values():
+            if c.get("lang_score"):
+                total = S.hist.add(total, c["lang_score"])
+        if not total:
+            continue
+        row = [
+            svg.histogram(
+                labels,
+                [("documents", total, _color(0))],
+                f"{name}: all languages",
+                width=340,
+                height=170,
+                marker=marker,
+            )
+        ]
+        ranked = sorted(
+            ((c["documents_in"], lang) for lang, c in langs.items() if c.get("lang_score")),
+            reverse=True,
+        )
+        for i, (_, lang) in enumerate(ranked[:2]):
+            row.append(
+                svg.histogram(
+                    labels,
+                    [(lang, langs[lang]["lang_score"], _color(i + 1))],
+                    f"{name}: {lang}",
+                    width=340,
+                    height=170,
+                    marker=marker,
+                )
+            )
+        grid.append('<div class="grid">' + "".join(row) + "</div>")
+    if not grid:
+        return "<p class='note'>Language ID was off: no scores.</p>"
+    out.append("".join(grid))
+    rows = []
+    for r in rep["languages"]["all"]:
+        lang = r["language"]
+        below = sum(
+            s.get("languages", {}).get(lang, {}).get("removed", {}).get("langid:below_threshold", 0)
+            for s in stats["sources"].values()
+        )
+        rows.append(
+            {
+                "language": lang,
+                "documents_in": r["documents_in"],
+                "below": below,
+                "share": S._ratio(below, r["documents_in"]),
+            }
+        )
+    rows = [r for r in rows if r["below"]]
+    if rows:
+        out.append("<h3>Below the threshold, per language</h3>")
+        out.append(
+            table(
+                "lid-table",
+                [
+                    ("language", lambda r: r["language"], None),
+                    ("documents in", lambda r: r["documents_in"], fmt_int),
+                    ("below threshold", lambda r: r["below"], fmt_int),
+                    ("share", lambda r: r["share"], fmt_pct),
+                ],
+                rows,
+            )
+        )
+    return "".join(out)
+
+
+def _duplicates(stats: dict, rep: dict) -> str:
+    if not rep["duplicates"]:
+        return "<p class='note'>Deduplication was off.</p>"
+    out = [
+        "<p class='note'>A cluster is a group of documents with the same text (exact) or "
+        "near-identical text (MinHash). In each cluster one document is kept.</p>"
+    ]
+    grid = []
+    entries = rep["duplicates"]
+    per_source = ""
+    if rep["kind"] == "raw":
+        out.append(f"<p class='note'>{_e(stats['duplicates']['note'])}</p>")
+        entries, rest = entries[:1], entries[1:]
+        if rest:
+            per_source = "<h3>Per source (duplicates within the source)</h3>" + table(
+                "duplicates-sources",
+                [
+                    ("source", lambda r: r["stage"], None),
+                    ("clusters", lambda r: r["clusters"], fmt_int),
+                    ("documents in clusters", lambda r: r["documents_in_clusters"], fmt_int),
+                    ("extra copies", lambda r: r["removed"], fmt_int),
+                ],
+                rest,
+            )
+    for d in entries:
+        name = d["stage"]
+        rows = [
+            {"copies": k, "clusters": v, "documents": k * v} for k, v in d["cluster_sizes"].items()
+        ]
+        head = f"<h3>{_e(name)}</h3>"
+        if d.get("note") and rep["kind"] != "raw":
+            head += f"<p class='note'>{_e(d['note'])}</p>"
+        if rep["kind"] == "raw":
+            removed = (
+                f"<p class='note'>{fmt_int(d['clusters'])} clusters: exact dedup would "
+                f"remove {fmt_int(d['removed'])} extra copies.</p>"
+            )
+        else:
+            removed = (
+                f"<p class='note'>{fmt_int(d['clusters'])} clusters; "
+                f"{fmt_int(d['removed'])} documents removed"
+                + (f" as <code>{_e(d['reason'])}</code>" if d["reason"] else "")
+                + ".</p>"
+            )
+        tbl = table(
+            f"duplicates-{name.replace(' ', '-')}",
+            [
+                (
+                    "copies",
+                    lambda r: r["copies"],
+                    lambda v: v if isinstance(v, str) else fmt_int(v),
+                ),
+                ("clusters", lambda r: r["clusters"], fmt_int),
+                ("documents", lambda r: r["documents"], fmt_int),
+            ],
+            rows,
+            total={
+                "copies": "total",
+                "clusters": d["clusters"],
+                "documents": d["documents_in_clusters"],
+            },
+        )
+        chart = ""
+        if rows:
+            chart = svg.histogram(
+                [str(r["copies"]) for r in rows],
+                [("clusters", [r["clusters"] for r in rows], _color(4))],
+                f"{name}: clusters by size (copies)",
+                width=380,
+                height=170,
+            )
+        grid.append(f"<div>{head}{chart}{tbl}{removed}</div>")
+    out.append('<div class="grid">' + "".join(grid) + "</div>" + per_source)
+    return "".join(out)
+
+
+def _shards(stats: dict, rep: dict) -> str:
+    rows = rep["shards"]
+    cap = rep.get("tokens_per_shard")
+    sources = list(dict.fromkeys(r["source"] for r in rows))
+    color = {s: _color(i) for i, s in enumerate(sources)}
+    if len(rows) > MAX_SHARD_ROWS:
+        return _many_shards(rows, cap, sources, color)
+    bars = [
+        (
+            r["prefix"].rsplit("/", 1)[-1],
+            [(r["tokens"], color[r["source"]], f"{r['prefix']}: {r['tokens']:,} tokens")],
+        )
+        for r in rows
+    ]
+    out = [
+        f"<p class='note'>{len(rows)} shards"
+        + (f", at most {cap:,} tokens each" if cap else "")
+        + ". Each is checked against its <code>.idx</code> file on disk.</p>"
+    ]
+    out.append(svg.legend([(s, color[s]) for s in sources]))
+    out.append(
+        svg.hbars(
+            bars,
+            "tokens per shard",
+            width=620,
+            label_width=120,
+            value_text=[fmt_human(r["tokens"]) for r in rows],
+        )
     )
-    parts.append("</body></html>")
+    cols: list[Col] = [
+        ("prefix", lambda r: r["prefix"], None),
+        ("source", lambda r: r["source"], None),
+        ("documents", lambda r: r["documents"], fmt_int),
+        ("tokens", lambda r: r["tokens"], fmt_int),
+        ("fill", lambda r: r["fill"], fmt_pct),
+        ("longest doc (tokens)", lambda r: r.get("max_document_tokens"), fmt_int),
+        ("check vs .idx", lambda r: "not checked" if r["check"] is None else r["check"], None),
+    ]
+    total = {
+        "prefix": "total",
+        "source": "",
+        "documents": sum(r["documents"] for r in rows),
+        "tokens": sum(r["tokens"] for r in rows),
+        "fill": None,
+        "check": "",
+    }
+    out.append(table("shards-table", cols, rows, total=total))
+    return "".join(out)
+
+
+MAX_SHARD_ROWS = 200  # above this, shards are summarized per source
+
+
+def _first(items: list[str], n: int = 3) -> str:
+    if not items:
+        return "–"
+    more = f" and {len(items) - n:,} more" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def _many_shards(rows: list[dict], cap, sources: list[str], color: dict) -> str:
+    by: dict[str, list[dict]] = {s: [r for r in rows if r["source"] == s] for s in sources}
+    out = [
+        f"<p class='note'>{len(rows):,} shards"
+        + (f", at most {cap:,} tokens each" if cap else "")
+        + "; per source below (every shard is in manifest.json), each checked against its "
+        "<code>.idx</code> file on disk.</p>"
+    ]
+    if cap:
+        labels = [f"{10 * k}%" for k in range(10)]
+        series = []
+        for s in sources:
+            h = [0] * 10
+            for r in by[s]:
+                h[min(9, int(10 * r["tokens"] / cap))] += 1
+            series.append((s, h, color[s]))
+        out.append(svg.legend([(s, color[s]) for s in sources]))
+        out.append(svg.histogram(labels, series, "shards by fill (tokens / shard size)"))
+    summary_rows = [
+        {
+            "source": s,
+            "shards": len(rs),
+            "documents": sum(r["documents"] for r in rs),
+            "tokens": sum(r["tokens"] for r in rs),
+            "min": min(r["tokens"] for r in rs),
+            "max": max(r["tokens"] for r in rs),
+            "ok": sum(r["check"] == "ok" for r in rs),
+            "problems": _first(
+                [f"{r['prefix']}: {r['check']}" for r in rs if r["check"] not in ("ok", None)]
+            ),
+        }
+        for s, rs in by.items()
+    ]
+    cols: list[Col] = [
+        ("source", lambda r: r["source"], None),
+        ("shards", lambda r: r["shards"], fmt_int),
+        ("documents", lambda r: r["documents"], fmt_int),
+        ("tokens", lambda r: r["tokens"], fmt_int),
+        ("smallest", lambda r: r["min"], fmt_int),
+        ("largest", lambda r: r["max"], fmt_int),
+        ("match .idx", lambda r: r["ok"], fmt_int),
+        ("problems", lambda r: r["problems"], None),
+    ]
+    out.append(table("shards-sources", cols, summary_rows))
+    return "".join(out)
+
+
+def _budget(stats: dict, rep: dict) -> str:
+    out = [
+        "<p class='note'>How the prepared tokens cover a training budget: each source "
+        "supplies its mixture weight × budget tokens, so it is seen "
+        "<i>epochs</i> = weight × budget / tokens times (see <code>tokenmill plan</code>). "
+        "More than ~4 epochs means repeating a source a lot: add data or lower its weight."
+        "</p>"
+    ]
+    grid = []
+    for name, rows in rep["budgets"].items():
+        tid = f"budget-{name}"
+        tbl = table(
+            tid,
+            [
+                ("source", lambda r: r["source"], None),
+                ("tokens", lambda r: r["tokens"], fmt_int),
+                ("weight", lambda r: r["weight"], lambda v: f"{v:.3f}"),
+                ("tokens drawn", lambda r: r["share_tokens"], fmt_int),
+                ("epochs", lambda r: r["epochs"], _epochs),
+            ],
+            rows,
+        )
+        top_epochs = max((r["epochs"] or 0) for r in rows) if rows else 0
+        bars = [
+            (
+                r["source"],
+                [(r["epochs"] or 0, _color(i), f"{r['source']}: {(r['epochs'] or 0):,.1f} epochs")],
+            )
+            for i, r in enumerate(rows)
+        ]
+        chart = svg.hbars(
+            bars,
+            f"{name} tokens: epochs per source",
+            width=460,
+            label_width=90,
+            value_text=[_epochs(r["epochs"]) for r in rows],
+            marker=(1.0, "1 epoch") if top_epochs < 50 else None,
+        )
+        many = [r for r in rows if r.get("warning")]
+        warns = (
+            "<p class='warn'>Repeated more than 4 times: "
+            + ", ".join(f"{_e(r['source'])} ({_epochs(r['epochs'])})" for r in many)
+            + ". Add data or lower their weights.</p>"
+            if many
+            else ""
+        )
+        grid.append(f"<div><h3>{_e(name)} tokens</h3>{chart}{tbl}{warns}</div>")
+    out.append('<div class="grid">' + "".join(grid) + "</div>")
+    return "".join(out)
+
+
+def _epochs(v) -> str:
+    return "∞" if v is None else f"{v:,.2f}×" if v < 10 else f"{v:,.0f}×"
+
+
+def _other_counts(r: dict) -> str:
+    items = [f"{k.replace('_', ' ')} {fmt_num(v)}" for k, v in r["other"].items()]
+    return ", ".join(items) or "–"
+
+
+def _throughput(stats: dict, rep: dict) -> str:
+    rows = rep["stages"]
+    if not rows:
+        return "<p class='note'>No stage timings.</p>"
+    cols: list[Col] = [
+        ("stage", lambda r: r["stage"], None),
+        ("tasks", lambda r: r.get("tasks"), fmt_int),
+        ("skipped", lambda r: r.get("skipped"), fmt_int),
+        ("wall s", lambda r: r.get("wall_s"), fmt_num),
+        ("task s", lambda r: r.get("task_s"), fmt_num),
+        ("in", lambda r: r["in"], fmt_int),
+        ("out", lambda r: r["out"], fmt_int),
+        ("counted", lambda r: (r["measure"] or "–").replace("_", " "), None),
+        ("MB in", lambda r: r["bytes_in"], fmt_mb),
+        ("tokens", lambda r: r["tokens"], fmt_int),
+        ("in/s", lambda r: r["documents_per_s"], fmt_num),
+        ("MB/s", lambda r: r["mb_per_s"], fmt_num),
+        ("tokens/s", lambda r: r["tokens_per_s"], fmt_num),
+        ("other counts", _other_counts, None),
+    ]
+    out = [
+        "<p class='note'>What each stage took in and gave out (<i>counted</i>: records, "
+        "documents or hashes), and rates per second of its wall time, over all workers. "
+        "<i>task s</i> sums the time of every task. A resumed stage (skipped tasks) has "
+        "no rates.</p>"
+    ]
+    bars = [
+        (r["stage"], [(r.get("wall_s") or 0, _color(0), f"{r['stage']}: {r.get('wall_s')} s")])
+        for r in rows
+    ]
+    out.append(
+        svg.hbars(
+            bars,
+            "wall time per stage (s)",
+            width=560,
+            label_width=90,
+            value_text=[f"{r.get('wall_s') or 0:,.2f} s" for r in rows],
+        )
+    )
+    out.append(table("throughput-table", cols, rows))
+    return "".join(out)
+
+
+def _config(stats: dict, rep: dict) -> str:
+    import yaml
+
+    out = []
+    if rep.get("tokenizer"):
+        t = rep["tokenizer"]
+        out.append("<h3>Tokenizer</h3>")
+        out.append(
+            table(
+                "tokenizer-table",
+                [("key", lambda r: r[0], None), ("value", lambda r: r[1], None)],
+                [{0: k, 1: v} for k, v in t.items()],
+            )
+        )
+    if rep.get("mixture"):
+        out.append("<h3>Mixture</h3>")
+        out.append(
+            table(
+                "mixture-table",
+                [
+                    ("source", lambda r: r[0], None),
+                    ("weight", lambda r: r[1], lambda v: f"{v:.4f}"),
+                ],
+                [{0: k, 1: v} for k, v in rep["mixture"].items()],
+            )
+        )
+    out.append("<h3>Config</h3>")
+    text = yaml.safe_dump(stats.get("config", {}), sort_keys=True, allow_unicode=True)
+    out.append(f"<pre id='config-yaml'>{_e(text)}</pre>")
+    return "".join(out)
+
+
+_RENDER = {
+    "summary": _summary,
+    "funnel": _funnel,
+    "lengths": _lengths,
+    "languages": _languages,
+    "lid": _lid,
+    "duplicates": _duplicates,
+    "shards": _shards,
+    "budget": _budget,
+    "throughput": _throughput,
+    "config": _config,
+}
+
+
+def present_sections(rep: dict) -> list[str]:
+    """Section ids the page has for this report (shards and budget need their data)."""
+    skip = {"shards"} if not rep.get("shards") else set()
+    if not rep.get("budgets"):
+        skip.add("budget")
+    return [s for s in SECTIONS if s not in skip]
+
+
+def render(stats: dict, manifest: dict | None, rep: dict | None = None) -> str:
+    """The whole page as a string (`rep`: summary.build's result, computed when not given)."""
+    stats = S.in_config_order(stats)
+    rep = rep if rep is not None else S.build(stats, manifest)
+    kind = rep["kind"]
+    title = "tokenmill report" if kind == "run" else "tokenmill raw corpus report"
+    t = rep["summary"]["total"]
+    subtitle = (
+        f"{len(stats['sources'])} sources · {fmt_int(t['documents_in'])} documents in · "
+        f"{fmt_int(t['documents_kept'])} kept"
+        + (f" · {fmt_int(t['tokens'])} tokens" if t.get("tokens") is not None else "")
+    )
+    if kind == "raw":
+        subtitle += " (before any processing; kept = would pass the filters)"
+    ids = present_sections(rep)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{_e(title)}</h1><p>{_e(subtitle)}</p></header>",
+        "<nav>" + "".join(f"<a href='#{s}'>{_e(SECTIONS[s])}</a>" for s in ids) + "</nav><main>",
+    ]
+    for sid in ids:
+        parts.append(f"<section id='{sid}'><h2>{_e(SECTIONS[sid])}</h2>")
+        parts.append(_RENDER[sid](stats, rep))
+        parts.append("</section>")
+    parts.append("</main></body></html>")
     return "\n".join(parts)
 
 
-def write_report(stats: dict, manifest: dict, path: Path) -> None:
+def write_report(
+    stats: dict,
+    manifest: dict | None,
+    path: Path,
+    *,
+    out: Path | None = None,
+    budgets=S.DEFAULT_BUDGETS,
+) -> dict:
+    """Write report.html and return the report's data (summary.build).
+
+    Shards are checked against their .idx files under `out` (default: the report's folder when
+    it holds the manifest's shards)."""
     from tokenmill.pipelines.engine import atomic_path
 
+    path = Path(path)
+    if out is None and manifest and manifest.get("shards"):
+        first = manifest["shards"][0]["prefix"]
+        if (path.parent / (first + ".idx")).exists():
+            out = path.parent
+    rep = S.build(stats, manifest, out=out, budget_names=budgets)
     with atomic_path(path) as tmp:
-        tmp.write_text(render(stats, manifest), encoding="utf-8")
+        tmp.write_text(render(stats, manifest, rep), encoding="utf-8")
+    return rep
+
+
+def dumps(stats: dict, rep: dict) -> str:
+    """stats.json with the report's derived numbers under "report" (for --json)."""
+    return json.dumps({**stats, "report": rep}, indent=1, default=str)

@@ -1,0 +1,99 @@
+"""report.html in headless Chromium (Debian's `chromium` package): it renders with no console
+errors and nothing fetched, and a screenshot is kept in tests/artifacts/ (git-ignored).
+
+Skipped when chromium is not installed, unless TOKENMILL_REQUIRE_BROWSER=1 (then it fails).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",  # tests run as root in CI containers
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # the page must need no network at all
+    "--enable-logging=stderr",  # console messages go to stderr as ...:CONSOLE(...) lines
+    "--v=0",
+]
+
+if CHROMIUM is None and os.environ.get("TOKENMILL_REQUIRE_BROWSER") != "1":
+    pytestmark = pytest.mark.skip(reason="chromium not installed (apt-get install -y chromium)")
+
+
+def screenshot(page: Path, png: Path, profile: Path, height: int = 8000) -> list[str]:
+    """Load `page`, write a 1280-wide screenshot to `png`; return the console lines logged."""
+    assert CHROMIUM, "chromium not found on PATH: apt-get install -y chromium"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    png.unlink(missing_ok=True)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            f"--window-size=1280,{height}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert png.exists(), f"no screenshot (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.distributed
+def test_run_report_renders_with_no_console_errors(prepared, tmp_path):
+    png = ARTIFACTS / "report.png"
+    console = screenshot(prepared["out"] / "report.html", png, tmp_path / "profile")
+    print(f"\nscreenshot: {png}")
+    assert console == []
+    assert png_size(png) == (1280, 8000)
+    assert png.stat().st_size > 50_000  # tables and plots, not a blank page
+
+
+def test_raw_report_renders_with_no_console_errors(corpus_config, tmp_path):
+    from tokenmill.config import load_config
+    from tokenmill.report import raw
+    from tokenmill.report.html import write_report
+
+    cfg = load_config(corpus_config)
+    data = raw.scan(raw.inputs_from_config(cfg), raw.settings_from_config(cfg, limit=30))
+    write_report(data, None, tmp_path / "raw-report.html")
+    png = ARTIFACTS / "raw-report.png"
+    console = screenshot(tmp_path / "raw-report.html", png, tmp_path / "profile", height=5000)
+    print(f"\nscreenshot: {png}")
+    assert console == []
+    assert png.stat().st_size > 30_000
+
+
+def test_the_console_check_sees_errors(tmp_path):
+    """The check above is not vacuous: a script error and a fetch attempt are both caught."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<!doctype html><html><body><img src='http://example.invalid/x.png'>"
+        "<script>undefinedFunction()</script></body></html>"
+    )
+    console = screenshot(bad, tmp_path / "bad.png", tmp_path / "profile", height=300)
+    assert any("undefinedFunction" in line for line in console), console
