@@ -20,6 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tokenmill.config import Config
+from tokenmill.filters.minhash import LSH
 from tokenmill.pipelines.engine import Engine, Task, dask_client, read_json, write_json
 from tokenmill.pipelines.stages import (
     Partition,
@@ -164,6 +165,18 @@ def prepare(
         total_records = sum(c["records"] for c in scan.counts)
         buckets = cfg.dedup.buckets or max(1, min(1024, math.ceil(total_records / 1_000_000)))
         buckets = _pin(work / "buckets.json", buckets)
+        # a document has one exact hash but `bands` LSH keys: size near buckets by keys
+        # (~2M keys, ~170 MB per task), not by documents
+        bands = LSH(
+            cfg.dedup.minhash.threshold,
+            cfg.dedup.minhash.num_perm,
+            1,
+            1,
+            cfg.dedup.minhash.bands,
+            cfg.dedup.minhash.rows,
+        ).bands
+        near_buckets = max(1, min(4096, math.ceil(total_records * bands / 2_000_000)))
+        near_buckets = _pin(work / "near_buckets.json", near_buckets)
 
         # process: one fused pass per partition
         proc = engine.run_stage(
@@ -172,7 +185,7 @@ def prepare(
                 Task(
                     f"{p.source}-{p.key}",
                     process_partition,
-                    (p, cfg, str(work), buckets),
+                    (p, cfg, str(work), buckets, near_buckets),
                     work / "docs" / p.source / f"{p.key}.json",
                 )
                 for p in partitions
@@ -216,7 +229,7 @@ def prepare(
         if cfg.dedup.minhash.enabled:
             near_dir = work / "dedup" / "near"
             tasks = []
-            for b in range(buckets):
+            for b in range(near_buckets):
                 specs = [
                     (
                         str(work / "docs" / p.source / f"{p.key}.bands.npy"),

@@ -130,7 +130,9 @@ def _doc_table(part, docs, langs, scores, idxs, schema, extra) -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
-def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> dict:
+def process_partition(
+    part: Partition, cfg: Config, work: str, buckets: int, near_buckets: int = 1
+) -> dict:
     """Read one partition and apply every per-document step in one pass.
 
     Writes `work/docs/SOURCE/KEY.parquet` (kept documents, DOC_SCHEMA + hash_lo),
@@ -272,7 +274,7 @@ def process_partition(part: Partition, cfg: Config, work: str, buckets: int) -> 
     band_offsets = None
     if lsh is not None:
         brec = np.concatenate(band_recs) if band_recs else np.empty(0, BAND_DTYPE)
-        brec, band_offsets = bucket_sort(brec, brec["key"], buckets)
+        brec, band_offsets = bucket_sort(brec, brec["key"], near_buckets)
         with atomic_path(out / f"{part.key}.bands.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, brec)
         band_offsets = band_offsets.tolist()
