@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fasttext
-from conftest import sample_docs
+from tmfixtures import sample_docs
 
 from tokenmill.filters.langid import LanguageId, bundled_model_path
 

@@ -8,7 +8,7 @@ import re
 import networkx as nx
 import numpy as np
 import pytest
-from conftest import sample_docs
+from tmfixtures import sample_docs
 
 from tokenmill.filters.components import (
     EDGE_DTYPE,

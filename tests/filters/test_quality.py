@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import sample_docs
+from tmfixtures import sample_docs
 
 from tokenmill.filters.quality import BasicQuality
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 import typer
-from conftest import dumps, sample_docs, write_gz_lines, write_zst_lines
+from tmfixtures import dumps, sample_docs, write_gz_lines, write_zst_lines
 from typer.testing import CliRunner
 
 from tokenmill.pipelines.download import (

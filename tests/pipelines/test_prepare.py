@@ -174,7 +174,7 @@ def test_changed_config_is_refused_without_fresh(run2, corpus_config):
 
 def test_a_given_large_vocabulary_tokenizer_gives_int32_shards(corpus_config, tmp_path):
     """tokenizer.path: an existing tokenizer.json is used as is; >= 65,500 ids -> int32."""
-    from conftest import sample_docs
+    from tmfixtures import sample_docs
 
     from tokenmill.tokenize.bpe import train_bpe
 

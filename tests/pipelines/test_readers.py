@@ -8,7 +8,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import dumps, sample_docs, write_gz_lines, write_zst_lines
+from tmfixtures import dumps, sample_docs, write_gz_lines, write_zst_lines
 
 from tokenmill.pipelines.readers import (
     Doc,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import sample_docs
+from tmfixtures import sample_docs
 
 from tokenmill.tokenize.bpe import train_bpe
 from tokenmill.tokenize.encode import encode_documents, split_long

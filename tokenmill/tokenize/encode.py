@@ -10,6 +10,8 @@ encoding the document whole.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 from tokenizers import Tokenizer
 
@@ -53,26 +55,19 @@ def encode_documents(
             pieces.extend(parts)
             owner.extend([i] * len(parts))
     encodings = tok.encode_batch(pieces, add_special_tokens=False)
-    piece_len = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(pieces))
+    ids = [e.ids for e in encodings]
+    piece_len = np.fromiter(map(len, ids), dtype=np.int64, count=len(pieces))
     sizes = (
         np.bincount(
             np.asarray(owner, dtype=np.int64), weights=piece_len, minlength=len(texts)
         ).astype(np.int64)
         + 1
     )
-    flat = np.empty(int(sizes.sum()), dtype=dtype)
-    pos = 0
-    last = -1
-    for i, e in zip(owner, encodings, strict=True):
-        if i != last and last >= 0:
-            flat[pos] = eod_id  # close the previous document
-            pos += 1
-        n = len(e.ids)
-        flat[pos : pos + n] = e.ids
-        pos += n
-        last = i
-    if last >= 0:
-        flat[pos] = eod_id
-        pos += 1
-    assert pos == len(flat)
+    # one C-level pass: each document's pieces, then its end-of-document id
+    last_piece = [i == len(owner) - 1 or owner[i + 1] != owner[i] for i in range(len(owner))]
+    stream = chain.from_iterable(
+        chain(piece, (eod_id,)) if last else piece
+        for piece, last in zip(ids, last_piece, strict=True)
+    )
+    flat = np.fromiter(stream, dtype=dtype, count=int(sizes.sum()))
     return flat, sizes

@@ -1,0 +1,202 @@
+"""Gopher quality and repetition rules: each removes what it names, clean text stays, and the
+decisions equal datatrove's GopherQualityFilter / GopherRepetitionFilter on real documents."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tmfixtures import sample_docs
+
+from tokenmill.filters.gopher import (
+    GOPHER_STOP_WORDS,
+    GopherQuality,
+    GopherRepetition,
+    SpacyWords,
+)
+
+EN = [r["text"] for r in sample_docs("c4")] + [r["text"] for r in sample_docs("pile")]
+
+
+def _prose(min_words: int = 150) -> str:
+    """A real English document that passes every Gopher rule."""
+    q, r = GopherQuality(), GopherRepetition()
+    for t in EN:
+        if len(t.split()) >= min_words and q([t], ["en"]) == [None] and r([t], ["en"]) == [None]:
+            return t
+    raise AssertionError("no clean document in the sample")
+
+
+CLEAN = _prose()
+
+
+def perturbed(texts: list[str], seed: int = 0) -> list[str]:
+    """Real documents, most of them damaged in a way one of the rules should catch."""
+    rng = random.Random(seed)
+    out = []
+    for t in texts:
+        lines = t.split("\n")
+        k = rng.randrange(9)
+        if k == 0:
+            out.append(t)
+        elif k == 1:  # repeated lines
+            out.append("\n".join(lines + lines[: max(1, len(lines) // 2)]))
+        elif k == 2:  # truncated
+            out.append(t[: rng.randrange(50, 600)])
+        elif k == 3:  # hashes
+            step = rng.randrange(3, 15)
+            out.append(
+                " ".join(w + (" #" if i % step == 0 else "") for i, w in enumerate(t.split(" ")))
+            )
+        elif k == 4:  # bullets
+            out.append("\n".join("- " + line for line in lines))
+        elif k == 5:  # ellipses
+            out.append("\n".join(line + "..." if i % 2 else line for i, line in enumerate(lines)))
+        elif k == 6:  # repeated paragraph
+            out.append((t.split("\n\n")[0] + "\n\n") * rng.randrange(2, 5) + t)
+        elif k == 7:  # no stop words
+            out.append(t.replace(" the ", " ").replace(" of ", " ").replace(" and ", " "))
+        else:  # symbols instead of words
+            out.append(" ".join(w if i % 3 else "$%&" for i, w in enumerate(t.split(" "))))
+    return out
+
+
+# ---- quality -------------------------------------------------------------------------------
+
+
+def test_quality_keeps_clean_prose_and_names_each_failure():
+    q = GopherQuality()
+    words = CLEAN.split()
+    lines = CLEAN.splitlines()
+    cases = {
+        "gopher:too_few_words": " ".join(words[:30]),
+        "gopher:too_many_words": CLEAN,  # with max_words below its length, next
+        "gopher:mean_word_length_too_low": " ".join(w[:2] for w in words),
+        "gopher:mean_word_length_too_high": " ".join(
+            "".join(words[i : i + 3]) for i in range(0, len(words), 3)
+        ),
+        "gopher:too_many_hashes": CLEAN.replace(" ", " # ", len(words) // 5),
+        "gopher:too_many_ellipses": " ".join(
+            w + " ..." * (i % 5 == 0) for i, w in enumerate(words)
+        ),
+        "gopher:too_many_bullet_lines": "\n".join("• " + line for line in lines),
+        "gopher:too_many_ellipsis_lines": "\n".join(line + "…" for line in lines),
+        "gopher:too_few_alpha_words": " ".join(w if i % 3 else "1234" for i, w in enumerate(words)),
+        "gopher:too_few_stop_words": " ".join(w for w in words if w not in GOPHER_STOP_WORDS),
+    }
+    assert q([CLEAN], ["en"]) == [None]
+    for reason, text in cases.items():
+        f = GopherQuality(max_words=len(words) // 2) if reason == "gopher:too_many_words" else q
+        assert f([text], ["en"]) == [reason], reason
+
+
+def test_quality_judges_only_its_languages_and_none_disables_a_rule():
+    short = " ".join(CLEAN.split()[:30])
+    q = GopherQuality()
+    assert q([short, short, short], ["fr", "en", "und"]) == [None, "gopher:too_few_words"] * 1 + [
+        "gopher:too_few_words"
+    ]
+    assert GopherQuality(languages=None)([short], ["fr"]) == ["gopher:too_few_words"]
+    assert GopherQuality(min_words=None)([short], ["en"]) == [None]
+    assert GopherQuality()([""], ["en"]) == ["gopher:too_few_words"]
+    assert GopherQuality(min_words=None, min_stop_words=None)([""], ["en"]) == [None]
+
+
+# ---- repetition ----------------------------------------------------------------------------
+
+
+def test_repetition_keeps_clean_prose_and_names_each_failure():
+    r = GopherRepetition()
+    paras = [p for p in CLEAN.split("\n\n") if p.strip()]
+    lines = [line for line in CLEAN.split("\n") if line.strip()]
+    words = CLEAN.split()
+    long_line = " ".join(words[:120])
+    assert r([CLEAN], ["en"]) == [None]
+    cases = {
+        "gopher:too_many_duplicate_paragraphs": "\n\n".join(
+            ["Short one."] * 3 + ["Other text here."]
+        ),
+        "gopher:too_many_duplicate_paragraph_chars": "\n\n".join(lines + [long_line] * 2),
+        "gopher:too_many_duplicate_lines": "\n".join(lines + [lines[0]] * len(lines)),
+        "gopher:top_2gram_too_frequent": " ".join(["new york"] * 60 + words[:100]),
+        "gopher:too_many_duplicate_5grams": " ".join(words[:200]) + " " + " ".join(words[:60]),
+        "gopher:empty": "",
+    }
+    for reason, text in cases.items():
+        assert r([text], ["en"]) == [reason], reason
+    # Only the duplicate-line character rule: few lines repeated, many characters.
+    text = "\n".join([long_line, *lines[:8], long_line])
+    assert GopherRepetition(
+        max_duplicate_line_fraction=None, max_duplicate_paragraph_char_fraction=None
+    )([text], ["en"]) == ["gopher:too_many_duplicate_line_chars"]
+    assert paras  # the clean document has paragraphs
+
+
+def test_tiny_documents_fail_the_top_bigram_rule_as_in_datatrove():
+    # Three words: the first bigram is most of the text, as datatrove also counts it.
+    assert GopherRepetition()(["one two three"], ["en"]) == ["gopher:top_2gram_too_frequent"]
+
+
+# ---- agreement with datatrove --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def agreement() -> tuple[list[str], list[bool], list[bool]]:
+    """300 real documents, half of them damaged, and datatrove's keep decisions for each."""
+    filters = pytest.importorskip("datatrove.pipeline.filters")
+    from datatrove.data import Document
+
+    rng = random.Random(1)
+    docs = rng.sample(EN, 150) + perturbed(rng.sample(EN, 150), seed=2)
+    quality, repetition = filters.GopherQualityFilter(), filters.GopherRepetitionFilter()
+    keep_q, keep_r = [], []
+    for i, t in enumerate(docs):  # one after the other: datatrove caches the last words
+        keep_q.append(quality.filter(Document(text=t, id=str(i))) is True)
+        keep_r.append(repetition.filter(Document(text=t, id=str(i))) is True)
+    return docs, keep_q, keep_r
+
+
+def test_same_decisions_as_datatrove_quality(agreement):
+    docs, ref, _ = agreement
+    ours = [r is None for r in GopherQuality()(docs, ["en"] * len(docs))]
+    assert 50 < sum(ref) < len(ref) - 50  # both decisions well represented
+    assert ours == ref
+
+
+def test_same_decisions_as_datatrove_repetition(agreement):
+    docs, _, ref = agreement
+    ours = [r is None for r in GopherRepetition()(docs, ["en"] * len(docs))]
+    assert 50 < sum(ref) < len(ref) - 50
+    assert ours == ref
+
+
+def test_words_are_datatrove_words_in_many_languages():
+    text_mod = pytest.importorskip("datatrove.utils.text")
+    docs = EN[:20] + [r["content"] for r in sample_docs("oscar")][::25]
+    sw = SpacyWords()
+    for t in docs:
+        assert sw.words(t) == text_mod.split_into_words(t, "eng")
+
+
+def test_a_full_cache_starts_over_without_changing_results():
+    texts = EN[:40]
+    small = SpacyWords(max_cache=300)
+    big = SpacyWords()
+    assert [small.words(t) for t in texts] == [big.words(t) for t in texts]
+    assert len(small.cache) <= max(300, max(len(set(t.split())) for t in texts))
+
+
+# ---- batches -------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.sampled_from(EN[:60]) | st.text(max_size=200), max_size=8),
+    st.integers(0, 8),
+)
+def test_batch_split_gives_the_same_verdicts(texts, cut):
+    langs = ["en"] * len(texts)
+    for f in (GopherQuality(), GopherRepetition()):
+        assert f(texts, langs) == f(texts[:cut], langs[:cut]) + f(texts[cut:], langs[cut:])
