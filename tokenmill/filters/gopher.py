@@ -1,0 +1,413 @@
+"""Gopher's quality and repetition rules (Rae et al. 2021, "Scaling Language Models", MassiveText,
+appendix A.1.1 and table A1).
+
+Words are spaCy's tokens (the blank `en` tokenizer: rules only, no model download), the same
+words datatrove's GopherQualityFilter and GopherRepetitionFilter count, so our decisions are
+datatrove's (tests/filters/test_gopher.py checks it on real documents). Ours are written anew
+because they are ~10x faster on the same documents (benchmarks/filters.py):
+
+- spaCy tokenizes a whitespace-delimited chunk the same way wherever it occurs, so `SpacyWords`
+  tokenizes each distinct chunk once per process and caches its tokens and their counts;
+- n-gram counts use integer word ids and numpy instead of joined strings, and the greedy
+  duplicate n-gram scan visits only positions whose n-gram occurs more than once.
+
+Two deliberate differences, both negligible in practice: spaCy's special-case matcher can join
+emoticon tokens across a single space (`") :("`), which per-chunk tokenization does not; and a
+duplicate n-gram is a repeated sequence of words, where datatrove compares the words joined
+without spaces (so `"ab c"` and `"a bc"` collide there).
+
+Thresholds: None disables a rule (datatrove also disables on 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Sequence
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+WORDLISTS = Path(__file__).parent / "wordlists"
+
+# The paper's stop words: a document needs at least two of them.
+GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+
+# Table A1 of the paper.
+TOP_NGRAMS = {2: 0.20, 3: 0.18, 4: 0.16}
+DUP_NGRAMS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+
+UNDETERMINED = "und"  # the pipeline's language when language ID is off
+
+
+def _load_codepoints(path: Path) -> frozenset[str]:
+    return frozenset(
+        chr(int(line, 16))
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+
+
+# A word made only of these is a symbol, not a word (datatrove's PUNCTUATION_SET).
+SYMBOLS = _load_codepoints(WORDLISTS / "gopher_symbols.txt")
+
+
+def in_scope(lang: str, languages: frozenset[str] | None) -> bool:
+    """Whether a language-specific rule set applies to a document of language `lang`.
+    Documents without a language (language ID off) are judged too."""
+    return languages is None or lang in languages or lang == UNDETERMINED
+
+
+# ---- words ---------------------------------------------------------------------------------
+
+
+class SpacyWords:
+    """spaCy's tokens of a text, cached per whitespace-delimited chunk.
+
+    Each cache entry is (tokens, number of non-symbol tokens, their total length, number of
+    tokens with a letter, token ids, token lengths), so the rules sum per chunk instead of per
+    character. Token ids are stable while the cache is: it is cleared (ids and all) when it
+    reaches `max_cache` chunks, which bounds memory.
+    """
+
+    def __init__(self, lang: str = "en", max_cache: int = 200_000):
+        self.lang = lang
+        self.max_cache = max_cache
+        self._nlp = None
+        self._tokenizer = None
+        self.cache: dict[str, tuple] = {}
+        self.token_ids: dict[str, int] = {}
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            try:
+                import spacy
+            except ImportError as e:  # pragma: no cover - spacy is a dependency
+                raise ImportError(
+                    "the Gopher and C4 rules split words with spaCy's tokenizer "
+                    "(no model download): pip install spacy"
+                ) from e
+            self._nlp = spacy.blank(self.lang)
+            # Tokens do not depend on lexeme attributes (shape, like_num, ...): skip them.
+            self._nlp.vocab.lex_attr_getters = {}
+            self._tokenizer = self._nlp.tokenizer
+        return self._tokenizer
+
+    def chunks(self, text: str) -> list[str]:
+        """The text's whitespace-delimited chunks, each one tokenized and cached."""
+        chunks = text.split()
+        cache = self.cache
+        distinct = dict.fromkeys(chunks)
+        missing = [c for c in distinct if c not in cache]
+        if missing:
+            if len(cache) + len(missing) > self.max_cache:
+                cache.clear()
+                self.token_ids.clear()
+                missing = list(distinct)
+            self._fill(missing)
+        return chunks
+
+    def words(self, text: str) -> list[str]:
+        cache = self.cache
+        return list(chain.from_iterable(cache[c][0] for c in self.chunks(text)))
+
+    def _fill(self, missing: list[str]) -> None:
+        tokenizer = self.tokenizer()
+        groups: list[list[str]] = [[] for _ in missing]
+        ends = []
+        pos = 0
+        for m in missing:
+            pos += len(m)
+            ends.append(pos)
+            pos += 1
+        # The memory zone frees the strings spaCy interns for these tokens (its vocabulary
+        # would otherwise grow with every new word a worker sees).
+        zone = getattr(self._nlp, "memory_zone", None)
+        with zone() if zone is not None else contextlib.nullcontext():
+            # Newlines between chunks become whitespace tokens, which keep spaCy's
+            # special-case matcher from joining tokens of neighbouring chunks.
+            j = 0
+            for tok in tokenizer("\n".join(missing)):
+                text = tok.text
+                if text.isspace():
+                    continue
+                while tok.idx >= ends[j]:
+                    j += 1
+                groups[j].append(text)
+        symbols = SYMBOLS
+        ids = self.token_ids
+        for chunk, toks in zip(missing, groups, strict=True):
+            n_word = n_len = n_alpha = 0
+            for t in toks:
+                if not symbols.issuperset(t):
+                    n_word += 1
+                    n_len += len(t)
+                if any(ch.isalpha() for ch in t):
+                    n_alpha += 1
+            tids = tuple(ids.setdefault(t, len(ids)) for t in toks)
+            self.cache[chunk] = (tuple(toks), n_word, n_len, n_alpha, tids, tuple(map(len, toks)))
+
+
+_SPLITTERS: dict[str, SpacyWords] = {}
+
+
+def spacy_words(lang: str = "en") -> SpacyWords:
+    """The process-wide cached splitter for a spaCy language (loaded on first use)."""
+    sw = _SPLITTERS.get(lang)
+    if sw is None:
+        sw = _SPLITTERS[lang] = SpacyWords(lang)
+    return sw
+
+
+# ---- quality -------------------------------------------------------------------------------
+
+
+class GopherQuality:
+    """Gopher's quality rules, in the paper's (and datatrove's) order.
+
+    Reasons: `gopher:too_few_words` / `gopher:too_many_words` (non-symbol words outside
+    [min_words, max_words]), `gopher:mean_word_length_too_low` / `_too_high`,
+    `gopher:too_many_hashes` / `gopher:too_many_ellipses` (per word),
+    `gopher:too_many_bullet_lines`, `gopher:too_many_ellipsis_lines`,
+    `gopher:too_few_alpha_words` (words with a letter), `gopher:too_few_stop_words`.
+    Only documents in `languages` are judged (the stop words are English); others pass.
+    """
+
+    name = "gopher_quality"
+
+    def __init__(
+        self,
+        min_words: int | None = 50,
+        max_words: int | None = 100_000,
+        min_mean_word_length: float | None = 3,
+        max_mean_word_length: float | None = 10,
+        max_symbol_word_ratio: float | None = 0.1,
+        max_bullet_lines_fraction: float | None = 0.9,
+        max_ellipsis_lines_fraction: float | None = 0.3,
+        min_alpha_words_fraction: float | None = 0.8,
+        min_stop_words: int | None = 2,
+        stop_words: Sequence[str] = GOPHER_STOP_WORDS,
+        languages: Iterable[str] | None = ("en",),
+        tokenizer_language: str = "en",
+    ):
+        self.min_words = min_words
+        self.max_words = max_words
+        self.min_mean_word_length = min_mean_word_length
+        self.max_mean_word_length = max_mean_word_length
+        self.max_symbol_word_ratio = max_symbol_word_ratio
+        self.max_bullet_lines_fraction = max_bullet_lines_fraction
+        self.max_ellipsis_lines_fraction = max_ellipsis_lines_fraction
+        self.min_alpha_words_fraction = min_alpha_words_fraction
+        self.min_stop_words = min_stop_words
+        self.stop_words = frozenset(stop_words)
+        self.languages = None if languages is None else frozenset(languages)
+        self.tokenizer_language = tokenizer_language
+
+    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+        sw = spacy_words(self.tokenizer_language)
+        return [
+            self._one(t, sw) if in_scope(lang, self.languages) else None
+            for t, lang in zip(texts, langs, strict=True)
+        ]
+
+    def _one(self, text: str, sw: SpacyWords) -> str | None:
+        cache = sw.cache
+        n_words = n_word = n_len = n_alpha = 0
+        tokens: set[str] = set()
+        for c in sw.chunks(text):
+            toks, w, ln, a = cache[c][:4]
+            n_words += len(toks)
+            n_word += w
+            n_len += ln
+            n_alpha += a
+            tokens.update(toks)
+
+        if self.min_words is not None and n_word < self.min_words:
+            return "gopher:too_few_words"
+        if self.max_words is not None and n_word > self.max_words:
+            return "gopher:too_many_words"
+        if n_word:
+            mean = n_len / n_word
+            if self.min_mean_word_length is not None and mean < self.min_mean_word_length:
+                return "gopher:mean_word_length_too_low"
+            if self.max_mean_word_length is not None and mean > self.max_mean_word_length:
+                return "gopher:mean_word_length_too_high"
+        if n_words and self.max_symbol_word_ratio is not None:
+            if text.count("#") / n_words > self.max_symbol_word_ratio:
+                return "gopher:too_many_hashes"
+            if (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio:
+                return "gopher:too_many_ellipses"
+        lines = text.splitlines()
+        if lines:
+            if self.max_bullet_lines_fraction is not None:
+                bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
+                if bullets / len(lines) > self.max_bullet_lines_fraction:
+                    return "gopher:too_many_bullet_lines"
+            if self.max_ellipsis_lines_fraction is not None:
+                ell = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
+                if ell / len(lines) > self.max_ellipsis_lines_fraction:
+                    return "gopher:too_many_ellipsis_lines"
+        if n_words and self.min_alpha_words_fraction is not None:
+            if n_alpha / n_words < self.min_alpha_words_fraction:
+                return "gopher:too_few_alpha_words"
+        if self.min_stop_words is not None:
+            if len(self.stop_words & tokens) < self.min_stop_words:
+                return "gopher:too_few_stop_words"
+        return None
+
+
+# ---- repetition ----------------------------------------------------------------------------
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+
+
+def _duplicates(parts: list[str]) -> tuple[int, int]:
+    """(repeated elements, their characters), counting every occurrence after the first."""
+    seen: set[str] = set()
+    n = chars = 0
+    for p in parts:
+        if p in seen:
+            n += 1
+            chars += len(p)
+        else:
+            seen.add(p)
+    return n, chars
+
+
+class GopherRepetition:
+    """Gopher's repetition rules (table A1): duplicate paragraphs and lines (by count and by
+    characters), the most frequent 2-4-gram's share of characters, and the share of characters
+    in duplicated 5-10-grams. Characters are counted against the whole text.
+
+    Reasons: `gopher:too_many_duplicate_paragraphs`, `gopher:too_many_duplicate_paragraph_chars`,
+    `gopher:too_many_duplicate_lines`, `gopher:too_many_duplicate_line_chars`,
+    `gopher:top_{n}gram_too_frequent`, `gopher:too_many_duplicate_{n}grams`, `gopher:empty`.
+    """
+
+    name = "gopher_repetition"
+
+    def __init__(
+        self,
+        max_duplicate_line_fraction: float | None = 0.3,
+        max_duplicate_paragraph_fraction: float | None = 0.3,
+        max_duplicate_line_char_fraction: float | None = 0.2,
+        max_duplicate_paragraph_char_fraction: float | None = 0.2,
+        top_ngram_max_char_fraction: dict[int, float] | None = None,
+        duplicate_ngram_max_char_fraction: dict[int, float] | None = None,
+        languages: Iterable[str] | None = None,
+        tokenizer_language: str = "en",
+    ):
+        self.max_dup_line = max_duplicate_line_fraction
+        self.max_dup_para = max_duplicate_paragraph_fraction
+        self.max_dup_line_chars = max_duplicate_line_char_fraction
+        self.max_dup_para_chars = max_duplicate_paragraph_char_fraction
+        top = TOP_NGRAMS if top_ngram_max_char_fraction is None else top_ngram_max_char_fraction
+        dup = (
+            DUP_NGRAMS
+            if duplicate_ngram_max_char_fraction is None
+            else duplicate_ngram_max_char_fraction
+        )
+        self.top_ngrams = sorted(top.items())
+        self.dup_ngrams = sorted(dup.items())
+        self.languages = None if languages is None else frozenset(languages)
+        self.tokenizer_language = tokenizer_language
+
+    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+        sw = spacy_words(self.tokenizer_language)
+        return [
+            self._one(t, sw) if in_scope(lang, self.languages) else None
+            for t, lang in zip(texts, langs, strict=True)
+        ]
+
+    def _one(self, text: str, sw: SpacyWords) -> str | None:
+        if not text:
+            return "gopher:empty"
+        n_chars = len(text)
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        dup, chars = _duplicates(paragraphs)
+        if self.max_dup_para is not None and dup / len(paragraphs) > self.max_dup_para:
+            return "gopher:too_many_duplicate_paragraphs"
+        if self.max_dup_para_chars is not None and chars / n_chars > self.max_dup_para_chars:
+            return "gopher:too_many_duplicate_paragraph_chars"
+        lines = _LINES.split(text)
+        dup, chars = _duplicates(lines)
+        if self.max_dup_line is not None and dup / len(lines) > self.max_dup_line:
+            return "gopher:too_many_duplicate_lines"
+        if self.max_dup_line_chars is not None and chars / n_chars > self.max_dup_line_chars:
+            return "gopher:too_many_duplicate_line_chars"
+
+        chunks = sw.chunks(text)
+        cache = sw.cache
+        ids = np.fromiter(chain.from_iterable(cache[c][4] for c in chunks), dtype=np.int64)
+        lens = np.fromiter(chain.from_iterable(cache[c][5] for c in chunks), dtype=np.int64)
+        if len(ids) < 2:
+            return None
+        cum = np.concatenate(([0], np.cumsum(lens)))
+        return self._ngram_rules(ids, cum, len(sw.token_ids) + 1, n_chars)
+
+    def _ngram_rules(self, ids: np.ndarray, cum: np.ndarray, vocab: int, n_chars: int):
+        """The n-gram rules, building n-gram ids from (n-1)-gram ids level by level. Only
+        positions whose (n-1)-gram repeats can hold a repeated n-gram, so each level counts
+        only those: most documents are down to a handful of positions after n = 3."""
+        top = dict(self.top_ngrams)
+        dup = dict(self.dup_ngrams)
+        last = max([*top, *dup], default=1)
+        last_top = max(top, default=1)
+        n_words = len(ids)
+        rank = ids  # id of the (n-1)-gram starting at each candidate position
+        pos = np.arange(n_words)  # candidate positions
+        for n in range(2, last + 1):
+            m = n_words - n + 1
+            if m <= 0:
+                break
+            keep = pos < m
+            pos, rank = pos[keep], rank[keep]
+            if len(pos):
+                keys = rank * vocab + ids[pos + n - 1]
+                _, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+                inv = inv.reshape(-1)
+                per_pos = counts[inv]
+            else:
+                inv = per_pos = np.zeros(0, dtype=np.int64)
+            repeated = per_pos > 1
+            if n in top:
+                if repeated.any():
+                    c = int(per_pos.max())
+                    # Counter.most_common(1): among equally frequent n-grams, the first seen.
+                    i = int(pos[per_pos == c].min())
+                else:
+                    c, i = 1, 0
+                if (int(cum[i + n] - cum[i]) + n - 1) * c / n_chars > top[n]:
+                    return f"gopher:top_{n}gram_too_frequent"
+            if n in dup and repeated.any():
+                chars = _greedy_duplicate_chars(
+                    pos[repeated].tolist(), inv[repeated].tolist(), cum, n
+                )
+                if chars / n_chars > dup[n]:
+                    return f"gopher:too_many_duplicate_{n}grams"
+            pos, rank = pos[repeated], inv[repeated]
+            if not len(pos) and n >= last_top:  # nothing repeats any more
+                break
+        return None
+
+
+def _greedy_duplicate_chars(positions: list[int], keys: list[int], cum: np.ndarray, n: int) -> int:
+    """Characters of duplicated n-grams, scanning left to right and skipping the n words of
+    each duplicate found (the paper's count, as datatrove implements it). Only positions whose
+    n-gram occurs more than once can change the scan, so only those (sorted, with their n-gram
+    ids) are visited."""
+    seen: set[int] = set()
+    chars = 0
+    idx = 0
+    for i, k in zip(positions, keys, strict=True):
+        if i < idx:
+            continue
+        if k in seen:
+            chars += int(cum[i + n] - cum[i])
+            idx = i + n
+        else:
+            seen.add(k)
+            idx = i + 1
+    return chars
