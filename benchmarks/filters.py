@@ -19,23 +19,17 @@ to a worker deep into a corpus. datatrove keeps no such cache. Medians of `--rep
 
 from __future__ import annotations
 
+import argparse
+import glob
 import os
+import platform
+import statistics
 import sys
+import time
+from pathlib import Path
 
-# benchmarks/tokenize.py would shadow the standard library's tokenize (imported by numpy via
-# inspect) when this folder is sys.path[0], as it is for `python benchmarks/filters.py`.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import glob  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from tokenmill.config import DATA_DIR  # noqa: E402
-from tokenmill.pipelines.readers import Doc, read_records  # noqa: E402
+from tokenmill.config import DATA_DIR
+from tokenmill.pipelines.readers import Doc, read_records
 
 
 def sample_docs() -> list[tuple[str, str, str]]:

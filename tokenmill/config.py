@@ -17,6 +17,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tokenmill.filters.registry import QualityConfig  # the rule sets and their parameters
+
 DATA_DIR = Path(__file__).parent / "data"
 SAMPLE_CONFIG = DATA_DIR / "sample.yaml"
 
@@ -66,19 +68,6 @@ class LangIdConfig(_Model):
     )
     threshold: float = Field(0.5, ge=0, le=1)
     thresholds: dict[str, float] = Field(default_factory=dict, description="per language")
-
-
-class BasicQualityConfig(_Model):
-    """A first, language-agnostic quality rule set (later issues add C4/Gopher/BigScience)."""
-
-    enabled: bool = True
-    min_chars: int = 50
-    min_words: int = 5
-    max_symbol_fraction: float = Field(0.5, description="non-letter, non-space characters")
-
-
-class QualityConfig(_Model):
-    basic: BasicQualityConfig = BasicQualityConfig()
 
 
 class MinHashConfig(_Model):

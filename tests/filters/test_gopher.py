@@ -174,10 +174,11 @@ def test_same_decisions_as_datatrove_repetition(agreement):
 
 def test_words_are_datatrove_words_in_many_languages():
     text_mod = pytest.importorskip("datatrove.utils.text")
+    english = pytest.importorskip("datatrove.utils.typeshelper").Languages.english
     docs = EN[:20] + [r["content"] for r in sample_docs("oscar")][::25]
     sw = SpacyWords()
     for t in docs:
-        assert sw.words(t) == text_mod.split_into_words(t, "eng")
+        assert sw.words(t) == text_mod.split_into_words(t, english)
 
 
 def test_a_full_cache_starts_over_without_changing_results():

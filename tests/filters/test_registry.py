@@ -20,7 +20,12 @@ def test_default_filter_sets_by_format():
     assert q.filter_names("oscar", "oscar2301") == ["basic", "bigscience"]
     assert q.filter_names("oscar", "oscar2019") == ["basic", "bigscience"]
     assert q.filter_names("mine", "jsonl") == q.filter_names("t", "parquet") == ["basic"]
-    assert set(DEFAULT_FILTER_SETS) == {"c4", "pile", "oscar2301", "oscar2019", "jsonl", "parquet"}
+    assert q.filter_names("oscar", "oscar2109") == ["basic", "bigscience"]
+    from tokenmill.config import Format
+
+    # every reader format has a default set, except hf (any dataset: basic, the fallback)
+    assert set(DEFAULT_FILTER_SETS) == set(Format.__args__) - {"hf"}
+    assert q.filter_names("any", "hf") == ["basic"]
 
 
 def test_per_source_sets_and_basic_switch():

@@ -46,6 +46,8 @@ DEFAULT_FILTER_SETS: dict[str, list[str]] = {
     "c4": ["basic", "gopher_repetition"],
     "pile": ["basic", "gopher_repetition"],
     "oscar2301": ["basic", "bigscience"],
+    "oscar2201": ["basic", "bigscience"],
+    "oscar2109": ["basic", "bigscience"],
     "oscar2019": ["basic", "bigscience"],
     "jsonl": ["basic"],
     "parquet": ["basic"],
@@ -207,3 +209,27 @@ def build_filters(names: list[str], cfg: QualityConfig) -> list:
                 "gopher_repetition, bigscience"
             )
     return out
+
+
+def apply_filters(
+    filters: list, texts: list[str], langs: list[str], reasons: list[str | None]
+) -> list[str]:
+    """Run `filters` in order, each on the documents still kept (`reasons[i] is None`).
+
+    Fills `reasons` in place with `quality:`-prefixed reasons (`quality:c4:too_few_sentences`)
+    and returns the texts, rewritten where a filter rewrites (C4's line rules). The one place
+    the pipeline and the raw-data report apply quality rules, so both count alike."""
+    texts = list(texts)
+    for rule in filters:
+        live = [i for i, r in enumerate(reasons) if r is None]
+        if not live:
+            break
+        verdicts = rule([texts[i] for i in live], [langs[i] for i in live])
+        if getattr(rule, "rewrites", False):
+            verdicts, new_texts = verdicts
+            for i, t in zip(live, new_texts, strict=True):
+                texts[i] = t
+        for i, r in zip(live, verdicts, strict=True):
+            if r is not None:
+                reasons[i] = r if r.startswith("quality:") else f"quality:{r}"
+    return texts

@@ -28,7 +28,7 @@ from tokenmill.config import Config
 from tokenmill.filters.exact import HASH_DTYPE, bucketize, duplicate_keys, order_key, text_hashes
 from tokenmill.filters.langid import LanguageId
 from tokenmill.filters.minhash import BAND_DTYPE, LSH, bucket_sort, near_edges
-from tokenmill.filters.quality import BasicQuality
+from tokenmill.filters.registry import apply_filters, build_filters
 from tokenmill.pipelines.engine import atomic_path
 from tokenmill.pipelines.readers import Doc, FileError, count_records, read_records
 from tokenmill.report.hist import length_hist, score_hist
@@ -150,8 +150,7 @@ def process_partition(
         if cfg.langid.enabled
         else None
     )
-    q = cfg.quality.basic
-    quality = BasicQuality(q.min_chars, q.min_words, q.max_symbol_fraction) if q.enabled else None
+    quality = build_filters(cfg.quality.filter_names(part.source, part.fmt), cfg.quality)
 
     removed: Counter = Counter()
     langs_count = _LangCounts()
@@ -204,23 +203,25 @@ def process_partition(
                 if not docs:
                     continue
                 texts = [d.text for _, d in docs]
+                in_bytes = [d.nbytes for _, d in docs]  # before any rule rewrites a text
+                chars_in.extend(len(t) for t in texts)
                 reasons: list[str | None] = [None] * len(docs)
                 if langid is not None:
                     langs, scores, reasons = langid(texts)
                 else:
                     langs, scores = [UNDETERMINED] * len(docs), [0.0] * len(docs)
-                if quality is not None:
-                    live = [i for i, r in enumerate(reasons) if r is None]
-                    verdicts = quality([texts[i] for i in live], [langs[i] for i in live])
-                    for i, r in zip(live, verdicts, strict=True):
-                        reasons[i] = r
+                new_texts = apply_filters(quality, texts, langs, reasons)
+                for i, t in enumerate(new_texts):
+                    if t is not texts[i]:  # rewritten by a rule (C4's line filter)
+                        texts[i] = t
+                        docs[i][1].text = t
+                        docs[i][1].nbytes = len(t.encode("utf-8"))
                 keep = [i for i, r in enumerate(reasons) if r is None]
-                chars_in.extend(len(t) for t in texts)
                 if langid is not None:
                     for lang, score in zip(langs, scores, strict=True):
                         scores_by_lang[lang].append(score)
                 for i, r in enumerate(reasons):
-                    langs_count.add(langs[i], docs[i][1].nbytes, r)
+                    langs_count.add(langs[i], in_bytes[i], r)
                     if r is not None:
                         removed[r] += 1
 

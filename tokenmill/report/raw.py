@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tokenmill.filters.registry import apply_filters
 from tokenmill.report import hist
 
 BATCH_DOCS = 1024
@@ -381,18 +382,7 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
             len(texts),
         )
         chars_in.extend(len(t) for t in texts)
-        texts = list(texts)
-        for f in quality:  # in order, each on the documents still kept
-            live = [i for i, r in enumerate(reasons) if r is None]
-            if not live:
-                break
-            verdicts = f([texts[i] for i in live], [lang[i] for i in live])
-            if getattr(f, "rewrites", False):  # e.g. C4's line filter: (reasons, new texts)
-                verdicts, new_texts = verdicts
-                for i, t in zip(live, new_texts, strict=True):
-                    texts[i] = t
-            for i, r in zip(live, verdicts, strict=True):
-                reasons[i] = r
+        texts = apply_filters(quality, texts, lang, reasons)
         ntok = None
         if tok is not None:  # + 1: the end-of-document token prepare appends
             ntok = [len(e.ids) + 1 for e in tok.encode_batch(texts, add_special_tokens=False)]
