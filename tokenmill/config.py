@@ -80,6 +80,9 @@ class MinHashConfig(_Model):
     bands: int | None = Field(None, description="default: derived from threshold")
     rows: int | None = None
     seed: int = 1
+    verify: bool = Field(
+        False, description="keep only candidate pairs whose true shingle Jaccard >= threshold"
+    )
 
 
 class DedupConfig(_Model):

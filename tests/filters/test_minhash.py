@@ -143,3 +143,25 @@ def test_non_latin_text_is_not_one_big_cluster(lang):
     g = _candidate_pairs(docs, [lang] * len(docs))
     biggest = max((len(c) for c in nx.connected_components(g)), default=0)
     assert biggest <= 4
+
+
+def test_verify_keeps_only_pairs_at_the_threshold(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tokenmill.filters.exact import order_key
+    from tokenmill.pipelines.stages import verify_edges
+
+    rng = random.Random(3)
+    base = _docs()[:3]
+    texts = [base[0], perturb(base[0], 0.01, rng), base[1], base[2]]
+    pq.write_table(pa.table({"text": texts, "lang": ["en"] * 4}), tmp_path / "p.parquet")
+    k = order_key(7, np.arange(4))
+    edges = np.empty(2, EDGE_DTYPE)
+    edges["u"], edges["v"] = [k[1], k[3]], [k[0], k[2]]  # a real copy, an unrelated pair
+    np.save(tmp_path / "e.npy", edges)
+    counts = verify_edges(
+        str(tmp_path / "e.npy"), {7: str(tmp_path / "p.parquet")}, 0.8, 5, str(tmp_path / "v.npy")
+    )
+    assert counts == {"candidates": 2, "edges": 1, "rejected": 1}
+    assert np.load(tmp_path / "v.npy")["u"].tolist() == [k[1]]

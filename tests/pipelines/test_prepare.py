@@ -266,3 +266,13 @@ def test_runs_on_an_existing_cluster_given_by_address(run2, corpus_config, tmp_p
         )
         assert len(cluster.workers) == 2  # the cluster outlives the run
     assert _shard_bytes(tmp_path) == _shard_bytes(out2)
+
+
+def test_near_dedup_with_verification(corpus_config, tmp_path):
+    cfg = load_config(corpus_config)
+    cfg.dedup.minhash.verify = True
+    stats = prepare(cfg, tmp_path, workers=2, quiet=True)
+    assert stats["stages"]["near"]["edges"] >= 1
+    assert "verify" in stats["stages"]
+    for s in stats["sources"].values():
+        assert s["documents_in"] == s["documents_kept"] + sum(s["removed"].values())

@@ -211,3 +211,16 @@ def near_edges(records: np.ndarray) -> np.ndarray:
     if len(pairs):
         edges["u"], edges["v"] = pairs[:, 0], pairs[:, 1]
     return edges
+
+
+def shingle_set(text: str, lang: str, ngram: int) -> set:
+    """The document's shingles as a set (for true Jaccard), split as `shingle_hashes` does."""
+    import re
+
+    words = [w for w in re.split(r"[\W]+", _prepare(text, lang)) if w]
+    grams = {tuple(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}
+    return grams or set(words) or {text}
+
+
+def true_jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0

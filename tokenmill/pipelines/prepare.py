@@ -31,6 +31,7 @@ from tokenmill.pipelines.stages import (
     scan_file,
     tokenize_partition,
     train_tokenizer,
+    verify_edges,
     write_shard,
 )
 
@@ -254,6 +255,31 @@ def prepare(
                 edge_files = [
                     str(near_dir / f"e{c['bucket']:04d}.npy") for c in nb.counts if c["edges"]
                 ]
+                if cfg.dedup.minhash.verify and edge_files:
+                    docs_files = {
+                        p.ordinal: str(work / "docs" / p.source / f"{p.key}.parquet")
+                        for p in partitions
+                    }
+                    mh = cfg.dedup.minhash
+                    vr = engine.run_stage(
+                        "verify",
+                        [
+                            Task(
+                                Path(f).stem,
+                                verify_edges,
+                                (f, docs_files, mh.threshold, mh.ngram, f[:-4] + ".verified.npy"),
+                                Path(f[:-4] + ".verified.json"),
+                            )
+                            for f in edge_files
+                        ],
+                    )
+                    stages["verify"] = _stage_json(vr)
+                    stages["verify"]["rejected"] = sum(c["rejected"] for c in vr.counts)
+                    edge_files = [
+                        f[:-4] + ".verified.npy"
+                        for f, c in zip(edge_files, vr.counts, strict=True)
+                        if c["edges"]
+                    ]
                 info = {"files": [], "cluster_sizes": {}, "rounds": [], "wall_s": 0.0}
                 if edge_files:
                     from tokenmill.filters.components import (

@@ -329,6 +329,43 @@ def near_bucket(bucket: int, band_files: list[tuple[str, int, int]], out_path: s
     return {"bucket": bucket, "band_keys": int(len(records)), "edges": int(len(edges))}
 
 
+def verify_edges(
+    edge_path: str, docs_files: dict[int, str], threshold: float, ngram: int, out_path: str
+) -> dict:
+    """Keep the candidate edges whose documents' true shingle Jaccard reaches `threshold`
+    (LSH candidates include some pairs below it). Reads only the rows it needs."""
+    from tokenmill.filters.components import EDGE_DTYPE
+    from tokenmill.filters.minhash import shingle_set, true_jaccard
+
+    edges = np.load(edge_path)
+    keys = np.unique(np.concatenate([edges["u"], edges["v"]])) if len(edges) else []
+    shingles: dict[int, set] = {}
+    by_part: dict[int, list[int]] = defaultdict(list)
+    for k in keys:
+        by_part[int(k) >> 32].append(int(k) & 0xFFFFFFFF)
+    for ordinal, rows in by_part.items():
+        table = pq.read_table(docs_files[ordinal], columns=["text", "lang"]).take(rows)
+        for row, text, lang in zip(
+            rows, table.column("text").to_pylist(), table.column("lang").to_pylist(), strict=True
+        ):
+            shingles[(ordinal << 32) | row] = shingle_set(text, lang, ngram)
+    keep = np.array(
+        [
+            true_jaccard(shingles[int(u)], shingles[int(v)]) >= threshold
+            for u, v in zip(edges["u"], edges["v"], strict=True)
+        ],
+        dtype=bool,
+    )
+    kept = edges[keep] if len(edges) else np.empty(0, EDGE_DTYPE)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        np.save(f, kept)
+    return {
+        "candidates": int(len(edges)),
+        "edges": int(len(kept)),
+        "rejected": int(len(edges) - len(kept)),
+    }
+
+
 def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
     """Rows of partition `ordinal` that are exact duplicates (sorted)."""
     lo_key, hi_key = np.int64(ordinal) << 32, np.int64(ordinal + 1) << 32
