@@ -276,3 +276,31 @@ def test_near_dedup_with_verification(corpus_config, tmp_path):
     assert "verify" in stats["stages"]
     for s in stats["sources"].values():
         assert s["documents_in"] == s["documents_kept"] + sum(s["removed"].values())
+
+
+def test_keep_removed_writes_every_removed_document_with_its_reason(corpus_config, tmp_path):
+    from tokenmill.filters.exact import normalize
+
+    cfg = load_config(corpus_config)
+    cfg.keep_removed = True
+    stats = prepare(cfg, tmp_path, workers=2, quiet=True)
+    tables = [pq.read_table(p) for p in sorted((tmp_path / "removed").rglob("*.parquet"))]
+    reasons = [r for t in tables for r in t.column("reason").to_pylist()]
+    expected = {k: v for k, v in stats["totals"]["removed"].items() if not k.startswith("input:")}
+    counted = {}
+    for r in reasons:
+        counted[r] = counted.get(r, 0) + 1
+    assert counted == expected  # records with no readable text (input:*) are only counted
+    kept_ids = set()
+    for shard in json.loads((tmp_path / "manifest.json").read_text())["shards"]:
+        kept_ids |= set(
+            pq.read_table(tmp_path / (shard["prefix"] + ".docs.parquet")).column("id").to_pylist()
+        )
+    texts = _input_texts(cfg)
+    dedup = [t for t in tables if "kept_id" in t.column_names]
+    assert dedup
+    for t in dedup:
+        for row in t.to_pylist():
+            assert row["kept_id"] in kept_ids and row["kept_id"] != row["id"]
+            if row["reason"] == "dedup:exact":
+                assert normalize(texts[row["kept_id"]]) == normalize(row["text"])

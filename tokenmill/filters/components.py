@@ -65,7 +65,8 @@ def connected_components(
 
 def save_removed(labels, out_dir: str) -> list[str]:
     """Write, per partition of `labels`, the sorted ids of nodes that are not their component's
-    smallest (the documents to remove); returns the file paths."""
+    smallest (the documents to remove), and beside each (`.kept.npy`) the id of the one kept;
+    returns the file paths."""
     from pathlib import Path
 
     from dask import delayed
@@ -73,9 +74,13 @@ def save_removed(labels, out_dir: str) -> list[str]:
     from tokenmill.pipelines.engine import atomic_path
 
     def save(df: pd.DataFrame, path: str) -> str:
-        ids = np.sort(df.index.to_numpy()[df["label"].to_numpy() != df.index.to_numpy()])
+        node, label = df.index.to_numpy(), df["label"].to_numpy()
+        gone = node != label
+        order = np.argsort(node[gone], kind="stable")
+        with atomic_path(path[:-4] + ".kept.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, label[gone][order].astype(np.int64))  # kept document, aligned
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, ids.astype(np.int64))
+            np.save(f, node[gone][order].astype(np.int64))
         return path
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)

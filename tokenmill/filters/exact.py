@@ -48,19 +48,30 @@ def bucketize(hi: np.ndarray, lo: np.ndarray, keys: np.ndarray, buckets: int):
     return rec, offsets
 
 
-def duplicate_keys(records: np.ndarray, with_cluster_sizes: bool = False):
-    """Order keys of every record whose hash was seen at a smaller key (sorted ascending);
-    with `with_cluster_sizes`, also {copies: number of texts seen that many times} (>= 2)."""
+def duplicate_keys(records: np.ndarray, with_cluster_sizes: bool = False, with_kept: bool = False):
+    """Order keys of every record whose hash was seen at a smaller key (sorted ascending).
+
+    With `with_kept`, also the key kept for each of them (the first of its hash), aligned;
+    with `with_cluster_sizes`, also {copies: number of texts seen that many times} (>= 2).
+    Returns a tuple when either is asked for: (dups[, kept][, sizes])."""
     if len(records) == 0:
         empty = np.empty(0, dtype=np.int64)
-        return (empty, {}) if with_cluster_sizes else empty
+        out = [empty] + ([empty] if with_kept else []) + ([{}] if with_cluster_sizes else [])
+        return tuple(out) if len(out) > 1 else empty
     idx = np.lexsort((records["key"], records["lo"], records["hi"]))
     r = records[idx]
     same = (r["hi"][1:] == r["hi"][:-1]) & (r["lo"][1:] == r["lo"][:-1])
-    dups = np.sort(r["key"][1:][same])
-    if not with_cluster_sizes:
-        return dups
     starts = np.flatnonzero(np.concatenate([[True], ~same]))
-    lengths = np.diff(np.append(starts, len(r)))
-    values, counts = np.unique(lengths[lengths > 1], return_counts=True)
-    return dups, {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+    group = np.cumsum(np.concatenate([[True], ~same])) - 1
+    first = r["key"][starts][group]
+    is_dup = np.concatenate([[False], same])
+    order = np.argsort(r["key"][is_dup], kind="stable")
+    dups = r["key"][is_dup][order]
+    out = [dups]
+    if with_kept:
+        out.append(first[is_dup][order])
+    if with_cluster_sizes:
+        lengths = np.diff(np.append(starts, len(r)))
+        values, counts = np.unique(lengths[lengths > 1], return_counts=True)
+        out.append({str(int(v)): int(c) for v, c in zip(values, counts, strict=True)})
+    return tuple(out) if len(out) > 1 else dups

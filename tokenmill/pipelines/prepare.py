@@ -330,6 +330,9 @@ def prepare(
 
         # tokenize: one task per partition
         split = {s.name: s.split_languages for s in cfg.sources}
+        docs_paths = {
+            p.ordinal: str(work / "docs" / p.source / f"{p.key}.parquet") for p in partitions
+        }
         tok = engine.run_stage(
             "tokenize",
             [
@@ -346,6 +349,10 @@ def prepare(
                         cfg.tokenizer.eod_token,
                         str(work / "tok" / p.source / p.key),
                         split[p.source],
+                        str(out / "removed" / p.source / f"{p.key}.dedup.parquet")
+                        if cfg.keep_removed
+                        else None,
+                        docs_paths if cfg.keep_removed else None,
                     ),
                     work / "tok" / p.source / f"{p.key}.json",
                 )

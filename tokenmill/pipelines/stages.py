@@ -306,7 +306,9 @@ def dedup_bucket(bucket: int, hash_files: list[tuple[str, int, int]], out_path: 
         if hi > lo:
             parts.append(np.array(np.load(path, mmap_mode="r")[lo:hi]))
     records = np.concatenate(parts) if parts else np.empty(0, dtype=HASH_DTYPE)
-    dups, sizes = duplicate_keys(records, with_cluster_sizes=True)
+    dups, kept, sizes = duplicate_keys(records, with_cluster_sizes=True, with_kept=True)
+    with atomic_path(out_path[:-4] + ".kept.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, kept)  # the key kept for each duplicate, aligned (for --keep-removed)
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, dups)
@@ -364,6 +366,35 @@ def verify_edges(
         "edges": int(len(kept)),
         "rejected": int(len(edges) - len(kept)),
     }
+
+
+def duplicate_pairs(ordinal: int, files: list[str]) -> dict[int, int]:
+    """{row of partition `ordinal`: key of the document kept instead} from the dedup files
+    and their aligned `.kept.npy`."""
+    lo_key, hi_key = np.int64(ordinal) << 32, np.int64(ordinal + 1) << 32
+    out: dict[int, int] = {}
+    for path in files:
+        keys = np.load(path, mmap_mode="r")
+        a, b = np.searchsorted(keys, [lo_key, hi_key])
+        if b > a:
+            kept = np.load(path[:-4] + ".kept.npy", mmap_mode="r")[a:b]
+            out.update(
+                zip((np.asarray(keys[a:b]) & 0xFFFFFFFF).tolist(), kept.tolist(), strict=True)
+            )
+    return out
+
+
+def resolve_ids(keys, docs_paths: dict[int, str]) -> dict[int, str]:
+    """Document ids of order keys (partition ordinal << 32 | row), reading only `id` columns."""
+    by_part: dict[int, list[int]] = defaultdict(list)
+    for k in set(keys):
+        by_part[int(k) >> 32].append(int(k))
+    out: dict[int, str] = {}
+    for ordinal, ks in by_part.items():
+        ids = pq.read_table(docs_paths[ordinal], columns=["id"]).column("id")
+        for k in ks:
+            out[k] = ids[k & 0xFFFFFFFF].as_py()
+    return out
 
 
 def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
@@ -446,12 +477,15 @@ def tokenize_partition(
     eod_token: str,
     out_base: str,
     split_languages: bool = False,
+    removed_path: str | None = None,
+    docs_paths: dict[int, str] | None = None,
 ) -> dict:
     """Encode the kept, non-duplicate documents of one partition.
 
     Writes OUT_BASE.parquet (id, url, lang, tokens) and OUT_BASE.sizes.npy (tokens per
     document); with `split_languages`, one such pair per language, OUT_BASE.LANG.*, and the
-    counts list the languages written under "groups".
+    counts list the languages written under "groups". With `removed_path`, the duplicates
+    dropped here go there (Parquet: id, text, url, lang, reason, kept_id).
     """
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
@@ -472,6 +506,7 @@ def tokenize_partition(
     exact = duplicate_rows(ordinal, bucket_files)
     near = np.setdiff1d(duplicate_rows(ordinal, near_files), exact)  # exact copies count as exact
     dups = np.union1d(exact, near)
+    removed_batches: list = []
     by_lang: dict[str, Counter] = defaultdict(Counter)
     sizes_by_group: dict[str, list[np.ndarray]] = defaultdict(list)
     chars_kept: list[int] = []
@@ -507,6 +542,8 @@ def tokenize_partition(
                     strict=True,
                 ):
                     by_lang[lang]["dedup:near" if n else "dedup:exact"] += 1
+                if removed_path is not None:
+                    removed_batches.append((rows[gone], batch.filter(pa.array(gone))))
                 batch = batch.filter(pa.array(keep))
             if batch.num_rows == 0:
                 continue
@@ -549,6 +586,10 @@ def tokenize_partition(
             parts = sizes_by_group.get(group)
             with atomic_path(base + ".sizes.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, np.concatenate(parts) if parts else np.empty(0, np.int64))
+    if removed_path is not None and removed_batches:
+        _write_removed_duplicates(
+            removed_path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths or {}
+        )
     sizes = np.concatenate(all_sizes) if all_sizes else np.empty(0, np.int64)
     return {
         "partition": part_key,
@@ -561,6 +602,29 @@ def tokenize_partition(
         "languages": {k: dict(v) for k, v in by_lang.items()},
         "histograms": {"chars_kept": length_hist(chars_kept), "tokens_kept": length_hist(sizes)},
     }
+
+
+def _write_removed_duplicates(
+    path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths
+) -> None:
+    """The duplicates a partition dropped, each with the id of the document kept instead."""
+    kept_exact = duplicate_pairs(ordinal, bucket_files)
+    kept_near = duplicate_pairs(ordinal, near_files)
+    rows = np.concatenate([r for r, _ in removed_batches])
+    table = pa.concat_tables([pa.Table.from_batches([b]) for _, b in removed_batches])
+    is_near = np.isin(rows, near)
+    kept_keys = [
+        kept_near[r] if n else kept_exact[r]
+        for r, n in zip(rows.tolist(), is_near.tolist(), strict=True)
+    ]
+    ids = resolve_ids(kept_keys, docs_paths)
+    table = table.append_column(
+        "reason",
+        pa.array(["dedup:near" if n else "dedup:exact" for n in is_near.tolist()], pa.string()),
+    )
+    table = table.append_column("kept_id", pa.array([ids[k] for k in kept_keys], pa.string()))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 # ---- shards ---------------------------------------------------------------------------------
