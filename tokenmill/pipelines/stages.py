@@ -613,10 +613,9 @@ def _write_removed_duplicates(
     rows = np.concatenate([r for r, _ in removed_batches])
     table = pa.concat_tables([pa.Table.from_batches([b]) for _, b in removed_batches])
     is_near = np.isin(rows, near)
-    kept_keys = [
-        kept_near[r] if n else kept_exact[r]
-        for r, n in zip(rows.tolist(), is_near.tolist(), strict=True)
-    ]
+    # a copy's first occurrence may itself be a near duplicate of an earlier document: the
+    # near cluster's survivor (which the copy's cluster shares) is then the one in the shards
+    kept_keys = [kept_near.get(r, kept_exact.get(r)) for r in rows.tolist()]
     ids = resolve_ids(kept_keys, docs_paths)
     table = table.append_column(
         "reason",
