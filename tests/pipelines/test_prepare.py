@@ -304,3 +304,29 @@ def test_keep_removed_writes_every_removed_document_with_its_reason(corpus_confi
             assert row["kept_id"] in kept_ids and row["kept_id"] != row["id"]
             if row["reason"] == "dedup:exact":
                 assert normalize(texts[row["kept_id"]]) == normalize(row["text"])
+
+
+def test_a_truncated_archive_is_reported_and_its_readable_records_kept(corpus_config, tmp_path):
+    import shutil
+
+    root = tmp_path / "corpus"
+    shutil.copytree(corpus_config.parent, root)
+    damaged = root / "pile" / "train" / "01.jsonl.zst"
+    whole = damaged.read_bytes()
+    n_whole = len(zstandard_lines(whole))
+    damaged.write_bytes(whole[: int(len(whole) * 0.6)])
+    cfg = load_config(root / "config.yaml")
+    cfg.dedup.minhash.enabled = False
+    stats = prepare(cfg, tmp_path / "out", workers=1, quiet=True)
+    pile = stats["sources"]["pile"]
+    assert [e["reason"] for e in pile["errors"]] == ["input:truncated_file"]
+    assert "01.jsonl.zst" in pile["errors"][0]["path"]
+    # the undamaged file is read whole, the damaged one up to the damage
+    assert 60 <= pile["documents_in"] < 60 + n_whole
+    assert pile["documents_in"] == pile["documents_kept"] + sum(pile["removed"].values())
+
+
+def zstandard_lines(data: bytes) -> list[bytes]:
+    import zstandard
+
+    return [x for x in zstandard.ZstdDecompressor().stream_reader(data).read().split(b"\n") if x]

@@ -78,6 +78,7 @@ class _Decompressed(io.RawIOBase):
         self._kind = kind
         self._obj = self._new()
         self._pending = b""
+        self._pos = 0
 
     def _new(self):
         if self._kind == "gz":
@@ -88,22 +89,26 @@ class _Decompressed(io.RawIOBase):
         return True
 
     def readinto(self, buf) -> int:
-        while not self._pending:
+        while self._pos >= len(self._pending):
+            self._pending, self._pos = b"", 0
             chunk = self._raw.read(READ_BUFFER)
             if not chunk:
                 if not self._obj.eof:
                     raise EOFError("compressed stream ended before its end marker (truncated)")
                 return 0
+            out = []
             while chunk:
                 if self._obj.eof:  # a further gzip member or zstd frame
                     if not chunk.strip(b"\x00"):
                         break  # zero padding after the last member
                     self._obj = self._new()
-                self._pending += self._obj.decompress(chunk)
+                out.append(self._obj.decompress(chunk))
                 chunk = self._obj.unused_data if self._obj.eof else b""
-        n = min(len(buf), len(self._pending))
-        buf[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+            self._pending = out[0] if len(out) == 1 else b"".join(out)
+        # hand out the decompressed bytes by offset: slicing them off would copy the rest
+        n = min(len(buf), len(self._pending) - self._pos)
+        buf[:n] = memoryview(self._pending)[self._pos : self._pos + n]
+        self._pos += n
         return n
 
     def close(self) -> None:
@@ -168,7 +173,7 @@ def _blocks(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
     size = 0
     too_large = False
     for line in _lines(stream, max_bytes):
-        if line is not None and not line.strip():
+        if line is not None and (not line or line.isspace()):
             if buf or too_large:
                 yield None if too_large else b"\n".join(buf)
             buf, size, too_large = [], 0, False
@@ -229,22 +234,23 @@ def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
 def _make_doc(text, url, meta) -> Doc | str:
     if not isinstance(text, str):
         return "input:missing_text"
-    try:
-        nbytes = len(text.encode("utf-8"))
-    except UnicodeEncodeError:  # lone surrogates from JSON escapes
-        return "input:invalid_utf8"
-    if not text.strip():
+    if text.isascii():  # most web text: its length is its UTF-8 size, no copy needed
+        nbytes = len(text)
+    else:
+        try:
+            nbytes = len(text.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates from JSON escapes
+            return "input:invalid_utf8"
+    if not text or text.isspace():  # (str.strip() would copy the whole text)
         return "input:empty"
     return Doc(text=text, url=url if isinstance(url, str) else None, meta=meta, nbytes=nbytes)
 
 
 def _parse_line(fmt: str, raw: bytes, text_key: str) -> Doc | str:
     try:
-        s = raw.decode("utf-8")
+        rec = json.loads(raw)  # decodes UTF-8 strictly itself: one pass, no copy
     except UnicodeDecodeError:
         return "input:invalid_utf8"
-    try:
-        rec = json.loads(s)
     except ValueError:
         return "input:invalid_json"
     if not isinstance(rec, dict):
@@ -289,7 +295,7 @@ def read_records(
         with open_binary(path) as stream:
             index = -1
             for raw in split(stream, max_doc_bytes):
-                if fmt != "oscar2019" and raw is not None and not raw.strip():
+                if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
                     continue  # a blank line is no record
                 index += 1
                 if index < start:
@@ -321,7 +327,7 @@ def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple
     try:
         with open_binary(source) as stream:
             for raw in split(stream, cap):
-                if fmt != "oscar2019" and raw is not None and not raw.strip():
+                if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
                     continue
                 n += 1
     except _DAMAGE as e:
@@ -401,7 +407,7 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
             index = -1
             # metadata lines hold WARC headers, not text: the document cap is not theirs
             for raw in _lines(meta, max(max_doc_bytes, READ_BUFFER)):
-                if raw is not None and not raw.strip():
+                if raw is not None and (not raw or raw.isspace()):
                     continue
                 index += 1
                 if stop is not None and index >= stop:
