@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tokenmill.config import Config
@@ -509,7 +510,7 @@ def tokenize_partition(
     removed_batches: list = []
     by_lang: dict[str, Counter] = defaultdict(Counter)
     sizes_by_group: dict[str, list[np.ndarray]] = defaultdict(list)
-    chars_kept: list[int] = []
+    chars_kept: list[np.ndarray] = []
     all_sizes: list[np.ndarray] = []
     n_docs = n_tokens = n_bytes = 0
     row0 = 0
@@ -548,7 +549,6 @@ def tokenize_partition(
             if batch.num_rows == 0:
                 continue
             texts = batch.column("text").to_pylist()
-            langs = batch.column("lang").to_pylist()
             flat, sizes = encode_documents(tok, texts, eod, dtype)
             offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
             np.cumsum(sizes, out=offsets[1:])
@@ -562,25 +562,35 @@ def tokenize_partition(
                 },
                 schema=schema,
             )
-            groups = sorted(set(langs)) if split_languages else [""]
-            for group in groups:
-                if split_languages:
-                    mask = np.array([lang == group for lang in langs])
+            # per-language counts, vectorized (no per-document Python)
+            enc = batch.column("lang").dictionary_encode()
+            codes = enc.indices.to_numpy(zero_copy_only=False)
+            names = enc.dictionary.to_pylist()
+            nbytes = pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False)
+            k = len(names)
+            for name, d, t, b in zip(
+                names,
+                np.bincount(codes, minlength=k).tolist(),
+                np.bincount(codes, weights=sizes, minlength=k).astype(np.int64).tolist(),
+                np.bincount(codes, weights=nbytes, minlength=k).astype(np.int64).tolist(),
+                strict=True,
+            ):
+                by_lang[name]["documents"] += d
+                by_lang[name]["tokens"] += t
+                by_lang[name]["bytes"] += b
+            if split_languages:
+                for j, group in sorted(enumerate(names), key=lambda x: x[1]):
+                    mask = codes == j
                     writer_for(group).write_table(table.filter(pa.array(mask)))
                     sizes_by_group[group].append(sizes[mask])
-                else:
-                    writer_for(group).write_table(table)
-                    sizes_by_group[group].append(sizes)
-            nbytes = [len(t.encode("utf-8")) for t in texts]
-            for lang, n, b in zip(langs, sizes.tolist(), nbytes, strict=True):
-                by_lang[lang]["documents"] += 1
-                by_lang[lang]["tokens"] += n
-                by_lang[lang]["bytes"] += b
+            else:
+                writer_for("").write_table(table)
+                sizes_by_group[""].append(sizes)
             all_sizes.append(sizes)
-            chars_kept.extend(len(t) for t in texts)
+            chars_kept.append(pc.utf8_length(batch.column("text")).to_numpy(zero_copy_only=False))
             n_docs += len(texts)
             n_tokens += int(sizes.sum())
-            n_bytes += sum(nbytes)
+            n_bytes += int(nbytes.sum())
         for group in writers:
             base = out_base if group == "" else f"{out_base}.{group}"
             parts = sizes_by_group.get(group)
@@ -600,7 +610,10 @@ def tokenize_partition(
         "near_duplicates": int(len(near)),
         "groups": sorted(writers),
         "languages": {k: dict(v) for k, v in by_lang.items()},
-        "histograms": {"chars_kept": length_hist(chars_kept), "tokens_kept": length_hist(sizes)},
+        "histograms": {
+            "chars_kept": length_hist(np.concatenate(chars_kept) if chars_kept else []),
+            "tokens_kept": length_hist(sizes),
+        },
     }
 
 
