@@ -522,7 +522,7 @@ def tokenize_partition(
                 base = out_base if group == "" else f"{out_base}.{group}"
                 tmp = stack.enter_context(atomic_path(base + ".parquet"))
                 writers[group] = stack.enter_context(
-                    pq.ParquetWriter(tmp, schema, compression="zstd")
+                    pq.ParquetWriter(tmp, schema, compression="lz4")  # token ids barely compress
                 )
             return writers[group]
 
