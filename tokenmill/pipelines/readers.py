@@ -202,27 +202,21 @@ def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
         text, url, meta = rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
     elif fmt == "pile":
         text, url, meta = rec.get("text"), None, rec.get("meta") or {}
-    elif fmt == "oscar2201":
+    elif fmt in ("oscar2201", "oscar2301"):
         headers = rec.get("warc_headers") or {}
         text, url = rec.get("content"), headers.get("warc-target-uri")
         md = rec.get("metadata") or {}
+        # 22.01 has `annotation`; 23.01 has quality_warnings, categories and harmful_pp
+        extra = (
+            ("annotation",)
+            if fmt == "oscar2201"
+            else ("quality_warnings", "categories", "harmful_pp")
+        )
         meta = {
             "warc_record_id": headers.get("warc-record-id"),
             "warc_date": headers.get("warc-date"),
             "identification": md.get("identification"),
-            "annotation": md.get("annotation"),
-        }
-    elif fmt == "oscar2301":
-        headers = rec.get("warc_headers") or {}
-        text, url = rec.get("content"), headers.get("warc-target-uri")
-        md = rec.get("metadata") or {}
-        meta = {
-            "warc_record_id": headers.get("warc-record-id"),
-            "warc_date": headers.get("warc-date"),
-            "identification": md.get("identification"),
-            "quality_warnings": md.get("quality_warnings"),
-            "categories": md.get("categories"),
-            "harmful_pp": md.get("harmful_pp"),
+            **{k: md.get(k) for k in extra},
         }
     else:  # jsonl
         text = _get(rec, text_key)
