@@ -36,8 +36,8 @@ from __future__ import annotations
 import os
 import sys
 
-# This file is named tokenize.py: drop its folder from sys.path so that the standard library's
-# `tokenize` (imported lazily by linecache, inspect, ...) is not shadowed by it.
+# `python benchmarks/x.py` puts benchmarks/ first on sys.path: drop it, so that no sibling file
+# shadows an installed or standard-library module.
 _here = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 
@@ -430,7 +430,7 @@ def main() -> None:
 
     cmd = "python benchmarks/tokenization.py" + "".join(f" {a}" for a in sys.argv[1:] if a)
     lines = [
-        f"## Tokenize stage and shard reads: tokenize.py ({time.strftime('%Y-%m-%d')}, "
+        f"## Tokenize stage and shard reads: tokenization.py ({time.strftime('%Y-%m-%d')}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"Python {sys.version.split()[0]})",
         "",
