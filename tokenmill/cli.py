@@ -12,21 +12,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from tokenmill.console import err
+from tokenmill.console import fail as _fail
+from tokenmill.console import out as out_console
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Turn public web corpora (OSCAR, C4, the Pile) into Megatron token shards.",
 )
-err = Console(stderr=True)
-out_console = Console()
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
 
 
 @app.callback()

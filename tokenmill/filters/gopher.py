@@ -163,7 +163,24 @@ def spacy_words(lang: str = "en") -> SpacyWords:
 # ---- quality -------------------------------------------------------------------------------
 
 
-class GopherQuality:
+class _SpacyRule:
+    """A rule judged one document at a time on spaCy words, for the languages in its scope."""
+
+    languages: frozenset[str] | None
+    tokenizer_language: str
+
+    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+        sw = spacy_words(self.tokenizer_language)
+        return [
+            self._one(t, sw) if in_scope(lang, self.languages) else None
+            for t, lang in zip(texts, langs, strict=True)
+        ]
+
+    def _one(self, text: str, sw: SpacyWords) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class GopherQuality(_SpacyRule):
     """Gopher's quality rules, in the paper's (and datatrove's) order.
 
     Reasons: `gopher:too_few_words` / `gopher:too_many_words` (non-symbol words outside
@@ -203,13 +220,6 @@ class GopherQuality:
         self.stop_words = frozenset(stop_words)
         self.languages = None if languages is None else frozenset(languages)
         self.tokenizer_language = tokenizer_language
-
-    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
-        sw = spacy_words(self.tokenizer_language)
-        return [
-            self._one(t, sw) if in_scope(lang, self.languages) else None
-            for t, lang in zip(texts, langs, strict=True)
-        ]
 
     def _one(self, text: str, sw: SpacyWords) -> str | None:
         cache = sw.cache
@@ -276,7 +286,7 @@ def _duplicates(parts: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-class GopherRepetition:
+class GopherRepetition(_SpacyRule):
     """Gopher's repetition rules (table A1): duplicate paragraphs and lines (by count and by
     characters), the most frequent 2-4-gram's share of characters, and the share of characters
     in duplicated 5-10-grams. Characters are counted against the whole text.
@@ -313,13 +323,6 @@ class GopherRepetition:
         self.dup_ngrams = sorted(dup.items())
         self.languages = None if languages is None else frozenset(languages)
         self.tokenizer_language = tokenizer_language
-
-    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
-        sw = spacy_words(self.tokenizer_language)
-        return [
-            self._one(t, sw) if in_scope(lang, self.languages) else None
-            for t, lang in zip(texts, langs, strict=True)
-        ]
 
     def _one(self, text: str, sw: SpacyWords) -> str | None:
         if not text:

@@ -80,13 +80,10 @@ def download(
     `tokenmill download oscar --variant 23.01 --lang fr --dest data/oscar`,
     `tokenmill download pile --variant original --base-url https://mirror.example/pile`.
     """
-    from rich.console import Console
-
+    from tokenmill.console import err, out
     from tokenmill.pipelines.catalog import CatalogError, load_catalog
     from tokenmill.pipelines.download import DownloadError, default_dest, fetch, plan_source
 
-    err = Console(stderr=True)
-    out = Console()
     cat = load_catalog()
     if source is None:
         _print_catalog(out, cat)

@@ -199,14 +199,7 @@ def prepare(
         if cfg.dedup.exact:
             tasks = []
             for b in range(buckets):
-                specs = [
-                    (
-                        str(work / "docs" / p.source / f"{p.key}.hashes.npy"),
-                        c["bucket_offsets"][b],
-                        c["bucket_offsets"][b + 1],
-                    )
-                    for p, c in zip(partitions, proc.counts, strict=True)
-                ]
+                specs = _bucket_specs(work, partitions, proc.counts, "hashes", b)
                 path = work / "dedup" / f"b{b:04d}.npy"
                 bucket_files.append(str(path))
                 tasks.append(
@@ -231,14 +224,7 @@ def prepare(
             near_dir = work / "dedup" / "near"
             tasks = []
             for b in range(near_buckets):
-                specs = [
-                    (
-                        str(work / "docs" / p.source / f"{p.key}.bands.npy"),
-                        c["band_offsets"][b],
-                        c["band_offsets"][b + 1],
-                    )
-                    for p, c in zip(partitions, proc.counts, strict=True)
-                ]
+                specs = _bucket_specs(work, partitions, proc.counts, "bands", b)
                 tasks.append(
                     Task(
                         f"n{b}",
@@ -446,6 +432,15 @@ def _partitions(cfg: Config, files: dict[str, list[str]], scans: list[dict]) -> 
                     )
                 )
     return parts
+
+
+def _bucket_specs(work: Path, partitions, counts, kind: str, b: int) -> list:
+    """(file, start, end) of bucket `b` in every partition's `hashes` or `bands` records."""
+    offsets = "bucket_offsets" if kind == "hashes" else "band_offsets"
+    return [
+        (str(work / "docs" / p.source / f"{p.key}.{kind}.npy"), c[offsets][b], c[offsets][b + 1])
+        for p, c in zip(partitions, counts, strict=True)
+    ]
 
 
 def _pin(path: Path, value: int) -> int:

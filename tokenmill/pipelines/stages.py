@@ -414,12 +414,17 @@ def duplicate_rows(ordinal: int, bucket_files: list[str]) -> np.ndarray:
 
 
 def sample_texts(
-    docs_files: list[tuple[str, int]], bucket_files: list[str], rate: float, max_bytes: int
+    docs_files: list[tuple[str, int]],
+    bucket_files: list[str],
+    rate: float,
+    max_bytes: int,
+    tally: Counter | None = None,
 ):
     """Kept, non-duplicate texts whose hash falls under `rate`, in global order, up to
-    `max_bytes`: the same sample whatever the worker count."""
+    `max_bytes`: the same sample whatever the worker count. `tally` counts documents and
+    bytes yielded."""
     cutoff = np.uint64(min(int(rate * 2**64), 2**64 - 1))
-    total = 0
+    tally = tally if tally is not None else Counter()
     for path, ordinal in docs_files:
         dups = duplicate_rows(ordinal, bucket_files)
         row0 = 0
@@ -432,10 +437,13 @@ def sample_texts(
             sel = batch.column("hash_lo").to_numpy() <= cutoff
             if len(dups):
                 sel &= ~np.isin(rows, dups)
-            for text in batch.column("text").filter(pa.array(sel)).to_pylist():
-                total += len(text.encode("utf-8"))
-                if total > max_bytes:
+            chosen = batch.column("text").filter(pa.array(sel))
+            sizes = pc.binary_length(chosen).to_numpy(zero_copy_only=False).tolist()
+            for text, size in zip(chosen.to_pylist(), sizes, strict=True):
+                if tally["bytes"] + size > max_bytes:
                     return
+                tally["documents"] += 1
+                tally["bytes"] += size
                 yield text
 
 
@@ -449,20 +457,16 @@ def train_tokenizer(
     from tokenmill.tokenize.bpe import train_bpe
 
     t = cfg.tokenizer
-    n_docs = 0
-    n_bytes = 0
-
-    def texts():
-        nonlocal n_docs, n_bytes
-        for text in sample_texts(docs_files, bucket_files, rate, t.train.sample_bytes):
-            n_docs += 1
-            n_bytes += len(text.encode("utf-8"))
-            yield text
-
-    tok = train_bpe(texts(), t.train.vocab_size, [t.eod_token, t.pad_token], t.train.min_frequency)
+    tally: Counter = Counter()
+    texts = sample_texts(docs_files, bucket_files, rate, t.train.sample_bytes, tally)
+    tok = train_bpe(texts, t.train.vocab_size, [t.eod_token, t.pad_token], t.train.min_frequency)
     with atomic_path(out_path) as tmp:
         tok.save(str(tmp))
-    return {"documents": n_docs, "bytes_in": n_bytes, "vocab_size": tok.get_vocab_size()}
+    return {
+        "documents": tally["documents"],
+        "bytes_in": tally["bytes"],
+        "vocab_size": tok.get_vocab_size(),
+    }
 
 
 # ---- tokenize -------------------------------------------------------------------------------

@@ -13,14 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-_err = Console(stderr=True)
-_out = Console()
+from tokenmill.console import err as _err
+from tokenmill.console import fail as _fail
+from tokenmill.console import out as _out
+
 RAW_HTML = "raw-report.html"
-
-
-def _fail(msg: str, code: int = 1):
-    _err.print(f"[bold red]error:[/] {msg}", highlight=False)
-    raise typer.Exit(code)
 
 
 def stats(

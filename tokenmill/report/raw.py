@@ -23,6 +23,7 @@ import numpy as np
 
 from tokenmill.filters.registry import apply_filters
 from tokenmill.report import hist
+from tokenmill.report.stats import empty_counts
 
 BATCH_DOCS = 1024
 UNDETERMINED = "und"
@@ -299,17 +300,6 @@ class HashSample:
 # ---- one file ---------------------------------------------------------------------------------
 
 
-def _lang_entry() -> dict:
-    return {
-        "documents_in": 0,
-        "bytes_in": 0,
-        "documents_kept": 0,
-        "bytes_kept": 0,
-        "tokens": 0,
-        "removed": Counter(),
-    }
-
-
 def scan_file(inp: RawInput, st: ScanSettings) -> dict:
     """Counts of one file (a pure function of the file and the settings)."""
     import xxhash
@@ -334,7 +324,7 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
 
         tok = load_tokenizer(st.tokenizer)
 
-    langs: dict[str, dict] = defaultdict(_lang_entry)
+    langs: dict[str, dict] = defaultdict(empty_counts)
     scores: dict[str, list[float]] = defaultdict(list)  # this batch's, then folded
     score_hists: dict[str, list[int]] = {}
     removed: Counter = Counter()

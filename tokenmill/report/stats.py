@@ -14,7 +14,8 @@ from tokenmill.report import hist
 STATS_VERSION = 1
 
 
-def _empty() -> dict:
+def empty_counts() -> dict:
+    """Counts of one source or language: documents, bytes, tokens, removals by reason."""
     return {
         "documents_in": 0,
         "bytes_in": 0,
@@ -35,11 +36,11 @@ def build_stats(
     wall_s: float,
 ) -> dict:
     sources: dict[str, dict] = {}
-    langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(_empty))
+    langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(empty_counts))
     files: dict[str, set] = defaultdict(set)
     errors: dict[str, list] = defaultdict(list)
     for s in cfg.sources:
-        sources[s.name] = {**_empty(), "partitions": 0, "shards": 0, "histograms": {}}
+        sources[s.name] = {**empty_counts(), "partitions": 0, "shards": 0, "histograms": {}}
     for part, pc, tc in zip(partitions, proc_counts, tok_counts, strict=True):
         src = sources[part.source]
         src["partitions"] += 1
@@ -72,7 +73,7 @@ def build_stats(
     for sc in shard_counts:
         sources[sc["source"]]["shards"] += 1
 
-    totals = _empty()
+    totals = empty_counts()
     for name, src in sources.items():
         src["files"] = len(files[name])
         src["errors"] = errors[name]
