@@ -62,16 +62,44 @@ def in_scope(lang: str, languages: frozenset[str] | None) -> bool:
 # ---- words ---------------------------------------------------------------------------------
 
 
+def import_spacy():
+    """`import spacy`, without letting its thinc import torch.
+
+    thinc imports torch when it is installed (as it is with tokenmill's trainer), which costs
+    every worker about 190 MB and a second of start-up, for nothing: the rules only use spaCy's
+    blank tokenizers. Where torch is already imported it is left alone.
+    """
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail
+    try:
+        import spacy
+    except ImportError as e:  # pragma: no cover - spacy is a dependency
+        raise ImportError(
+            "the Gopher and C4 rules split words with spaCy's tokenizer "
+            "(no model download): pip install spacy"
+        ) from e
+    finally:
+        del sys.modules["torch"]
+    return spacy
+
+
 class SpacyWords:
     """spaCy's tokens of a text, cached per whitespace-delimited chunk.
 
     Each cache entry is (tokens, number of non-symbol tokens, their total length, number of
     tokens with a letter, token ids, token lengths), so the rules sum per chunk instead of per
     character. Token ids are stable while the cache is: it is cleared (ids and all) when it
-    reaches `max_cache` chunks, which bounds memory.
+    reaches `max_cache` chunks, which bounds memory (about 1 KB a chunk: 50,000 chunks hold
+    the frequent words of a language and cost a worker ~50 MB; 200,000 cost ~55 MB more and
+    saved under 5% of the process stage's time on benchmarks/end_to_end.py's corpus).
     """
 
-    def __init__(self, lang: str = "en", max_cache: int = 200_000):
+    def __init__(self, lang: str = "en", max_cache: int = 50_000):
         self.lang = lang
         self.max_cache = max_cache
         self._nlp = None
@@ -81,14 +109,7 @@ class SpacyWords:
 
     def tokenizer(self):
         if self._tokenizer is None:
-            try:
-                import spacy
-            except ImportError as e:  # pragma: no cover - spacy is a dependency
-                raise ImportError(
-                    "the Gopher and C4 rules split words with spaCy's tokenizer "
-                    "(no model download): pip install spacy"
-                ) from e
-            self._nlp = spacy.blank(self.lang)
+            self._nlp = import_spacy().blank(self.lang)
             # Tokens do not depend on lexeme attributes (shape, like_num, ...): skip them.
             self._nlp.vocab.lex_attr_getters = {}
             self._tokenizer = self._nlp.tokenizer

