@@ -143,6 +143,8 @@ def test_cluster_config_errors_are_clear(tmp_path, monkeypatch):
     bad.write_text(yaml.safe_dump(raw))
     with pytest.raises(ClusterError, match="jobqueue.slurm.processes is required"):
         load_slurm_config(bad)
+    with pytest.raises(ClusterError, match="processes <= cores"):
+        load_slurm_config(_config(tmp_path, cores=8, processes=16))
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # as if not installed
     with pytest.raises(ClusterError, match=r"pip install 'tokenmill\[slurm\]'"):
         load_slurm_config(SHIPPED)

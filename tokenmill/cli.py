@@ -106,7 +106,10 @@ def prepare(
             "(--scheduler) or start one on SLURM (--cluster), not both"
         )
     if cluster is not None and workers is not None:
-        _fail("--workers is for local runs: with --cluster, use --jobs (and its `processes`)")
+        _fail(
+            "--workers is for local runs: with --cluster, use --jobs (workers per job: "
+            "`processes` in the cluster config)"
+        )
     if jobs is not None and cluster is None:
         _fail("--jobs needs --cluster CONFIG (a dask-jobqueue SLURM config)")
     try:

@@ -236,7 +236,9 @@ def load_slurm_config(path: str | os.PathLike) -> dict:
     for key in ("cores", "processes", "memory"):
         if section.get(key) is None:
             raise ClusterError(f"{path}: jobqueue.slurm.{key} is required (per job)")
-    cores, processes = int(section["cores"]), int(section["processes"])
+    cores, processes = section["cores"], section["processes"]
+    if not (isinstance(cores, int) and isinstance(processes, int) and 0 < processes <= cores):
+        raise ClusterError(f"{path}: cores and processes must be whole numbers, processes <= cores")
     if cores != processes:
         log.warning(
             "%s: %d cores / %d processes = %d threads per worker; tokenmill's tasks are "
@@ -244,7 +246,7 @@ def load_slurm_config(path: str | os.PathLike) -> dict:
             path,
             cores,
             processes,
-            cores // max(processes, 1),
+            cores // processes,
         )
     return raw
 
