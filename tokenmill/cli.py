@@ -5,6 +5,7 @@ Heavy imports (dask, tokenizers, torch) happen inside the commands so `--help` s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tokenmill.console import err
@@ -48,8 +50,31 @@ def prepare(
     ] = None,
     scheduler: Annotated[
         str | None,
-        typer.Option(help="Join a running Dask cluster, e.g. tcp://host:8786, instead."),
+        typer.Option(
+            help="Join a running Dask cluster, e.g. tcp://host:8786, instead of starting "
+            "local workers. OUT and the inputs must be at the same paths on its workers."
+        ),
     ] = None,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run on SLURM: a dask-jobqueue config (see deploy/slurm.yaml). The scheduler "
+            "runs here, the workers in --jobs batch jobs, cancelled at the end. Needs "
+            "`pip install 'tokenmill\\[slurm]'` and OUT and the inputs on a shared filesystem.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="With --cluster: SLURM jobs to submit (each runs the config's `processes` "
+            "workers). Default 1.",
+            min=1,
+        ),
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(help="With --cluster: seconds to wait for the first worker to join.", min=1),
+    ] = 1800,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Delete earlier outputs in OUT and start over.")
     ] = False,
@@ -66,11 +91,27 @@ def prepare(
     Writes OUT/manifest.json, stats.json, report.html, tokenizer.json and
     shards/SOURCE/SOURCE_NNNNN.{bin,idx,docs.parquet}. A stopped run (Ctrl-C, kill -9, a lost
     worker) resumes where it stopped when run again with the same command.
+
+    Where it runs: local worker processes (--workers), a running Dask cluster (--scheduler)
+    or SLURM jobs (--cluster deploy/slurm.yaml --jobs 8). See docs/SCALING.md.
     """
     from tokenmill.config import load_config
-    from tokenmill.pipelines.prepare import ConfigMismatch
+    from tokenmill.pipelines.engine import ClusterError, slurm_cluster
+    from tokenmill.pipelines.prepare import ConfigMismatch, expand_paths
     from tokenmill.pipelines.prepare import prepare as run
 
+    if cluster is not None and scheduler is not None:
+        _fail(
+            "--scheduler and --cluster are mutually exclusive: join a running cluster "
+            "(--scheduler) or start one on SLURM (--cluster), not both"
+        )
+    if cluster is not None and workers is not None:
+        _fail(
+            "--workers is for local runs: with --cluster, use --jobs (workers per job: "
+            "`processes` in the cluster config)"
+        )
+    if jobs is not None and cluster is None:
+        _fail("--jobs needs --cluster CONFIG (a dask-jobqueue SLURM config)")
     try:
         cfg = load_config(config)
     except Exception as e:  # pydantic / YAML / missing file: say it plainly
@@ -78,10 +119,27 @@ def prepare(
     if keep_removed:
         cfg.keep_removed = True
     target = Path(out or cfg.output)
+    if scheduler or cluster:
+        target = target.resolve()  # remote workers do not share this process's folder
     try:
-        stats = run(
-            cfg, target, workers=workers, scheduler=scheduler, fresh=fresh, console=err, quiet=quiet
-        )
+        with contextlib.ExitStack() as stack:
+            if cluster is not None:
+                for s in cfg.sources:  # a typo in a glob must not wait for the queue first
+                    if s.paths:
+                        expand_paths(s.paths, s.name)
+                slurm = stack.enter_context(slurm_cluster(cluster, jobs or 1, wait, err))
+                scheduler = slurm.scheduler_address
+            stats = run(
+                cfg,
+                target,
+                workers=workers,
+                scheduler=scheduler,
+                fresh=fresh,
+                console=err,
+                quiet=quiet,
+            )
+    except ClusterError as e:
+        _fail(escape(str(e)))  # "tokenmill[slurm]" is not rich markup
     except KeyboardInterrupt:
         _fail(
             f"interrupted. Completed partitions are kept in {target}/work: "
@@ -98,6 +156,27 @@ def prepare(
             "cause and rerun to resume (add -v for the traceback)."
         )
     print_summary(stats, target)
+
+
+@app.command("cluster-script")
+def cluster_script(
+    config: Annotated[
+        Path, typer.Argument(help="A dask-jobqueue SLURM config, e.g. deploy/slurm.yaml.")
+    ],
+) -> None:
+    """Print the SLURM job script that `prepare --cluster CONFIG` submits, without submitting.
+
+    Each job runs `processes` Dask workers of one thread each. The scheduler address in the
+    printed script is this preview's; `prepare` puts the address of its own scheduler there.
+    """
+    from tokenmill.pipelines.engine import ClusterError, slurm_cluster
+
+    try:
+        with slurm_cluster(config, jobs=0) as cluster:
+            script = cluster.job_script()
+    except ClusterError as e:
+        _fail(escape(str(e)))  # "tokenmill[slurm]" is not rich markup
+    sys.stdout.write(script if script.endswith("\n") else script + "\n")
 
 
 def print_summary(stats: dict, out: Path) -> None:

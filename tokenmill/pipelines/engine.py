@@ -166,11 +166,13 @@ class RateColumn(ProgressColumn):
 @contextlib.contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
     """A Client on a running cluster (`scheduler`) or on a new LocalCluster of `workers`
-    single-threaded worker processes (default: one per CPU)."""
+    single-threaded worker processes (default: one per CPU).
+
+    For SLURM, start the cluster with `slurm_cluster` and pass its `scheduler_address`.
+    """
     from distributed import Client, LocalCluster
 
-    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    _quiet_dask_logs()
     if scheduler:
         with Client(scheduler) as client:
             yield client
@@ -187,3 +189,135 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
         Client(cluster) as client,
     ):
         yield client
+
+
+# ---- SLURM through dask-jobqueue ------------------------------------------------------------
+
+
+class ClusterError(RuntimeError):
+    """A cluster could not be set up: bad config, missing package, no worker in time."""
+
+
+def load_slurm_config(path: str | os.PathLike) -> dict:
+    """Read a dask-jobqueue config file (`jobqueue: slurm: {...}`, the format of
+    dask-jobqueue's own jobqueue.yaml; other top-level dask config sections are allowed).
+
+    Keys may use `-` or `_`. A key dask-jobqueue does not know fails here, since dask-jobqueue
+    itself would silently ignore a typo such as `walltme`.
+    """
+    import yaml
+
+    try:
+        import dask
+        import dask_jobqueue  # noqa: F401  (registers the jobqueue defaults with dask.config)
+    except ImportError as e:
+        raise ClusterError(
+            f"running on SLURM needs dask-jobqueue ({e}): pip install 'tokenmill[slurm]'"
+        ) from None
+    path = Path(path)
+    if not path.is_file():
+        raise ClusterError(
+            f"cluster config not found: {path} (start from deploy/slurm.yaml in the repository)"
+        )
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ClusterError(f"{path}: not valid YAML:\n{e}") from None
+    jobqueue = raw.get("jobqueue") if isinstance(raw, dict) else None
+    section = jobqueue.get("slurm") if isinstance(jobqueue, dict) else None
+    if not isinstance(section, dict):
+        raise ClusterError(f"{path}: expected a `jobqueue: slurm: {{...}}` section")
+    known = dask.config.get("jobqueue.slurm")
+    unknown = sorted(k for k in section if k.replace("_", "-") not in known)
+    if unknown:
+        raise ClusterError(
+            f"{path}: unknown jobqueue.slurm keys {unknown}; known: {', '.join(sorted(known))}"
+        )
+    for key in ("cores", "processes", "memory"):
+        if section.get(key) is None:
+            raise ClusterError(f"{path}: jobqueue.slurm.{key} is required (per job)")
+    cores, processes = section["cores"], section["processes"]
+    if not (isinstance(cores, int) and isinstance(processes, int) and 0 < processes <= cores):
+        raise ClusterError(f"{path}: cores and processes must be whole numbers, processes <= cores")
+    if cores != processes:
+        log.warning(
+            "%s: %d cores / %d processes = %d threads per worker; tokenmill's tasks are "
+            "single-threaded (as `prepare --workers` runs them): set processes equal to cores",
+            path,
+            cores,
+            processes,
+            cores // processes,
+        )
+    return raw
+
+
+@contextlib.contextmanager
+def slurm_cluster(
+    path: str | os.PathLike,
+    jobs: int = 1,
+    wait: float = 1800,
+    console: Console | None = None,
+) -> Iterator[Any]:
+    """A `dask_jobqueue.SLURMCluster` set up from the config file at `path`, with `jobs`
+    batch jobs submitted, once at least one worker has joined (ClusterError after `wait` s).
+
+    The scheduler runs in this process; each job starts `processes` workers. The jobs are
+    cancelled when the block ends. With `jobs=0` nothing is submitted and `sbatch` is not
+    needed: that is how `tokenmill cluster-script` shows the job script.
+    """
+    import dask
+
+    raw = load_slurm_config(path)
+    # dask-jobqueue reads dask.config each time it builds a job (at every scale-up), so the
+    # file's settings stay in force until the cluster is closed. merge() copies: the global
+    # config is left as it was.
+    merged = dask.config.merge(dask.config.config, raw)
+    slurm = merged["jobqueue"]["slurm"]
+    logs = slurm.get("log-directory")
+    fresh_logs = bool(logs) and not os.path.exists(logs)
+    # a preview's scheduler takes any free port for its web server (no "8787 in use" warning)
+    preview = {} if jobs else {"dashboard_address": ":0"}
+    options = {**(slurm.get("scheduler-options") or {}), **preview}
+    with dask.config.set({k: merged[k] for k in raw}):
+        from dask_jobqueue import SLURMCluster
+
+        _quiet_dask_logs()
+        try:
+            with SLURMCluster(scheduler_options=options) as cluster:
+                if jobs:
+                    _start_jobs(cluster, jobs, wait, console or Console(stderr=True))
+                yield cluster
+        finally:
+            if not jobs and fresh_logs:  # dask-jobqueue makes it on construction; a preview
+                with contextlib.suppress(OSError):  # leaves nothing behind
+                    os.rmdir(logs)
+
+
+def _start_jobs(cluster: Any, jobs: int, wait: float, console: Console) -> None:
+    import dask
+    from distributed import TimeoutError as DaskTimeoutError
+
+    slurm = dask.config.get("jobqueue.slurm")
+    cluster.scale(jobs=jobs)
+    console.print(
+        f"submitted {jobs} SLURM job(s) of {slurm['processes']} worker(s) each, scheduler "
+        f"{cluster.scheduler_address}; waiting up to {wait:.0f} s for the first worker "
+        "(`squeue --me` shows the jobs)",
+        highlight=False,
+    )
+    try:
+        cluster.wait_for_workers(1, timeout=wait)
+    except (TimeoutError, DaskTimeoutError):
+        logs = slurm.get("log-directory") or "the slurm-JOBID.out files"
+        raise ClusterError(
+            f"no SLURM worker joined within {wait:.0f} s. If the jobs are still queued "
+            "(`squeue --me`), raise --wait. If they ran and ended, read their logs in "
+            f"{logs}: a worker needs the same Python with tokenmill installed (`python` in "
+            "the config; default: the one running this command) and must reach the "
+            f"scheduler at {cluster.scheduler_address} (`interface` in the config)."
+        ) from None
+
+
+def _quiet_dask_logs() -> None:
+    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
+        logging.getLogger(name).setLevel(logging.ERROR)
