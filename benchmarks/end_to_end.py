@@ -1,7 +1,7 @@
 """End to end: `tokenmill prepare` against an equivalent datatrove pipeline, same corpus, same run.
 
-    python benchmarks/end_to_end.py [--scale 4] [--repeat 3] [--workers 2] [--sizes 1,2,4]
-                                    [--datatrove-sizes 1] [--profile] [--write benchmarks/RESULTS.md]
+    python benchmarks/end_to_end.py [--scale 4] [--repeat 3] [--sizes 1,2,4]
+        [--datatrove-sizes 1] [--profile] [--write benchmarks/RESULTS.md]
 
 Corpus: the bundled sample (C4 json.gz, Pile jsonl.zst, OSCAR 23.01 jsonl.zst in 11 languages),
 written again `scale` times in its real layouts (benchmarks/dedup.py's `build_input`: copy k >= 1
@@ -53,7 +53,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse
 import collections
-import contextlib
 import glob
 import importlib.util
 import json
@@ -138,15 +137,28 @@ def tokenmill_config(root: Path, tok: Path, dest: Path) -> Path:
 
 def tokenmill_cmd(cfg: Path, out: Path) -> list[str]:
     exe = Path(sys.executable).with_name("tokenmill")
-    return [str(exe), "prepare", str(cfg), "--out", str(out), "--workers", str(WORKERS),
-            "--fresh", "--quiet"]
+    return [
+        str(exe),
+        "prepare",
+        str(cfg),
+        "--out",
+        str(out),
+        "--workers",
+        str(WORKERS),
+        "--fresh",
+        "--quiet",
+    ]
 
 
 def tokenmill_result(out: Path) -> dict:
     stats = json.loads((out / "stats.json").read_text())
     t = stats["totals"]
-    return {"docs_in": t["documents_in"], "bytes_in": t["bytes_in"],
-            "docs_kept": t["documents_kept"], "tokens": t["tokens"]}
+    return {
+        "docs_in": t["documents_in"],
+        "bytes_in": t["bytes_in"],
+        "docs_kept": t["documents_kept"],
+        "tokens": t["tokens"],
+    }
 
 
 # ---- datatrove -------------------------------------------------------------------------------
@@ -219,36 +231,87 @@ def datatrove_run(root: Path, tok: Path, work: Path) -> dict:
 
     def ex(pipeline, name, n_tasks=tasks, depends=None):
         return LocalPipelineExecutor(
-            pipeline=pipeline, tasks=n_tasks, logging_dir=str(work / "logs" / name),
-            depends=depends, **kw)
+            pipeline=pipeline,
+            tasks=n_tasks,
+            logging_dir=str(work / "logs" / name),
+            depends=depends,
+            **kw,
+        )
 
     readers = [
         JsonlReader(str(root), glob_pattern=pat, text_key=key, compression="infer")
         for _, _, pat, key in FORMATS
     ]
     filtered = str(work / "filtered")
-    s1 = ex([*readers, lang_filter(), GopherRepetitionFilter(), GopherQualityFilter(),
-             JsonlWriter(filtered, compression=None)], "filter")
+    s1 = ex(
+        [
+            *readers,
+            lang_filter(),
+            GopherRepetitionFilter(),
+            GopherQualityFilter(),
+            JsonlWriter(filtered, compression=None),
+        ],
+        "filter",
+    )
     ex_cfg = ExactDedupConfig(content_getter=lambda d: d.text)
-    s2 = ex([JsonlReader(filtered), ExactDedupSignature(str(work / "exact_sigs"), ex_cfg)],
-            "exact_sig", depends=s1)
-    s3 = ex([ExactFindDedups(str(work / "exact_sigs"), str(work / "exact_dups"), ex_cfg)],
-            "exact_find", n_tasks=1, depends=s2)
+    s2 = ex(
+        [JsonlReader(filtered), ExactDedupSignature(str(work / "exact_sigs"), ex_cfg)],
+        "exact_sig",
+        depends=s1,
+    )
+    s3 = ex(
+        [ExactFindDedups(str(work / "exact_sigs"), str(work / "exact_dups"), ex_cfg)],
+        "exact_find",
+        n_tasks=1,
+        depends=s2,
+    )
     mh = MinhashConfig(n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS)
-    s4 = ex([JsonlReader(filtered), ExactDedupFilter(str(work / "exact_dups"), ex_cfg),
-             MinhashDedupSignature(str(work / "mh_sigs"), config=mh)], "mh_sig", depends=s3)
-    s5 = ex([MinhashDedupBuckets(str(work / "mh_sigs"), str(work / "mh_buckets"), config=mh)],
-            "mh_buckets", n_tasks=BANDS, depends=s4)
-    s6 = ex([MinhashDedupCluster(str(work / "mh_buckets"), str(work / "mh_ids"), config=mh)],
-            "mh_cluster", n_tasks=1, depends=s5)
-    s7 = ex([JsonlReader(filtered), ExactDedupFilter(str(work / "exact_dups"), ex_cfg),
-             MinhashDedupFilter(str(work / "mh_ids")),
-             DocumentTokenizer(str(work / "tokens"), tokenizer_name_or_path=str(tok),
-                               eos_token=EOD, shuffle_documents=False)],
-            "tokenize", depends=s6)
-    s8 = ex([DocumentTokenizerMerger(str(work / "tokens"), str(work / "merged"), "corpus",
-                                     shuffle=False, progress=False)],
-            "merge", n_tasks=1, depends=s7)
+    s4 = ex(
+        [
+            JsonlReader(filtered),
+            ExactDedupFilter(str(work / "exact_dups"), ex_cfg),
+            MinhashDedupSignature(str(work / "mh_sigs"), config=mh),
+        ],
+        "mh_sig",
+        depends=s3,
+    )
+    s5 = ex(
+        [MinhashDedupBuckets(str(work / "mh_sigs"), str(work / "mh_buckets"), config=mh)],
+        "mh_buckets",
+        n_tasks=BANDS,
+        depends=s4,
+    )
+    s6 = ex(
+        [MinhashDedupCluster(str(work / "mh_buckets"), str(work / "mh_ids"), config=mh)],
+        "mh_cluster",
+        n_tasks=1,
+        depends=s5,
+    )
+    s7 = ex(
+        [
+            JsonlReader(filtered),
+            ExactDedupFilter(str(work / "exact_dups"), ex_cfg),
+            MinhashDedupFilter(str(work / "mh_ids")),
+            DocumentTokenizer(
+                str(work / "tokens"),
+                tokenizer_name_or_path=str(tok),
+                eos_token=EOD,
+                shuffle_documents=False,
+            ),
+        ],
+        "tokenize",
+        depends=s6,
+    )
+    s8 = ex(
+        [
+            DocumentTokenizerMerger(
+                str(work / "tokens"), str(work / "merged"), "corpus", shuffle=False, progress=False
+            )
+        ],
+        "merge",
+        n_tasks=1,
+        depends=s7,
+    )
     s8.run()
 
     # what went in and what came out, from datatrove's own stats files
@@ -256,11 +319,15 @@ def datatrove_run(root: Path, tok: Path, work: Path) -> dict:
         return json.loads((work / "logs" / name / "stats.json").read_text())
 
     read = stat("filter")
-    docs_in = sum(s["stats"].get("documents", {}).get("total", 0)
-                  for s in read if "READER" in s["name"])
+    docs_in = sum(
+        s["stats"].get("documents", {}).get("total", 0) for s in read if "READER" in s["name"]
+    )
     tok_stats = next(s for s in stat("tokenize") if "TOKENIZER" in s["name"])["stats"]
-    return {"docs_in": docs_in, "docs_kept": tok_stats["tokens"]["n"],
-            "tokens": tok_stats.get("tokens", {}).get("total", 0)}
+    return {
+        "docs_in": docs_in,
+        "docs_kept": tok_stats["tokens"]["n"],
+        "tokens": tok_stats.get("tokens", {}).get("total", 0),
+    }
 
 
 # ---- measuring -------------------------------------------------------------------------------
@@ -291,8 +358,9 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     """Run `cmd`; wall seconds and peak PSS of its process tree (total, biggest process)."""
     peak_total = peak_one = 0
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     stop = threading.Event()
 
     def sample():
@@ -326,8 +394,17 @@ def run_datatrove(root: Path, tok: Path, work: Path) -> dict:
     dt = work / "dt"
     shutil.rmtree(dt, ignore_errors=True)
     res = work / "dt_result.json"
-    r = run_measured([sys.executable, os.path.abspath(__file__), "--datatrove-child",
-                      str(root), str(tok), str(dt), str(res)])
+    r = run_measured(
+        [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--datatrove-child",
+            str(root),
+            str(tok),
+            str(dt),
+            str(res),
+        ]
+    )
     r.update(json.loads(res.read_text()))
     shutil.rmtree(dt, ignore_errors=True)
     return r
@@ -338,9 +415,23 @@ def profile_tokenmill(root: Path, tok: Path, work: Path) -> Path:
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     cfg = tokenmill_config(root, tok, work / "tokenmill.yaml")
     raw = work / "profile.txt"
-    subprocess.run([pyspy, "record", "--subprocesses", "--rate", "50", "--format", "raw",
-                    "-o", str(raw), "--", *tokenmill_cmd(cfg, work / "prof_out")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            pyspy,
+            "record",
+            "--subprocesses",
+            "--rate",
+            "50",
+            "--format",
+            "raw",
+            "-o",
+            str(raw),
+            "--",
+            *tokenmill_cmd(cfg, work / "prof_out"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(work / "prof_out", ignore_errors=True)
     return raw
 
@@ -391,11 +482,15 @@ def profile_summary(raw: Path, top: int = 15) -> str:
             cats["imports (worker start-up)"] += n
         else:
             cats["Dask runtime (tasks, comms, serialization)"] += n
-    lines = [f"py-spy, 50 Hz: {busy} busy samples in the 2 workers (plus {idle} idle, and "
-             f"{other_procs} in the CLI process: client, scheduler, progress bars)", "",
-             "| where the workers' busy time goes | share |", "|---|---:|"]
+    lines = [
+        f"py-spy, 50 Hz: {busy} busy samples in the 2 workers (plus {idle} idle, and "
+        f"{other_procs} in the CLI process: client, scheduler, progress bars)",
+        "",
+        "| where the workers' busy time goes | share |",
+        "|---|---:|",
+    ]
     lines += [f"| {k} | {v / busy:.1%} |" for k, v in cats.most_common()]
-    lines += ["", f"| top functions, own time (workers, busy) | share |", "|---|---:|"]
+    lines += ["", "| top functions, own time (workers, busy) | share |", "|---|---:|"]
     lines += [f"| `{k}` | {v / busy:.1%} |" for k, v in funcs.most_common(top)]
     return "\n".join(lines)
 
@@ -405,15 +500,22 @@ def profile_summary(raw: Path, top: int = 15) -> str:
 
 def rates(r: dict, bytes_in: int) -> dict:
     w = r["wall_s"]
-    return {"docs_s_core": r["docs_in"] / w / WORKERS, "mb_s_core": bytes_in / 1e6 / w / WORKERS,
-            "tok_s_core": r["tokens"] / w / WORKERS}
+    return {
+        "docs_s_core": r["docs_in"] / w / WORKERS,
+        "mb_s_core": bytes_in / 1e6 / w / WORKERS,
+        "tok_s_core": r["tokens"] / w / WORKERS,
+    }
 
 
 def summarize(runs: list[dict], bytes_in: int) -> dict:
     med = statistics.median(r["wall_s"] for r in runs)
-    rep = {**runs[0], "wall_s": med, "walls": [round(r["wall_s"], 1) for r in runs],
-           "peak_total": max(r["peak_total"] for r in runs),
-           "peak_one": max(r["peak_one"] for r in runs)}
+    rep = {
+        **runs[0],
+        "wall_s": med,
+        "walls": [round(r["wall_s"], 1) for r in runs],
+        "peak_total": max(r["peak_total"] for r in runs),
+        "peak_one": max(r["peak_one"] for r in runs),
+    }
     rep.update(rates(rep, bytes_in))
     return rep
 
@@ -441,8 +543,9 @@ def main() -> None:
 
     t_start = time.time()
     load0 = os.getloadavg()[0]
-    sizes = sorted({int(s) for s in args.sizes.split(",")} | {int(s) for s in
-                                                                args.datatrove_sizes.split(",")})
+    sizes = sorted(
+        {int(s) for s in args.sizes.split(",")} | {int(s) for s in args.datatrove_sizes.split(",")}
+    )
     dt_sizes = {int(s) for s in args.datatrove_sizes.split(",") if s}
     work = Path(args.keep or tempfile.mkdtemp(prefix="tm-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -503,8 +606,9 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
         "decompressed UTF-8 text read. Load average at the start: "
         f"{load0:.1f} (1 min); whole benchmark {wall / 60:.1f} min.",
         "",
-        "| input | pipeline | docs in | MB in | docs kept | tokens | wall s (runs) | docs/s/core "
-        "| MB/s/core | tokens/s/core | peak PSS total MB | biggest process MB | speed vs datatrove |",
+        "| input | pipeline | docs in | MB in | docs kept | tokens | wall s (runs) "
+        "| docs/s/core | MB/s/core | tokens/s/core | peak PSS total MB | biggest process MB "
+        "| speed vs datatrove |",
         "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for s, res in results.items():
@@ -522,19 +626,27 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
                 f"{r['docs_kept']:,} | {r['tokens']:,} | {r['wall_s']:.1f} "
                 f"({', '.join(map(str, r['walls']))}) | {r['docs_s_core']:,.0f} | "
                 f"{r['mb_s_core']:.2f} | {r['tok_s_core']:,.0f} | {r['peak_total'] / mb:,.0f} | "
-                f"{r['peak_one'] / mb:,.0f} | {ratio} |")
+                f"{r['peak_one'] / mb:,.0f} | {ratio} |"
+            )
     tm = {s: r["tokenmill"] for s, r in results.items()}
     if len(tm) > 1:
         b = tm[base]
-        lines += ["", "Scaling (tokenmill): wall time against linear in the input, peak memory "
-                  "of the biggest process against the smallest input.", "",
-                  "| input | MB in | wall s | linear would be | wall / linear | biggest process "
-                  "MB | vs smallest |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Scaling (tokenmill): wall time against linear in the input, peak memory "
+            "of the biggest process against the smallest input.",
+            "",
+            "| input | MB in | wall s | linear would be | wall / linear | biggest process "
+            "MB | vs smallest |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for s, r in tm.items():
             lin = b["wall_s"] * r["bytes_in"] / b["bytes_in"]
-            lines.append(f"| x{s} | {r['bytes_in'] / mb:.1f} | {r['wall_s']:.1f} | {lin:.1f} | "
-                         f"{r['wall_s'] / lin:.2f} | {r['peak_one'] / mb:,.0f} | "
-                         f"{r['peak_one'] / b['peak_one']:.2f}x |")
+            lines.append(
+                f"| x{s} | {r['bytes_in'] / mb:.1f} | {r['wall_s']:.1f} | {lin:.1f} | "
+                f"{r['wall_s'] / lin:.2f} | {r['peak_one'] / mb:,.0f} | "
+                f"{r['peak_one'] / b['peak_one']:.2f}x |"
+            )
     if profile:
         lines += ["", "Profile of one tokenmill run at the smallest size:", "", profile]
     return "\n".join(lines)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from tokenmill.console import err
@@ -139,7 +138,7 @@ def prepare(
                 quiet=quiet,
             )
     except ClusterError as e:
-        _fail(escape(str(e)))  # "tokenmill[slurm]" is not rich markup
+        _fail(str(e))
     except KeyboardInterrupt:
         _fail(
             f"interrupted. Completed partitions are kept in {target}/work: "
@@ -175,7 +174,7 @@ def cluster_script(
         with slurm_cluster(config, jobs=0) as cluster:
             script = cluster.job_script()
     except ClusterError as e:
-        _fail(escape(str(e)))  # "tokenmill[slurm]" is not rich markup
+        _fail(str(e))
     sys.stdout.write(script if script.endswith("\n") else script + "\n")
 
 
