@@ -178,7 +178,12 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             yield client
         return
     n = workers or os.cpu_count() or 1
+    import dask
+
     with (
+        # Dask's statistical profiler samples every worker's stack 100 times a second; no
+        # one reads it here (there is no dashboard), so its CPU goes to the pipeline instead.
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         LocalCluster(
             n_workers=n,
             threads_per_worker=1,
