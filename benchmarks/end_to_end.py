@@ -543,10 +543,9 @@ def main() -> None:
 
     t_start = time.time()
     load0 = os.getloadavg()[0]
-    sizes = sorted(
-        {int(s) for s in args.sizes.split(",")} | {int(s) for s in args.datatrove_sizes.split(",")}
-    )
-    dt_sizes = {int(s) for s in args.datatrove_sizes.split(",") if s}
+    tm_sizes = {int(x) for x in args.sizes.split(",") if x}
+    dt_sizes = {int(x) for x in args.datatrove_sizes.split(",") if x}
+    sizes = sorted(tm_sizes | dt_sizes)
     work = Path(args.keep or tempfile.mkdtemp(prefix="tm-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
     tok = work / "tokenizer.json"

@@ -13,6 +13,7 @@ from tmfixtures import sample_docs
 from tokenmill.filters.components import (
     EDGE_DTYPE,
     cluster_sizes,
+    components_local,
     connected_components,
     save_removed,
 )
@@ -130,6 +131,38 @@ def test_components_on_dask_match_networkx(tmp_path):
     for c in nx.connected_components(g):
         want[str(len(c))] = want.get(str(len(c)), 0) + 1
     assert sizes == dict(sorted(want.items(), key=lambda x: int(x[0])))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_local_components_match_networkx(tmp_path, seed):
+    """The in-process path gives the labels, removals and sizes the cluster path gives: the
+    smallest id of each networkx component. Long chains need several rounds."""
+    rng = np.random.default_rng(seed)
+    g = nx.Graph()
+    files = []
+    for f in range(3):
+        u, v = rng.integers(0, 2000, 600), rng.integers(0, 2000, 600)
+        if f == 0:  # a path 3000 - 3001 - ... - 3099: a long diameter
+            u, v = np.arange(3001, 3100), np.arange(3000, 3099)
+        keep = u != v
+        e = np.empty(int(keep.sum()), EDGE_DTYPE)
+        e["u"], e["v"] = np.maximum(u, v)[keep], np.minimum(u, v)[keep]
+        g.add_edges_from(zip(e["u"].tolist(), e["v"].tolist(), strict=True))
+        np.save(tmp_path / f"e{f}.npy", e)
+        files.append(str(tmp_path / f"e{f}.npy"))
+    rounds = []
+    labels = components_local(files, rounds=rounds)
+    got = labels.compute()["label"].to_dict()
+    expected = {n: min(c) for c in nx.connected_components(g) for n in c}
+    assert got == expected
+    assert rounds[-1] == 0 and len(rounds) > 2
+    removed = save_removed(labels, str(tmp_path / "removed"))
+    gone = np.sort(np.concatenate([np.load(p) for p in removed]))
+    assert gone.tolist() == sorted(n for n, lab in expected.items() if n != lab)
+    want = {}
+    for c in nx.connected_components(g):
+        want[str(len(c))] = want.get(str(len(c)), 0) + 1
+    assert cluster_sizes(labels) == dict(sorted(want.items(), key=lambda x: int(x[0])))
 
 
 @pytest.mark.parametrize("lang", ["ru", "ja"])

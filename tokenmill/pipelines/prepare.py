@@ -268,14 +268,23 @@ def prepare(
                     ]
                 info = {"files": [], "cluster_sizes": {}, "rounds": [], "wall_s": 0.0}
                 if edge_files:
+                    import numpy as np
+
                     from tokenmill.filters.components import (
+                        LOCAL_MAX_EDGES,
                         cluster_sizes,
+                        components_local,
                         connected_components,
                         save_removed,
                     )
 
                     t0 = time.perf_counter()
-                    labels = connected_components(client, edge_files, rounds=info["rounds"])
+                    n_edges = sum(int(np.load(f, mmap_mode="r").shape[0]) for f in edge_files)
+                    info["method"] = "local" if n_edges <= LOCAL_MAX_EDGES else "dask"
+                    if info["method"] == "local":  # a small graph: no Dask shuffle rounds
+                        labels = components_local(edge_files, rounds=info["rounds"])
+                    else:
+                        labels = connected_components(client, edge_files, rounds=info["rounds"])
                     info["files"] = save_removed(labels, str(near_dir / "removed"))
                     info["cluster_sizes"] = cluster_sizes(labels)
                     info["wall_s"] = round(time.perf_counter() - t0, 3)
@@ -286,6 +295,7 @@ def prepare(
                 clusters=sum(info["cluster_sizes"].values()),
                 cluster_sizes=info["cluster_sizes"],
                 components_rounds=len(info["rounds"]),
+                components_method=info.get("method"),
                 components_wall_s=info["wall_s"],
             )
 
