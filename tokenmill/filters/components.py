@@ -17,8 +17,9 @@ same algorithm on numpy arrays (`components_local`): each Dask round is a shuffl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import pandas as pd
 
 EDGE_DTYPE = np.dtype([("u", "<i8"), ("v", "<i8")])
 
@@ -27,12 +28,19 @@ EDGE_DTYPE = np.dtype([("u", "<i8"), ("v", "<i8")])
 LOCAL_MAX_EDGES = 20_000_000
 
 
-def components_local(edge_files: list[str], rounds: list | None = None):
-    """`connected_components` in this process: a Dask DataFrame of one partition, indexed by
-    node, column `label` (the smallest node id of its component), the same as the cluster
-    version returns. `rounds` receives the labels changed in each round."""
-    import dask.dataframe as dd
+@dataclass
+class LocalLabels:
+    """Labels computed in this process: `label[i]` is the component label of `node[i]`
+    (nodes sorted). `save_removed` and `cluster_sizes` take these or the Dask DataFrame."""
 
+    node: np.ndarray
+    label: np.ndarray
+
+
+def components_local(edge_files: list[str], rounds: list | None = None) -> LocalLabels:
+    """`connected_components` in this process, on numpy arrays (no pandas or Dask imported:
+    the process that runs `prepare` stays small). `rounds` receives the labels changed in
+    each round."""
     rounds = rounds if rounds is not None else []
     arrays = [np.load(p) for p in edge_files]
     u = np.concatenate([a["u"] for a in arrays]).astype(np.int64)
@@ -53,11 +61,12 @@ def components_local(edge_files: list[str], rounds: list | None = None):
         label = new
         if changed == 0:
             break
-    df = pd.DataFrame({"label": nodes[label]}, index=pd.Index(nodes, name="u"))
-    return dd.from_pandas(df, npartitions=1, sort=True)
+    return LocalLabels(nodes, nodes[label])
 
 
-def _load(path: str) -> pd.DataFrame:
+def _load(path: str):
+    import pandas as pd
+
     a = np.load(path)
     return pd.DataFrame({"u": a["u"].astype(np.int64), "v": a["v"].astype(np.int64)})
 
@@ -70,6 +79,7 @@ def connected_components(
     given, receives the number of labels changed in each round."""
     rounds = rounds if rounds is not None else []
     import dask.dataframe as dd
+    import pandas as pd
     from dask import delayed
 
     meta = pd.DataFrame({"u": pd.Series([], dtype="int64"), "v": pd.Series([], dtype="int64")})
@@ -113,8 +123,7 @@ def save_removed(labels, out_dir: str) -> list[str]:
 
     from tokenmill.pipelines.engine import atomic_path
 
-    def save(df: pd.DataFrame, path: str) -> str:
-        node, label = df.index.to_numpy(), df["label"].to_numpy()
+    def save_arrays(node: np.ndarray, label: np.ndarray, path: str) -> str:
         gone = node != label
         order = np.argsort(node[gone], kind="stable")
         with atomic_path(path[:-4] + ".kept.npy") as tmp, open(tmp, "wb") as f:
@@ -123,7 +132,12 @@ def save_removed(labels, out_dir: str) -> list[str]:
             np.save(f, node[gone][order].astype(np.int64))
         return path
 
+    def save(df, path: str) -> str:
+        return save_arrays(df.index.to_numpy(), df["label"].to_numpy(), path)
+
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if isinstance(labels, LocalLabels):
+        return [save_arrays(labels.node, labels.label, f"{out_dir}/removed_00000.npy")]
     parts = labels.to_delayed()
     tasks = [delayed(save)(part, f"{out_dir}/removed_{i:05d}.npy") for i, part in enumerate(parts)]
     import dask
@@ -132,7 +146,12 @@ def save_removed(labels, out_dir: str) -> list[str]:
 
 
 def cluster_sizes(labels) -> dict[str, int]:
-    """{component size: number of components}, computed on the cluster."""
+    """{component size: number of components}, computed on the cluster (or here, for
+    LocalLabels)."""
+    if isinstance(labels, LocalLabels):
+        _, per_cluster = np.unique(labels.label, return_counts=True)
+        sizes, n = np.unique(per_cluster, return_counts=True)
+        return {str(int(k)): int(c) for k, c in zip(sizes, n, strict=True)}
     per_cluster = labels["label"].value_counts()
     dist = per_cluster.value_counts().compute()
     return {str(int(k)): int(v) for k, v in sorted(dist.items())}

@@ -1,10 +1,10 @@
 """MinHash signatures and LSH band keys, vectorized over a batch (numpy; no per-shingle Python).
 
 Shingles are word n-grams (default 5) of the case-folded text split on anything but Unicode
-letters, marks and digits;
-for languages written without spaces (zh, ja, th, ...) a character is a word. Words are hashed
-in one vectorized call (pandas' `hash_array`, SipHash with a fixed key: the same on every
-machine), n-grams combine their word hashes by multiply-add, and each of `num_perm` universal
+letters, marks and digits; for languages written without spaces (zh, ja, th, ...) a character
+is a word. Words are hashed with xxh3-64 of their UTF-8 bytes (seedless: the same on every
+machine), once per distinct word in a batch (Arrow's dictionary encoding; no pandas in the
+workers). N-grams combine their word hashes by multiply-add, and each of `num_perm` universal
 hashes h_k(x) = (a_k x + b_k mod 2^64) >> 32 is minimized per document with
 `np.minimum.reduceat`. Band keys hash `rows` consecutive signature values per band.
 
@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from xxhash import xxh3_64_intdigest
 
 from tokenmill.filters.quality import NO_SPACE_LANGS
 
@@ -71,10 +72,17 @@ def _prepare(text: str, lang: str) -> str:
     return t
 
 
+def _word_hashes(strings: pa.Array) -> np.ndarray:
+    """64-bit xxh3 of each string's UTF-8 bytes, uint64. Each distinct string is hashed once
+    (Arrow's dictionary encoding), so a batch costs one Python call per distinct word."""
+    enc = pc.dictionary_encode(strings)
+    distinct = enc.dictionary.cast(pa.binary()).to_pylist()
+    hv = np.fromiter(map(xxh3_64_intdigest, distinct), np.uint64, count=len(distinct))
+    return hv[enc.indices.to_numpy(zero_copy_only=False)]
+
+
 def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
     """(hashes uint64, document index per hash): every document gets at least one shingle."""
-    import pandas as pd
-
     arr = pa.array([_prepare(t, lang) for t, lang in zip(texts, langs, strict=True)])
     # RE2's \w is ASCII only: split on anything that is not a Unicode letter, mark or digit
     words = pc.split_pattern_regex(arr, r"[^\pL\pM\pN_]+")
@@ -83,7 +91,7 @@ def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
     keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
     flat = flat.filter(pa.array(keep))
     parent = parent[keep]
-    h = pd.util.hash_array(flat.to_numpy(zero_copy_only=False), categorize=False)
+    h = _word_hashes(flat)
     n = len(h)
     counts = np.bincount(parent, minlength=len(texts)) if n else np.zeros(len(texts), np.int64)
     if n >= ngram:
@@ -103,9 +111,7 @@ def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
         gdoc = np.concatenate([gdoc, parent[mask]])
         # no words at all: the whole text is the one shingle (only identical texts match)
         empty = np.flatnonzero(counts == 0)
-        whole = pd.util.hash_array(
-            arr.take(pa.array(empty)).to_numpy(zero_copy_only=False), categorize=False
-        )
+        whole = _word_hashes(arr.take(pa.array(empty)))
         g = np.concatenate([g, whole.astype(np.uint64)])
         gdoc = np.concatenate([gdoc, empty])
         order = np.argsort(gdoc, kind="stable")
