@@ -24,8 +24,10 @@ import io
 import json
 import os
 import re
+import sys
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import parse_qs, quote, urlencode
@@ -33,6 +35,9 @@ from urllib.parse import parse_qs, quote, urlencode
 import zstandard
 
 READ_BUFFER = 1 << 20
+# compressed bytes per zstd decompress call: zstd output is not bounded per call, and a 1 MB input
+# can expand to tens of MB that then leave the CPU cache before they are split into lines
+ZSTD_STEP = 1 << 14
 FORMATS = (
     "c4",
     "pile",
@@ -64,47 +69,59 @@ class FileError(Exception):
         self.detail = detail
 
 
-class _Decompressed(io.RawIOBase):
-    """A gzip or zstd file decompressed chunk by chunk.
+def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip (`kind` "gz") or zstd ("zst") stream, piece by piece.
 
-    Every byte that can be decompressed is returned before a truncated or corrupt stream
+    Every byte that can be decompressed is yielded before a truncated or corrupt stream
     raises (EOFError, zlib.error or ZstdError), so no complete record before the damage is
     lost; the library stream readers either buffer past it or stop silently. Multi-member
-    gzip and multi-frame zstd files are read to their end.
+    gzip and multi-frame zstd files are read to their end; zero padding after the last member
+    is ignored. gzip is fed READ_BUFFER compressed bytes per call, zstd ZSTD_STEP.
     """
+
+    def new():
+        if kind == "gz":
+            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
+
+    step = READ_BUFFER if kind == "gz" else ZSTD_STEP
+    obj = new()
+    while True:
+        chunk = raw.read(READ_BUFFER)
+        if not chunk:
+            if not obj.eof:
+                raise EOFError("compressed stream ended before its end marker (truncated)")
+            return
+        pos = 0
+        while pos < len(chunk):
+            if obj.eof:  # a further gzip member or zstd frame
+                if not chunk[pos:].strip(b"\x00"):
+                    break  # zero padding after the last member
+                obj = new()
+            piece = chunk[pos : pos + step]  # the chunk itself when it fits in one step
+            out = obj.decompress(piece)
+            pos += len(piece) - (len(obj.unused_data) if obj.eof else 0)
+            if out:
+                yield out
+
+
+class _Decompressed(io.RawIOBase):
+    """A gzip or zstd file decompressed chunk by chunk (see `_inflate`), as a raw stream."""
 
     def __init__(self, source: str | IO[bytes], kind: str):
         self._raw = open(source, "rb") if isinstance(source, str) else source
-        self._kind = kind
-        self._obj = self._new()
+        self._pieces = _inflate(self._raw, kind)
         self._pending = b""
         self._pos = 0
-
-    def _new(self):
-        if self._kind == "gz":
-            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:
         while self._pos >= len(self._pending):
-            self._pending, self._pos = b"", 0
-            chunk = self._raw.read(READ_BUFFER)
-            if not chunk:
-                if not self._obj.eof:
-                    raise EOFError("compressed stream ended before its end marker (truncated)")
+            self._pending, self._pos = next(self._pieces, b""), 0
+            if not self._pending:
                 return 0
-            out = []
-            while chunk:
-                if self._obj.eof:  # a further gzip member or zstd frame
-                    if not chunk.strip(b"\x00"):
-                        break  # zero padding after the last member
-                    self._obj = self._new()
-                out.append(self._obj.decompress(chunk))
-                chunk = self._obj.unused_data if self._obj.eof else b""
-            self._pending = out[0] if len(out) == 1 else b"".join(out)
         # hand out the decompressed bytes by offset: slicing them off would copy the rest
         n = min(len(buf), len(self._pending) - self._pos)
         buf[:n] = memoryview(self._pending)[self._pos : self._pos + n]
@@ -135,14 +152,22 @@ def _open_raw(path: str) -> IO[bytes]:
     return open(local_path(path), "rb", buffering=0)
 
 
+def _compression(path: str) -> str | None:
+    """The compression a file name says (a URL's query aside): "gz", "zst" or None."""
+    name = path.split("?", 1)[0] if is_url(path) else path
+    if name.endswith(".gz"):
+        return "gz"
+    if name.endswith(".zst") or name.endswith(".zstd"):
+        return "zst"
+    return None
+
+
 def open_binary(path: str) -> IO[bytes]:
     """Open a local file, file:// or fsspec URL, transparently decompressing .gz and .zst, as
     a buffered byte stream."""
-    name = path.split("?", 1)[0] if is_url(path) else path
-    if name.endswith(".gz"):
-        return io.BufferedReader(_Decompressed(_open_raw(path), "gz"), READ_BUFFER)
-    if name.endswith(".zst") or name.endswith(".zstd"):
-        return io.BufferedReader(_Decompressed(_open_raw(path), "zst"), READ_BUFFER)
+    kind = _compression(path)
+    if kind:
+        return io.BufferedReader(_Decompressed(_open_raw(path), kind), READ_BUFFER)
     raw = _open_raw(path)
     return raw if is_url(path) else io.BufferedReader(raw, READ_BUFFER)
 
@@ -150,29 +175,64 @@ def open_binary(path: str) -> IO[bytes]:
 _DAMAGE = (EOFError, zlib.error, zstandard.ZstdError, OSError)
 
 
-def _lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
-    """Yield each line (without the newline), or None for a line longer than `max_bytes`,
-    which is consumed in pieces so that a huge line never sits in memory whole."""
-    while True:
-        line = stream.readline(max_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            while True:
-                rest = stream.readline(READ_BUFFER)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield None
+def _chunks(path: str) -> Iterator[bytes]:
+    """The bytes of a local file, file:// or fsspec URL, decompressed if .gz or .zst, in pieces
+    (damage raises as in `_inflate`). The file is closed when the iterator is."""
+    kind = _compression(path)
+    with _open_raw(path) as raw:
+        if kind:
+            yield from _inflate(raw, kind)
+        else:
+            while chunk := raw.read(READ_BUFFER):
+                yield chunk
+
+
+def _lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[bytes | None]:
+    """Yield each line of the bytes `chunks` hold (without its `\n` and trailing `\r`s), or
+    None for a line longer than `max_bytes`, whose pieces are dropped as they come so that a
+    huge line never sits in memory whole. A line may span any number of chunks.
+
+    Lines are cut out one at a time (find, slice) rather than split all at once: a chunk can
+    be tens of MB, and one line's memory freed and reused stays in the CPU cache."""
+    parts: list[bytes] = []  # the start of a line that goes on in a later chunk
+    size = 0  # len(b"".join(parts))
+    too_large = False  # the current line is too large; its pieces are being dropped
+    for chunk in chunks:
+        find = chunk.find
+        i = 0
+        j = find(b"\n")
+        if j >= 0 and (parts or too_large):  # the end of a line begun in an earlier chunk
+            if too_large or size + j > max_bytes:
+                yield None
+            else:
+                parts.append(chunk[:j])
+                yield b"".join(parts).rstrip(b"\r\n")
+            parts, size, too_large = [], 0, False
+            i = j + 1
+            j = find(b"\n", i)
+        while j >= 0:
+            yield None if j - i > max_bytes else chunk[i:j].rstrip(b"\r\n")
+            i = j + 1
+            j = find(b"\n", i)
+        if too_large or i == len(chunk):
             continue
-        yield line.rstrip(b"\r\n")
+        size += len(chunk) - i
+        if size > max_bytes:
+            parts, too_large = [], True
+        else:
+            parts.append(chunk[i:])
+    if too_large:
+        yield None
+    elif parts:  # the last line has no newline
+        yield b"".join(parts).rstrip(b"\r\n")
 
 
-def _blocks(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
+def _blocks(chunks: Iterator[bytes], max_bytes: int) -> Iterator[bytes | None]:
     """OSCAR 2019: documents are runs of non-empty lines separated by blank lines."""
     buf: list[bytes] = []
     size = 0
     too_large = False
-    for line in _lines(stream, max_bytes):
+    for line in _lines(chunks, max_bytes):
         if line is not None and (not line or line.isspace()):
             if buf or too_large:
                 yield None if too_large else b"\n".join(buf)
@@ -197,14 +257,14 @@ def _get(obj: dict, dotted: str):
     return obj
 
 
-def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
+def _fields(fmt: str, rec: dict, text_key: str) -> tuple[object, object, dict]:
+    """`(text, url, meta)` of a JSON record of format `fmt` (text and url still unchecked)."""
+    if fmt == "pile":
+        return rec.get("text"), None, rec.get("meta") or {}
     if fmt == "c4":
-        text, url, meta = rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
-    elif fmt == "pile":
-        text, url, meta = rec.get("text"), None, rec.get("meta") or {}
-    elif fmt in ("oscar2201", "oscar2301"):
+        return rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
+    if fmt in ("oscar2201", "oscar2301"):
         headers = rec.get("warc_headers") or {}
-        text, url = rec.get("content"), headers.get("warc-target-uri")
         md = rec.get("metadata") or {}
         # 22.01 has `annotation`; 23.01 has quality_warnings, categories and harmful_pp
         extra = (
@@ -218,11 +278,10 @@ def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
             "identification": md.get("identification"),
             **{k: md.get(k) for k in extra},
         }
-    else:  # jsonl
-        text = _get(rec, text_key)
-        url = rec.get("url") if isinstance(rec.get("url"), str) else None
-        meta = {}
-    return _make_doc(text, url, meta)
+        return rec.get("content"), headers.get("warc-target-uri"), meta
+    # jsonl
+    url = rec.get("url")
+    return _get(rec, text_key), url if isinstance(url, str) else None, {}
 
 
 def _make_doc(text, url, meta) -> Doc | str:
@@ -237,30 +296,10 @@ def _make_doc(text, url, meta) -> Doc | str:
             return "input:invalid_utf8"
     if not text or text.isspace():  # (str.strip() would copy the whole text)
         return "input:empty"
-    return Doc(text=text, url=url if isinstance(url, str) else None, meta=meta, nbytes=nbytes)
+    return Doc(text, url if isinstance(url, str) else None, meta, nbytes)
 
 
 _decode_json = json.JSONDecoder().decode
-
-
-def _parse_line(fmt: str, raw: bytes, text_key: str) -> Doc | str:
-    try:
-        rec = _decode_json(raw.decode("utf-8"))  # strict UTF-8; skips json.loads' sniffing
-    except UnicodeDecodeError:
-        return "input:invalid_utf8"
-    except ValueError:
-        return "input:invalid_json"
-    if not isinstance(rec, dict):
-        return "input:invalid_json"
-    return _doc_from_json(fmt, rec, text_key)
-
-
-def _parse_block(raw: bytes) -> Doc | str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "input:invalid_utf8"
-    return _make_doc(text, None, {})
 
 
 def read_records(
@@ -287,26 +326,58 @@ def read_records(
     if fmt == "oscar2109":
         yield from _read_oscar2109(path, start, stop, max_doc_bytes)
         return
-    split = _blocks if fmt == "oscar2019" else _lines
     try:
-        with open_binary(path) as stream:
-            index = -1
-            for raw in split(stream, max_doc_bytes):
-                if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
-                    continue  # a blank line is no record
-                index += 1
-                if index < start:
-                    continue
-                if stop is not None and index >= stop:
-                    return
-                if raw is None:
-                    yield index, "input:too_large"
-                elif fmt == "oscar2019":
-                    yield index, _parse_block(raw)
-                else:
-                    yield index, _parse_line(fmt, raw, text_key)
+        if fmt == "oscar2019":
+            yield from _read_oscar2019(path, start, stop, max_doc_bytes)
+            return
+        # JSON lines, in one loop: this is the per-record hot path
+        last = sys.maxsize if stop is None else stop
+        decode = _decode_json
+        index = -1
+        for raw in _lines(_chunks(path), max_doc_bytes):
+            if raw is not None and (not raw or raw.isspace()):
+                continue  # a blank line is no record
+            index += 1
+            if index < start:
+                continue
+            if index >= last:
+                return
+            if raw is None:
+                yield index, "input:too_large"
+                continue
+            try:
+                rec = decode(raw.decode("utf-8"))  # strict UTF-8; skips json.loads' sniffing
+            except UnicodeDecodeError:
+                yield index, "input:invalid_utf8"
+                continue
+            except ValueError:
+                yield index, "input:invalid_json"
+                continue
+            if not isinstance(rec, dict):
+                yield index, "input:invalid_json"
+                continue
+            yield index, _make_doc(*_fields(fmt, rec, text_key))
     except _DAMAGE as e:
         raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
+
+
+def _read_oscar2019(path, start, stop, max_doc_bytes):
+    index = -1
+    for raw in _blocks(_chunks(path), max_doc_bytes):
+        index += 1
+        if index < start:
+            continue
+        if stop is not None and index >= stop:
+            return
+        if raw is None:
+            yield index, "input:too_large"
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield index, "input:invalid_utf8"
+            continue
+        yield index, _make_doc(text, None, {})
 
 
 def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple[int, str | None]:
@@ -322,11 +393,10 @@ def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple
     if fmt == "oscar2109":
         source, cap = oscar2109_meta_path(path), max(max_doc_bytes, READ_BUFFER)
     try:
-        with open_binary(source) as stream:
-            for raw in split(stream, cap):
-                if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
-                    continue
-                n += 1
+        for raw in split(_chunks(source), cap):
+            if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
+                continue
+            n += 1
     except _DAMAGE as e:
         return n, f"{type(e).__name__}: {e}"
     return n, None
@@ -399,7 +469,7 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
     if not is_url(meta_path) and not os.path.exists(local_path(meta_path)):
         raise FileError("input:missing_metadata", f"{path}: no metadata file {meta_path}")
     try:
-        with open_binary(path) as text, open_binary(meta_path) as meta:
+        with open_binary(path) as text, closing(_chunks(meta_path)) as meta:
             line_no = 0
             index = -1
             # metadata lines hold WARC headers, not text: the document cap is not theirs
