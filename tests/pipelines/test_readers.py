@@ -122,7 +122,7 @@ def test_lines_are_the_same_whatever_the_chunk_boundaries():
         assert list(readers._lines(iter(chunks), max_bytes)) == _readline_lines(data, max_bytes)
 
 
-def test_zstd_frames_padding_and_small_steps(tmp_path, monkeypatch):
+def test_zstd_frames_padding_and_small_chunks(tmp_path, monkeypatch):
     recs = sample_docs("pile")[:40]
     frames = [
         zstandard.ZstdCompressor(level=3).compress(b"".join(dumps(r) + b"\n" for r in part))
@@ -131,9 +131,10 @@ def test_zstd_frames_padding_and_small_steps(tmp_path, monkeypatch):
     path = tmp_path / "00.jsonl.zst"
     path.write_bytes(b"".join(frames) + b"\x00" * 100)  # zero padding after the last frame
     whole = [r["text"] for r in recs]
-    # a frame ends inside a step; a record is cut across steps and decompressed pieces
+    # headers and records cut across input chunks and decompressed pieces
     for step in (64, 1000, 1 << 14):
-        monkeypatch.setattr(readers, "ZSTD_STEP", step)
+        monkeypatch.setattr(readers, "READ_BUFFER", step)
+        monkeypatch.setattr(readers, "ZSTD_PIECE", step)
         assert _texts(read_records(str(path), "pile")) == whole
         assert count_records(str(path), "pile") == (40, None)
         # truncated inside the first frame, then inside the third: the whole frames before
@@ -146,6 +147,40 @@ def test_zstd_frames_padding_and_small_steps(tmp_path, monkeypatch):
             assert at_least <= len(got) < 40
             assert _texts(got) == whole[: len(_texts(got))]
             path.write_bytes(b"".join(frames) + b"\x00" * 100)
+
+
+def _zstd_decompressobj(data: bytes) -> tuple[bytes, bool]:
+    """(output, damaged) the way readers decompressed zstd before: decompressobj per frame."""
+    out, obj = [], zstandard.ZstdDecompressor().decompressobj()
+    try:
+        while data:
+            if obj.eof:
+                obj = zstandard.ZstdDecompressor().decompressobj()
+            out.append(obj.decompress(data))
+            data = obj.unused_data if obj.eof else b""
+    except zstandard.ZstdError:
+        return b"".join(out), True
+    return b"".join(out), not obj.eof
+
+
+def test_zstd_end_of_frame_is_told_at_every_cut(monkeypatch):
+    rng = random.Random(3)
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=False)
+    data = (
+        cctx.compress(b"some text, some more text\n" * 40)  # a compressed block
+        + b"\x50\x2a\x4d\x18\x05\x00\x00\x00skip!"  # a skippable frame
+        + zstandard.ZstdCompressor(level=1).compress(rng.randbytes(700))  # a raw block
+        + cctx.compress(b"a" * 300_000)  # RLE blocks, more than one
+    )
+    for buffer in (7, 1 << 20):
+        monkeypatch.setattr(readers, "READ_BUFFER", buffer)
+        for cut in range(len(data) + 1):
+            out, damaged = [], False
+            try:
+                out.extend(readers._inflate(io.BytesIO(data[:cut]), "zst"))
+            except (EOFError, zstandard.ZstdError):
+                damaged = True
+            assert (b"".join(out), damaged) == _zstd_decompressobj(data[:cut]), cut
 
 
 @pytest.mark.parametrize("suffix", ["json.gz", "jsonl.zst"])

@@ -35,9 +35,9 @@ from urllib.parse import parse_qs, quote, urlencode
 import zstandard
 
 READ_BUFFER = 1 << 20
-# compressed bytes per zstd decompress call: zstd output is not bounded per call, and a 1 MB input
-# can expand to tens of MB that then leave the CPU cache before they are split into lines
-ZSTD_STEP = 1 << 14
+# decompressed bytes per zstd piece: bounded, so a highly compressed stretch (one input chunk can
+# hold tens of MB) never sits in memory whole nor leaves the CPU cache before it is split
+ZSTD_PIECE = 1 << 18
 FORMATS = (
     "c4",
     "pile",
@@ -74,17 +74,46 @@ def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
 
     Every byte that can be decompressed is yielded before a truncated or corrupt stream
     raises (EOFError, zlib.error or ZstdError), so no complete record before the damage is
-    lost; the library stream readers either buffer past it or stop silently. Multi-member
-    gzip and multi-frame zstd files are read to their end; zero padding after the last member
-    is ignored. gzip is fed READ_BUFFER compressed bytes per call, zstd ZSTD_STEP.
+    lost. Multi-member gzip and multi-frame zstd files are read to their end; zero padding
+    after the last member (to the end of a READ_BUFFER chunk) is ignored.
+
+    zstd comes in pieces of at most ZSTD_PIECE bytes from zstandard's stream reader. That
+    reader stops silently on a truncated frame (so `_ZstdInput` follows the frames to tell)
+    and, once its input is used up, may keep back output of the last whole blocks; so a
+    truncated seekable file is decoded again from its start the `_decompressed` way, and
+    what that yields beyond the bytes already handed out is handed out too.
     """
+    if kind == "gz":
+        yield from _decompressed(raw, kind)
+        return
+    source = _ZstdInput(raw)
+    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
+        source, read_size=READ_BUFFER, read_across_frames=True, closefd=False
+    )
+    done = 0
+    while piece := reader.read(ZSTD_PIECE):
+        done += len(piece)
+        yield piece
+    if source.complete:
+        return
+    if raw.seekable():  # truncated (rare): see the docstring
+        raw.seek(0)
+        for piece in _decompressed(raw, kind):  # raises at the damage
+            if done < len(piece):
+                yield piece[done:]
+            done = max(0, done - len(piece))
+    raise EOFError("compressed stream ended before its end marker (truncated)")
+
+
+def _decompressed(raw: IO[bytes], kind: str) -> Iterator[bytes]:
+    """`_inflate` with zlib's or zstandard's decompressobj, READ_BUFFER compressed bytes per
+    call: every byte that can be decompressed is yielded, but a zstd piece is unbounded."""
 
     def new():
         if kind == "gz":
             return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
 
-    step = READ_BUFFER if kind == "gz" else ZSTD_STEP
     obj = new()
     while True:
         chunk = raw.read(READ_BUFFER)
@@ -92,17 +121,101 @@ def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
             if not obj.eof:
                 raise EOFError("compressed stream ended before its end marker (truncated)")
             return
-        pos = 0
-        while pos < len(chunk):
+        while chunk:
             if obj.eof:  # a further gzip member or zstd frame
-                if not chunk[pos:].strip(b"\x00"):
+                if not chunk.strip(b"\x00"):
                     break  # zero padding after the last member
                 obj = new()
-            piece = chunk[pos : pos + step]  # the chunk itself when it fits in one step
-            out = obj.decompress(piece)
-            pos += len(piece) - (len(obj.unused_data) if obj.eof else 0)
+            out = obj.decompress(chunk)
+            chunk = obj.unused_data if obj.eof else b""
             if out:
                 yield out
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50  # to 0x184D2A5F
+
+
+class _ZstdInput:
+    """A zstd file's compressed bytes on their way to the stream reader, whose frame and block
+    headers (RFC 8878) are followed so that `complete` can say whether the bytes so far end at
+    the end of a frame; zero padding after a frame, to the end of a READ_BUFFER chunk, is dropped.
+    Block contents are skipped unread; a header the decoder cannot take stops the following
+    (the decoder raises on it)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self._pending = b""  # read and followed, not yet handed out
+        self._off = 0
+        self._need = 4  # size of the next header: a frame's magic number first
+        self._state = "magic"  # magic, descriptor, block, skippable or lost
+        self._head = b""  # the next header's bytes so far
+        self._skip = 0  # bytes to pass before the next header
+        self._checksum = False  # the current frame ends with a 4-byte checksum
+        self._ended = False  # the last header taken was a frame's last one
+
+    @property
+    def complete(self) -> bool:
+        """The bytes read so far end at the end of a frame (and hold at least one)."""
+        return self._ended and self._skip == 0 and not self._head
+
+    def read(self, n: int = -1) -> bytes:
+        while self._off >= len(self._pending):
+            chunk = self._raw.read(READ_BUFFER)
+            if not chunk:
+                return b""
+            self._pending, self._off = self._follow(chunk), 0
+        end = len(self._pending) if n < 0 else self._off + n
+        piece = self._pending[self._off : end]
+        self._off += len(piece)
+        return piece
+
+    def _follow(self, chunk: bytes) -> bytes:
+        """Walk the headers in `chunk`; the chunk less any zero padding after a frame's end."""
+        pos, size = self._skip, len(chunk)
+        while pos < size and self._state != "lost":
+            if self._ended and not self._head and chunk[pos] == 0 and not chunk[pos:].strip(b"\0"):
+                self._skip = 0
+                return chunk[:pos]  # zero padding after the last frame
+            part = chunk[pos : pos + self._need - len(self._head)]  # cut short at the chunk's end
+            self._head += part
+            pos += len(part)
+            if len(self._head) == self._need:
+                pos += self._header(int.from_bytes(self._head, "little"))
+                self._head = b""
+        self._skip = max(0, pos - size)
+        return chunk
+
+    def _header(self, value: int) -> int:
+        """Take one header; return the size of what follows it up to the next header."""
+        state = self._state
+        self._ended = False
+        if state == "magic":
+            if value == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif value & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+                self._state, self._need = "skippable", 4
+            else:
+                self._state = "lost"
+            return 0
+        if state == "skippable":  # value: the size of the skippable frame's data
+            self._state, self._need, self._ended = "magic", 4, True
+            return value
+        if state == "descriptor":  # Frame_Header_Descriptor: the rest of the header's size
+            single_segment = value >> 5 & 1
+            self._checksum = bool(value >> 2 & 1)
+            self._state, self._need = "block", 3
+            window = 0 if single_segment else 1
+            return window + (0, 1, 2, 4)[value & 3] + (single_segment, 2, 4, 8)[value >> 6]
+        # block header: last-block bit, type (raw, RLE, compressed, reserved), size
+        block_type, block_size = value >> 1 & 3, value >> 3
+        if block_type == 3:
+            self._state = "lost"
+            return 0
+        if value & 1:  # the frame's last block
+            self._state, self._need, self._ended = "magic", 4, True
+            return (1 if block_type == 1 else block_size) + 4 * self._checksum
+        return 1 if block_type == 1 else block_size
 
 
 class _Decompressed(io.RawIOBase):
