@@ -96,7 +96,8 @@ def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
         yield piece
     if source.complete:
         return
-    if raw.seekable():  # truncated (rare): see the docstring
+    seekable = getattr(raw, "seekable", None)  # (download.check_file's reader has none)
+    if seekable is not None and seekable():  # truncated (rare): see the docstring
         raw.seek(0)
         for piece in _decompressed(raw, kind):  # raises at the damage
             if done < len(piece):
