@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from tmfixtures import dumps, sample_docs, write_gz_lines, write_zst_lines
 
+from tokenmill.pipelines import readers
 from tokenmill.pipelines.readers import (
     Doc,
     FileError,
@@ -91,6 +95,92 @@ def test_huge_line_is_set_aside_without_reading_it_whole(tmp_path):
         "input:too_large",
         "after",
     ]
+
+
+def _readline_lines(data: bytes, max_bytes: int) -> list[bytes | None]:
+    """What `_lines` yields, the way readers did it before: BufferedReader.readline."""
+    stream, out = io.BufferedReader(io.BytesIO(data), 7), []
+    while line := stream.readline(max_bytes + 1):
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while (rest := stream.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            out.append(None)
+        else:
+            out.append(line.rstrip(b"\r\n"))
+    return out
+
+
+def test_lines_are_the_same_whatever_the_chunk_boundaries():
+    rng = random.Random(7)
+    pieces = [b"", b"\r", b"a", b"ab\r", b"x" * 9, b"y" * 10, b"z" * 11, b"w" * 40, b" \t"]
+    for _ in range(400):
+        data = b"\n".join(rng.choice(pieces) for _ in range(rng.randrange(8)))
+        data += rng.choice([b"", b"\n", b"\r\n", b"tail", b"q" * 25])
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randrange(6))))
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        max_bytes = rng.choice([1, 3, 10, 100])
+        assert list(readers._lines(iter(chunks), max_bytes)) == _readline_lines(data, max_bytes)
+
+
+def test_zstd_frames_padding_and_small_chunks(tmp_path, monkeypatch):
+    recs = sample_docs("pile")[:40]
+    frames = [
+        zstandard.ZstdCompressor(level=3).compress(b"".join(dumps(r) + b"\n" for r in part))
+        for part in (recs[:13], recs[13:14], recs[14:])
+    ]
+    path = tmp_path / "00.jsonl.zst"
+    path.write_bytes(b"".join(frames) + b"\x00" * 100)  # zero padding after the last frame
+    whole = [r["text"] for r in recs]
+    # headers and records cut across input chunks and decompressed pieces
+    for step in (64, 1000, 1 << 14):
+        monkeypatch.setattr(readers, "READ_BUFFER", step)
+        monkeypatch.setattr(readers, "ZSTD_PIECE", step)
+        assert _texts(read_records(str(path), "pile")) == whole
+        assert count_records(str(path), "pile") == (40, None)
+        # truncated inside the first frame, then inside the third: the whole frames before
+        # the cut come back, then the error
+        for cut, at_least in ((len(frames[0]) - 1, 0), (len(frames[0]) + len(frames[1]) + 9, 14)):
+            path.write_bytes(b"".join(frames)[:cut])
+            got = []
+            with pytest.raises(FileError):
+                got.extend(read_records(str(path), "pile"))
+            assert at_least <= len(got) < 40
+            assert _texts(got) == whole[: len(_texts(got))]
+            path.write_bytes(b"".join(frames) + b"\x00" * 100)
+
+
+def _zstd_decompressobj(data: bytes) -> tuple[bytes, bool]:
+    """(output, damaged) the way readers decompressed zstd before: decompressobj per frame."""
+    out, obj = [], zstandard.ZstdDecompressor().decompressobj()
+    try:
+        while data:
+            if obj.eof:
+                obj = zstandard.ZstdDecompressor().decompressobj()
+            out.append(obj.decompress(data))
+            data = obj.unused_data if obj.eof else b""
+    except zstandard.ZstdError:
+        return b"".join(out), True
+    return b"".join(out), not obj.eof
+
+
+def test_zstd_end_of_frame_is_told_at_every_cut(monkeypatch):
+    rng = random.Random(3)
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True, write_content_size=False)
+    data = (
+        cctx.compress(b"some text, some more text\n" * 40)  # a compressed block
+        + b"\x50\x2a\x4d\x18\x05\x00\x00\x00skip!"  # a skippable frame
+        + zstandard.ZstdCompressor(level=1).compress(rng.randbytes(700))  # a raw block
+        + cctx.compress(b"a" * 300_000)  # RLE blocks, more than one
+    )
+    for buffer in (7, 1 << 20):
+        monkeypatch.setattr(readers, "READ_BUFFER", buffer)
+        for cut in range(len(data) + 1):
+            out, damaged = [], False
+            try:
+                out.extend(readers._inflate(io.BytesIO(data[:cut]), "zst"))
+            except (EOFError, zstandard.ZstdError):
+                damaged = True
+            assert (b"".join(out), damaged) == _zstd_decompressobj(data[:cut]), cut
 
 
 @pytest.mark.parametrize("suffix", ["json.gz", "jsonl.zst"])

@@ -24,8 +24,10 @@ import io
 import json
 import os
 import re
+import sys
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import IO
 from urllib.parse import parse_qs, quote, urlencode
@@ -33,6 +35,9 @@ from urllib.parse import parse_qs, quote, urlencode
 import zstandard
 
 READ_BUFFER = 1 << 20
+# decompressed bytes per zstd piece: bounded, so a highly compressed stretch (one input chunk can
+# hold tens of MB) never sits in memory whole nor leaves the CPU cache before it is split
+ZSTD_PIECE = 1 << 18
 FORMATS = (
     "c4",
     "pile",
@@ -64,47 +69,173 @@ class FileError(Exception):
         self.detail = detail
 
 
-class _Decompressed(io.RawIOBase):
-    """A gzip or zstd file decompressed chunk by chunk.
+def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip (`kind` "gz") or zstd ("zst") stream, piece by piece.
 
-    Every byte that can be decompressed is returned before a truncated or corrupt stream
+    Every byte that can be decompressed is yielded before a truncated or corrupt stream
     raises (EOFError, zlib.error or ZstdError), so no complete record before the damage is
-    lost; the library stream readers either buffer past it or stop silently. Multi-member
-    gzip and multi-frame zstd files are read to their end.
+    lost. Multi-member gzip and multi-frame zstd files are read to their end; zero padding
+    after the last member (to the end of a READ_BUFFER chunk) is ignored.
+
+    zstd comes in pieces of at most ZSTD_PIECE bytes from zstandard's stream reader. That
+    reader stops silently on a truncated frame (so `_ZstdInput` follows the frames to tell)
+    and, once its input is used up, may keep back output of the last whole blocks; so a
+    truncated seekable file is decoded again from its start the `_decompressed` way, and
+    what that yields beyond the bytes already handed out is handed out too.
     """
+    if kind == "gz":
+        yield from _decompressed(raw, kind)
+        return
+    source = _ZstdInput(raw)
+    reader = zstandard.ZstdDecompressor(max_window_size=2**31).stream_reader(
+        source, read_size=READ_BUFFER, read_across_frames=True, closefd=False
+    )
+    done = 0
+    while piece := reader.read(ZSTD_PIECE):
+        done += len(piece)
+        yield piece
+    if source.complete:
+        return
+    seekable = getattr(raw, "seekable", None)  # (download.check_file's reader has none)
+    if seekable is not None and seekable():  # truncated (rare): see the docstring
+        raw.seek(0)
+        for piece in _decompressed(raw, kind):  # raises at the damage
+            if done < len(piece):
+                yield piece[done:]
+            done = max(0, done - len(piece))
+    raise EOFError("compressed stream ended before its end marker (truncated)")
+
+
+def _decompressed(raw: IO[bytes], kind: str) -> Iterator[bytes]:
+    """`_inflate` with zlib's or zstandard's decompressobj, READ_BUFFER compressed bytes per
+    call: every byte that can be decompressed is yielded, but a zstd piece is unbounded."""
+
+    def new():
+        if kind == "gz":
+            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
+
+    obj = new()
+    while True:
+        chunk = raw.read(READ_BUFFER)
+        if not chunk:
+            if not obj.eof:
+                raise EOFError("compressed stream ended before its end marker (truncated)")
+            return
+        while chunk:
+            if obj.eof:  # a further gzip member or zstd frame
+                if not chunk.strip(b"\x00"):
+                    break  # zero padding after the last member
+                obj = new()
+            out = obj.decompress(chunk)
+            chunk = obj.unused_data if obj.eof else b""
+            if out:
+                yield out
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50  # to 0x184D2A5F
+
+
+class _ZstdInput:
+    """A zstd file's compressed bytes on their way to the stream reader, whose frame and block
+    headers (RFC 8878) are followed so that `complete` can say whether the bytes so far end at
+    the end of a frame; zero padding after a frame, to the end of a READ_BUFFER chunk, is dropped.
+    Block contents are skipped unread; a header the decoder cannot take stops the following
+    (the decoder raises on it)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self._pending = b""  # read and followed, not yet handed out
+        self._off = 0
+        self._need = 4  # size of the next header: a frame's magic number first
+        self._state = "magic"  # magic, descriptor, block, skippable or lost
+        self._head = b""  # the next header's bytes so far
+        self._skip = 0  # bytes to pass before the next header
+        self._checksum = False  # the current frame ends with a 4-byte checksum
+        self._ended = False  # the last header taken was a frame's last one
+
+    @property
+    def complete(self) -> bool:
+        """The bytes read so far end at the end of a frame (and hold at least one)."""
+        return self._ended and self._skip == 0 and not self._head
+
+    def read(self, n: int = -1) -> bytes:
+        while self._off >= len(self._pending):
+            chunk = self._raw.read(READ_BUFFER)
+            if not chunk:
+                return b""
+            self._pending, self._off = self._follow(chunk), 0
+        end = len(self._pending) if n < 0 else self._off + n
+        piece = self._pending[self._off : end]
+        self._off += len(piece)
+        return piece
+
+    def _follow(self, chunk: bytes) -> bytes:
+        """Walk the headers in `chunk`; the chunk less any zero padding after a frame's end."""
+        pos, size = self._skip, len(chunk)
+        while pos < size and self._state != "lost":
+            if self._ended and not self._head and chunk[pos] == 0 and not chunk[pos:].strip(b"\0"):
+                self._skip = 0
+                return chunk[:pos]  # zero padding after the last frame
+            part = chunk[pos : pos + self._need - len(self._head)]  # cut short at the chunk's end
+            self._head += part
+            pos += len(part)
+            if len(self._head) == self._need:
+                pos += self._header(int.from_bytes(self._head, "little"))
+                self._head = b""
+        self._skip = max(0, pos - size)
+        return chunk
+
+    def _header(self, value: int) -> int:
+        """Take one header; return the size of what follows it up to the next header."""
+        state = self._state
+        self._ended = False
+        if state == "magic":
+            if value == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+            elif value & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+                self._state, self._need = "skippable", 4
+            else:
+                self._state = "lost"
+            return 0
+        if state == "skippable":  # value: the size of the skippable frame's data
+            self._state, self._need, self._ended = "magic", 4, True
+            return value
+        if state == "descriptor":  # Frame_Header_Descriptor: the rest of the header's size
+            single_segment = value >> 5 & 1
+            self._checksum = bool(value >> 2 & 1)
+            self._state, self._need = "block", 3
+            window = 0 if single_segment else 1
+            return window + (0, 1, 2, 4)[value & 3] + (single_segment, 2, 4, 8)[value >> 6]
+        # block header: last-block bit, type (raw, RLE, compressed, reserved), size
+        block_type, block_size = value >> 1 & 3, value >> 3
+        if block_type == 3:
+            self._state = "lost"
+            return 0
+        if value & 1:  # the frame's last block
+            self._state, self._need, self._ended = "magic", 4, True
+            return (1 if block_type == 1 else block_size) + 4 * self._checksum
+        return 1 if block_type == 1 else block_size
+
+
+class _Decompressed(io.RawIOBase):
+    """A gzip or zstd file decompressed chunk by chunk (see `_inflate`), as a raw stream."""
 
     def __init__(self, source: str | IO[bytes], kind: str):
         self._raw = open(source, "rb") if isinstance(source, str) else source
-        self._kind = kind
-        self._obj = self._new()
+        self._pieces = _inflate(self._raw, kind)
         self._pending = b""
         self._pos = 0
-
-    def _new(self):
-        if self._kind == "gz":
-            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:
         while self._pos >= len(self._pending):
-            self._pending, self._pos = b"", 0
-            chunk = self._raw.read(READ_BUFFER)
-            if not chunk:
-                if not self._obj.eof:
-                    raise EOFError("compressed stream ended before its end marker (truncated)")
+            self._pending, self._pos = next(self._pieces, b""), 0
+            if not self._pending:
                 return 0
-            out = []
-            while chunk:
-                if self._obj.eof:  # a further gzip member or zstd frame
-                    if not chunk.strip(b"\x00"):
-                        break  # zero padding after the last member
-                    self._obj = self._new()
-                out.append(self._obj.decompress(chunk))
-                chunk = self._obj.unused_data if self._obj.eof else b""
-            self._pending = out[0] if len(out) == 1 else b"".join(out)
         # hand out the decompressed bytes by offset: slicing them off would copy the rest
         n = min(len(buf), len(self._pending) - self._pos)
         buf[:n] = memoryview(self._pending)[self._pos : self._pos + n]
@@ -135,14 +266,22 @@ def _open_raw(path: str) -> IO[bytes]:
     return open(local_path(path), "rb", buffering=0)
 
 
+def _compression(path: str) -> str | None:
+    """The compression a file name says (a URL's query aside): "gz", "zst" or None."""
+    name = path.split("?", 1)[0] if is_url(path) else path
+    if name.endswith(".gz"):
+        return "gz"
+    if name.endswith(".zst") or name.endswith(".zstd"):
+        return "zst"
+    return None
+
+
 def open_binary(path: str) -> IO[bytes]:
     """Open a local file, file:// or fsspec URL, transparently decompressing .gz and .zst, as
     a buffered byte stream."""
-    name = path.split("?", 1)[0] if is_url(path) else path
-    if name.endswith(".gz"):
-        return io.BufferedReader(_Decompressed(_open_raw(path), "gz"), READ_BUFFER)
-    if name.endswith(".zst") or name.endswith(".zstd"):
-        return io.BufferedReader(_Decompressed(_open_raw(path), "zst"), READ_BUFFER)
+    kind = _compression(path)
+    if kind:
+        return io.BufferedReader(_Decompressed(_open_raw(path), kind), READ_BUFFER)
     raw = _open_raw(path)
     return raw if is_url(path) else io.BufferedReader(raw, READ_BUFFER)
 
@@ -150,29 +289,64 @@ def open_binary(path: str) -> IO[bytes]:
 _DAMAGE = (EOFError, zlib.error, zstandard.ZstdError, OSError)
 
 
-def _lines(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
-    """Yield each line (without the newline), or None for a line longer than `max_bytes`,
-    which is consumed in pieces so that a huge line never sits in memory whole."""
-    while True:
-        line = stream.readline(max_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            while True:
-                rest = stream.readline(READ_BUFFER)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield None
+def _chunks(path: str) -> Iterator[bytes]:
+    """The bytes of a local file, file:// or fsspec URL, decompressed if .gz or .zst, in pieces
+    (damage raises as in `_inflate`). The file is closed when the iterator is."""
+    kind = _compression(path)
+    with _open_raw(path) as raw:
+        if kind:
+            yield from _inflate(raw, kind)
+        else:
+            while chunk := raw.read(READ_BUFFER):
+                yield chunk
+
+
+def _lines(chunks: Iterator[bytes], max_bytes: int) -> Iterator[bytes | None]:
+    """Yield each line of the bytes `chunks` hold (without its `\n` and trailing `\r`s), or
+    None for a line longer than `max_bytes`, whose pieces are dropped as they come so that a
+    huge line never sits in memory whole. A line may span any number of chunks.
+
+    Lines are cut out one at a time (find, slice) rather than split all at once: a chunk can
+    be tens of MB, and one line's memory freed and reused stays in the CPU cache."""
+    parts: list[bytes] = []  # the start of a line that goes on in a later chunk
+    size = 0  # len(b"".join(parts))
+    too_large = False  # the current line is too large; its pieces are being dropped
+    for chunk in chunks:
+        find = chunk.find
+        i = 0
+        j = find(b"\n")
+        if j >= 0 and (parts or too_large):  # the end of a line begun in an earlier chunk
+            if too_large or size + j > max_bytes:
+                yield None
+            else:
+                parts.append(chunk[:j])
+                yield b"".join(parts).rstrip(b"\r\n")
+            parts, size, too_large = [], 0, False
+            i = j + 1
+            j = find(b"\n", i)
+        while j >= 0:
+            yield None if j - i > max_bytes else chunk[i:j].rstrip(b"\r\n")
+            i = j + 1
+            j = find(b"\n", i)
+        if too_large or i == len(chunk):
             continue
-        yield line.rstrip(b"\r\n")
+        size += len(chunk) - i
+        if size > max_bytes:
+            parts, too_large = [], True
+        else:
+            parts.append(chunk[i:])
+    if too_large:
+        yield None
+    elif parts:  # the last line has no newline
+        yield b"".join(parts).rstrip(b"\r\n")
 
 
-def _blocks(stream: IO[bytes], max_bytes: int) -> Iterator[bytes | None]:
+def _blocks(chunks: Iterator[bytes], max_bytes: int) -> Iterator[bytes | None]:
     """OSCAR 2019: documents are runs of non-empty lines separated by blank lines."""
     buf: list[bytes] = []
     size = 0
     too_large = False
-    for line in _lines(stream, max_bytes):
+    for line in _lines(chunks, max_bytes):
         if line is not None and (not line or line.isspace()):
             if buf or too_large:
                 yield None if too_large else b"\n".join(buf)
@@ -197,14 +371,14 @@ def _get(obj: dict, dotted: str):
     return obj
 
 
-def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
+def _fields(fmt: str, rec: dict, text_key: str) -> tuple[object, object, dict]:
+    """`(text, url, meta)` of a JSON record of format `fmt` (text and url still unchecked)."""
+    if fmt == "pile":
+        return rec.get("text"), None, rec.get("meta") or {}
     if fmt == "c4":
-        text, url, meta = rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
-    elif fmt == "pile":
-        text, url, meta = rec.get("text"), None, rec.get("meta") or {}
-    elif fmt in ("oscar2201", "oscar2301"):
+        return rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
+    if fmt in ("oscar2201", "oscar2301"):
         headers = rec.get("warc_headers") or {}
-        text, url = rec.get("content"), headers.get("warc-target-uri")
         md = rec.get("metadata") or {}
         # 22.01 has `annotation`; 23.01 has quality_warnings, categories and harmful_pp
         extra = (
@@ -218,11 +392,10 @@ def _doc_from_json(fmt: str, rec: dict, text_key: str) -> Doc | str:
             "identification": md.get("identification"),
             **{k: md.get(k) for k in extra},
         }
-    else:  # jsonl
-        text = _get(rec, text_key)
-        url = rec.get("url") if isinstance(rec.get("url"), str) else None
-        meta = {}
-    return _make_doc(text, url, meta)
+        return rec.get("content"), headers.get("warc-target-uri"), meta
+    # jsonl
+    url = rec.get("url")
+    return _get(rec, text_key), url if isinstance(url, str) else None, {}
 
 
 def _make_doc(text, url, meta) -> Doc | str:
@@ -237,30 +410,10 @@ def _make_doc(text, url, meta) -> Doc | str:
             return "input:invalid_utf8"
     if not text or text.isspace():  # (str.strip() would copy the whole text)
         return "input:empty"
-    return Doc(text=text, url=url if isinstance(url, str) else None, meta=meta, nbytes=nbytes)
+    return Doc(text, url if isinstance(url, str) else None, meta, nbytes)
 
 
 _decode_json = json.JSONDecoder().decode
-
-
-def _parse_line(fmt: str, raw: bytes, text_key: str) -> Doc | str:
-    try:
-        rec = _decode_json(raw.decode("utf-8"))  # strict UTF-8; skips json.loads' sniffing
-    except UnicodeDecodeError:
-        return "input:invalid_utf8"
-    except ValueError:
-        return "input:invalid_json"
-    if not isinstance(rec, dict):
-        return "input:invalid_json"
-    return _doc_from_json(fmt, rec, text_key)
-
-
-def _parse_block(raw: bytes) -> Doc | str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "input:invalid_utf8"
-    return _make_doc(text, None, {})
 
 
 def read_records(
@@ -287,26 +440,58 @@ def read_records(
     if fmt == "oscar2109":
         yield from _read_oscar2109(path, start, stop, max_doc_bytes)
         return
-    split = _blocks if fmt == "oscar2019" else _lines
     try:
-        with open_binary(path) as stream:
-            index = -1
-            for raw in split(stream, max_doc_bytes):
-                if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
-                    continue  # a blank line is no record
-                index += 1
-                if index < start:
-                    continue
-                if stop is not None and index >= stop:
-                    return
-                if raw is None:
-                    yield index, "input:too_large"
-                elif fmt == "oscar2019":
-                    yield index, _parse_block(raw)
-                else:
-                    yield index, _parse_line(fmt, raw, text_key)
+        if fmt == "oscar2019":
+            yield from _read_oscar2019(path, start, stop, max_doc_bytes)
+            return
+        # JSON lines, in one loop: this is the per-record hot path
+        last = sys.maxsize if stop is None else stop
+        decode = _decode_json
+        index = -1
+        for raw in _lines(_chunks(path), max_doc_bytes):
+            if raw is not None and (not raw or raw.isspace()):
+                continue  # a blank line is no record
+            index += 1
+            if index < start:
+                continue
+            if index >= last:
+                return
+            if raw is None:
+                yield index, "input:too_large"
+                continue
+            try:
+                rec = decode(raw.decode("utf-8"))  # strict UTF-8; skips json.loads' sniffing
+            except UnicodeDecodeError:
+                yield index, "input:invalid_utf8"
+                continue
+            except ValueError:
+                yield index, "input:invalid_json"
+                continue
+            if not isinstance(rec, dict):
+                yield index, "input:invalid_json"
+                continue
+            yield index, _make_doc(*_fields(fmt, rec, text_key))
     except _DAMAGE as e:
         raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
+
+
+def _read_oscar2019(path, start, stop, max_doc_bytes):
+    index = -1
+    for raw in _blocks(_chunks(path), max_doc_bytes):
+        index += 1
+        if index < start:
+            continue
+        if stop is not None and index >= stop:
+            return
+        if raw is None:
+            yield index, "input:too_large"
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield index, "input:invalid_utf8"
+            continue
+        yield index, _make_doc(text, None, {})
 
 
 def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple[int, str | None]:
@@ -322,11 +507,10 @@ def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple
     if fmt == "oscar2109":
         source, cap = oscar2109_meta_path(path), max(max_doc_bytes, READ_BUFFER)
     try:
-        with open_binary(source) as stream:
-            for raw in split(stream, cap):
-                if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
-                    continue
-                n += 1
+        for raw in split(_chunks(source), cap):
+            if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
+                continue
+            n += 1
     except _DAMAGE as e:
         return n, f"{type(e).__name__}: {e}"
     return n, None
@@ -399,7 +583,7 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
     if not is_url(meta_path) and not os.path.exists(local_path(meta_path)):
         raise FileError("input:missing_metadata", f"{path}: no metadata file {meta_path}")
     try:
-        with open_binary(path) as text, open_binary(meta_path) as meta:
+        with open_binary(path) as text, closing(_chunks(meta_path)) as meta:
             line_no = 0
             index = -1
             # metadata lines hold WARC headers, not text: the document cap is not theirs
