@@ -108,7 +108,10 @@ def train_tokenizer(root: Path, dest: Path) -> None:
 # ---- tokenmill -------------------------------------------------------------------------------
 
 
-def tokenmill_config(root: Path, tok: Path, dest: Path) -> Path:
+def tokenmill_config(root: Path, tok: Path, dest: Path, default_rules: bool = False) -> Path:
+    """The datatrove-equivalent config; `default_rules`: tokenmill's own default rule sets
+    per format instead (basic + Gopher repetition for C4 and the Pile, basic + BigScience for
+    OSCAR), the same dedup, tokenizer and shards."""
     import yaml
 
     gopher = ["gopher_repetition", "gopher_quality"]
@@ -135,6 +138,8 @@ def tokenmill_config(root: Path, tok: Path, dest: Path) -> Path:
         "tokenizer": {"path": str(tok), "eod_token": EOD},
         "shards": {"tokens_per_shard": 10**10},
     }
+    if default_rules:
+        cfg["quality"] = {}
     dest.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dest
 
@@ -163,6 +168,30 @@ def tokenmill_result(out: Path) -> dict:
         "docs_kept": t["documents_kept"],
         "tokens": t["tokens"],
     }
+
+
+def source_rates(out: Path, wall_s: float) -> dict:
+    """Per source, from one run's task records: MB read, tokens written, and the core-seconds
+    it took: its own read/filter/hash (process) and tokenize tasks, plus its share (by bytes
+    read) of everything else the run's cores did (start-up, dedup, components, shards, report:
+    wall x workers - the per-partition tasks)."""
+    per: dict = {}
+    for stage, sub in (("process", "docs"), ("tokenize", "tok")):
+        for f in glob.glob(str(out / "work" / sub / "*" / "*.json")):
+            d = json.loads(Path(f).read_text())
+            if "wall_s" not in d:
+                continue
+            r = per.setdefault(Path(f).parent.name, collections.Counter())
+            r[f"{stage}_s"] += d["wall_s"]
+            r["bytes_in" if stage == "process" else "tokens"] += d.get(
+                "bytes_in" if stage == "process" else "tokens", 0
+            )
+    tasks = sum(r["process_s"] + r["tokenize_s"] for r in per.values())
+    other = max(0.0, wall_s * WORKERS - tasks)
+    total_bytes = sum(r["bytes_in"] for r in per.values())
+    for r in per.values():
+        r["core_s"] = r["process_s"] + r["tokenize_s"] + other * r["bytes_in"] / total_bytes
+    return per
 
 
 # ---- datatrove -------------------------------------------------------------------------------
@@ -385,11 +414,12 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     return {"wall_s": wall, "peak_total": peak_total, "peak_one": peak_one, "output": output}
 
 
-def run_tokenmill(root: Path, tok: Path, work: Path) -> dict:
-    cfg = tokenmill_config(root, tok, work / "tokenmill.yaml")
+def run_tokenmill(root: Path, tok: Path, work: Path, default_rules: bool = False) -> dict:
+    cfg = tokenmill_config(root, tok, work / "tokenmill.yaml", default_rules)
     out = work / "tm_out"
     r = run_measured(tokenmill_cmd(cfg, out))
     r.update(tokenmill_result(out))
+    r["sources"] = source_rates(out, r["wall_s"])
     shutil.rmtree(out, ignore_errors=True)
     return r
 
@@ -446,7 +476,7 @@ def profile_tokenmill(root: Path, tok: Path, work: Path) -> Path:
 CATEGORY = {
     "filters/langid.py": "fastText LID",
     "tokenize/encode.py": "tokenizers encode_batch",
-    "tokenize/bpe.py": "tokenizers (load)",
+    "tokenize/bpe.py": "tokenizer training (BPE)",
     "filters/gopher.py": "Gopher rules (spaCy words)",
     "filters/c4.py": "other quality rules",
     "filters/bigscience.py": "other quality rules",
@@ -531,6 +561,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,2,4", help="tokenmill input sizes, x scale")
     ap.add_argument("--datatrove-sizes", default="1", help="datatrove input sizes, x scale")
     ap.add_argument("--profile", action="store_true", help="py-spy one tokenmill run at size 1")
+    ap.add_argument(
+        "--rates",
+        action="store_true",
+        help="also run tokenmill's default rule sets at the largest size: per-source rates and\n"
+        "the core-hours for 112B / 400B tokens (docs/SCALING.md)",
+    )
     ap.add_argument("--keep", help="work folder to keep (default: a temporary one)")
     ap.add_argument("--write", help="append the results to this Markdown file")
     ap.add_argument("--summarize-profile", help="print the summary of a py-spy raw file")
@@ -577,6 +613,14 @@ def main() -> None:
         results[s] = {"tokenmill": summarize(tm, bytes_in)}
         if dt:
             results[s]["datatrove"] = summarize(dt, bytes_in)
+    rates = None
+    if args.rates:
+        big = max(tm_sizes or sizes)
+        runs = []
+        for i in range(args.repeat):
+            runs.append(run_tokenmill(corpora[big][0], tok, work, default_rules=True))
+            print(f"x{big} default rules run {i + 1}: {runs[-1]['wall_s']:.1f} s", flush=True)
+        rates = (big, sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2])
     profile = None
     if args.profile:
         print("profiling one tokenmill run with py-spy ...", flush=True)
@@ -584,12 +628,41 @@ def main() -> None:
         print(profile)
 
     text = report(args, results, corpora, profile, load0, time.time() - t_start)
+    if rates:
+        text += "\n\n" + rates_report(args, *rates)
     print(text)
     if args.write:
         with open(args.write, "a") as f:
             f.write("\n" + text + "\n")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def rates_report(args, size: int, run: dict) -> str:
+    """Per-source rates of the default-rules run and what 112B / 400B tokens would take."""
+    lines = [
+        f"Per-source rates: tokenmill's default rule sets (basic + Gopher repetition for C4 and "
+        f"the Pile, basic + BigScience for OSCAR), input x{size}, the run of median wall "
+        f"({run['wall_s']:.1f} s, {run['docs_in']:,} documents, {run['tokens']:,} tokens). "
+        "Core-seconds per source = its read/filter/hash and tokenize tasks plus its share (by "
+        "bytes read) of the rest of the run's core time (start-up, dedup, components, shards, "
+        "report). Core-hours for a budget = tokens / (tokens/s/core) / 3600, input = tokens x "
+        "raw bytes per token, at this corpus' keep rate.",
+        "",
+        "| source | MB read | tokens | core-s | tokens/s/core | MB/s/core | raw bytes per token "
+        "| 112B tokens: core-h | input TB | 400B tokens: core-h | input TB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in sorted(run["sources"].items()):
+        tps = r["tokens"] / r["core_s"]
+        bpt = r["bytes_in"] / r["tokens"]
+        cells = [f"{b / tps / 3600:,.0f} | {b * bpt / 1e12:,.2f}" for b in (112e9, 400e9)]
+        lines.append(
+            f"| {name} | {r['bytes_in'] / 1e6:.1f} | {r['tokens']:,} | {r['core_s']:.1f} | "
+            f"{tps:,.0f} | {r['bytes_in'] / 1e6 / r['core_s']:.2f} | {bpt:.2f} | "
+            f"{cells[0]} | {cells[1]} |"
+        )
+    return "\n".join(lines)
 
 
 def report(args, results: dict, corpora: dict, profile, load0: float, wall: float) -> str:
@@ -601,7 +674,8 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
         "",
         f"Command: `python benchmarks/end_to_end.py --scale {args.scale} --repeat {args.repeat} "
         f"--sizes {args.sizes} --datatrove-sizes {args.datatrove_sizes}"
-        f"{' --profile' if args.profile else ''} --write benchmarks/RESULTS.md`",
+        f"{' --profile' if args.profile else ''}{' --rates' if args.rates else ''} "
+        "--write benchmarks/RESULTS.md`",
         "",
         f"{WORKERS} worker processes each; median wall of {args.repeat} runs (each a fresh "
         "process, start-up included); peak = proportional set size (PSS) of the whole process "
