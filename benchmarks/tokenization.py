@@ -123,7 +123,9 @@ class Methods:
             "00000-0000", 0, self.part_path, [], [], self.tok_path, EOD, base
         )
         t0 = time.perf_counter()
-        shard = write_shard(str(d / "s_00000"), [(base + ".parquet", 0, counts["documents"])], "b")
+        shard = write_shard(
+            str(d / "s_00000"), [(base, 0, counts["documents"])], "b", counts["dtype"]
+        )
         self.extra["+ write_shard"].append(time.perf_counter() - t0)
         assert shard["tokens"] == counts["tokens"]
         return counts["tokens"]
