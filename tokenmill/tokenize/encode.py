@@ -13,18 +13,13 @@ encoding the document whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from operator import attrgetter
-from typing import TypeVar
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 MAX_PIECE_CHARS = 1_000_000
-
-T = TypeVar("T")
 
 
 def split_long(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
@@ -45,44 +40,6 @@ def split_long(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
     return pieces
 
 
-def _pieces(texts: list[str], max_piece_chars: int) -> tuple[list[str], np.ndarray | None]:
-    """The texts to encode, and each one's document (None when no document was cut)."""
-    if all(len(t) <= max_piece_chars for t in texts):
-        return texts, None
-    pieces: list[str] = []
-    owner: list[int] = []
-    for i, t in enumerate(texts):
-        parts = split_long(t, max_piece_chars)
-        pieces.extend(parts)
-        owner.extend([i] * len(parts))
-    return pieces, np.asarray(owner, dtype=np.int64)
-
-
-def _encode(tok: Tokenizer, pieces: list[str]) -> list[Encoding]:
-    batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    return batch(pieces, add_special_tokens=False)
-
-
-def _flatten(
-    encodings: list[Encoding], owner: np.ndarray | None, n_docs: int, eod_id: int, dtype
-) -> tuple[np.ndarray, np.ndarray]:
-    """(flat tokens, sizes) from the encoded pieces: each document's ids, then `eod_id`."""
-    piece_len = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
-    # one C-level pass over the ids, one list alive at a time
-    ids = np.fromiter(
-        chain.from_iterable(map(attrgetter("ids"), encodings)),
-        dtype=dtype,
-        count=int(piece_len.sum()),
-    )
-    if owner is None:
-        doc_len = piece_len
-    else:
-        doc_len = np.bincount(owner, weights=piece_len, minlength=n_docs).astype(np.int64)
-    # an end-of-document id after each document's last token
-    flat = np.insert(ids, np.cumsum(doc_len), np.asarray(eod_id, dtype=dtype))
-    return flat, doc_len + 1
-
-
 def encode_documents(
     tok: Tokenizer,
     texts: list[str],
@@ -91,38 +48,29 @@ def encode_documents(
     max_piece_chars: int = MAX_PIECE_CHARS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (flat tokens, sizes): each document's ids followed by `eod_id`."""
-    pieces, owner = _pieces(texts, max_piece_chars)
-    return _flatten(_encode(tok, pieces), owner, len(texts), eod_id, dtype)
-
-
-def encode_pipelined(
-    tok: Tokenizer,
-    batches: Iterable[tuple[T, list[str]]],
-    eod_id: int,
-    dtype: np.dtype,
-    max_piece_chars: int = MAX_PIECE_CHARS,
-) -> Iterator[tuple[T, np.ndarray, np.ndarray]]:
-    """`encode_documents` over (key, texts) batches, yielding (key, flat tokens, sizes) in
-    order.
-
-    The library call of the next batch runs in a helper thread (it releases the GIL) while
-    this thread turns the current batch into arrays and the caller writes it, so the
-    tokenizer's threads are not left idle during the single-threaded Python work. The
-    output is the same as calling `encode_documents` on each batch.
-    """
-    with ThreadPoolExecutor(1, thread_name_prefix="encode") as pool:
-        pending: tuple[T, int, np.ndarray | None, Future] | None = None
-        for key, texts in batches:
-            pieces, owner = _pieces(texts, max_piece_chars)
-            submitted = (key, len(texts), owner, pool.submit(_encode, tok, pieces))
-            if pending is not None:
-                yield _finish(pending, eod_id, dtype)
-            pending = submitted
-        if pending is not None:
-            yield _finish(pending, eod_id, dtype)
-
-
-def _finish(pending, eod_id: int, dtype) -> tuple:
-    key, n_docs, owner, future = pending
-    flat, sizes = _flatten(future.result(), owner, n_docs, eod_id, dtype)
-    return key, flat, sizes
+    owner = None  # each piece's document, where some document was cut
+    pieces = texts
+    if any(len(t) > max_piece_chars for t in texts):
+        pieces, cut_owner = [], []
+        for i, t in enumerate(texts):
+            parts = split_long(t, max_piece_chars)
+            pieces.extend(parts)
+            cut_owner.extend([i] * len(parts))
+        owner = np.asarray(cut_owner, dtype=np.int64)
+    encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    encodings = encode_batch(pieces, add_special_tokens=False)
+    piece_len = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+    # one C-level pass over the ids, one piece's list alive at a time
+    ids = np.fromiter(
+        chain.from_iterable(map(attrgetter("ids"), encodings)),
+        dtype=dtype,
+        count=int(piece_len.sum()),
+    )
+    doc_len = (
+        piece_len
+        if owner is None
+        else np.bincount(owner, weights=piece_len, minlength=len(texts)).astype(np.int64)
+    )
+    # the end-of-document id after each document's last token
+    flat = np.insert(ids, np.cumsum(doc_len), np.asarray(eod_id, dtype=dtype))
+    return flat, doc_len + 1
