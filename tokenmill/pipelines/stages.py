@@ -8,7 +8,7 @@ stored by the engine as the mark of completion.
   process_partition   read -> language ID -> quality -> exact-dedup hashes, fused in one pass
   dedup_bucket        one bucket of the exact-dedup shuffle: which rows repeat an earlier one
   train_tokenizer     byte-level BPE on a deterministic sample of the kept, deduplicated text
-  tokenize_partition  drop duplicates, encode_batch, append end-of-document
+  tokenize_partition  drop duplicates, encode, append end-of-document: raw .bin tokens + sizes
   write_shard         copy runs of tokenized documents into one Megatron .bin/.idx shard
 """
 
