@@ -23,8 +23,10 @@ Encode, every method on the same documents and tokenizer.json, each document + E
   megatron Pool(T)               the same as preprocess_data.py --workers T: Pool.imap(.., 32)
                                  (pool started before the clock, as its "startup" is excluded)
   datatrove DocumentTokenizer    ParquetReader -> DocumentTokenizer (eos_token, no shuffle)
-The methods run round-robin within each repetition, the order rotated by one each repetition
-(noise and order effects hit all of them alike); medians and bests.
+Each repetition runs every method once, in a fresh seeded random order (a rotation would keep
+each method behind the same neighbour every time, and a method runs measurably slower after
+some others, e.g. ~10-20% after datatrove's, which leaves the heap in another state); so noise
+and order effects hit all of them alike. Medians and bests.
 Every method's output is checked to hold the same number of tokens.
 
 Shard reads: random sequence indices, each sequence copied out (np.array), on one shard of the
@@ -58,6 +60,7 @@ import glob  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -261,10 +264,16 @@ METHODS = [
 
 
 def bench_encode(
-    tok_path: str, part_path: str, texts: list[str], repeat: int, threads: int, work: Path
+    tok_path: str,
+    part_path: str,
+    texts: list[str],
+    repeat: int,
+    threads: int,
+    work: Path,
+    methods: list[tuple[str, str]],
 ) -> tuple[dict[str, float], int]:
     m = Methods(tok_path, part_path, texts, threads)
-    times: dict[str, list[float]] = {name: [] for name, _ in METHODS}
+    times: dict[str, list[float]] = {name: [] for name, _ in methods}
     tokens: dict[str, int] = {}
     # round 0, untimed, warms every method up (imports, tokenizer loads, the pool) on a few docs
     warm = Path(part_path).with_name("warm.parquet")
@@ -276,7 +285,7 @@ def bench_encode(
             if r == 1:
                 m.part_path, m.texts, m.lines = full
                 tokens.clear()
-            for name, attr in METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]:
+            for name, attr in random.Random(r).sample(methods, len(methods)):
                 d = work / f"{attr}_{r}"
                 d.mkdir(parents=True)
                 t0 = time.perf_counter()
@@ -364,7 +373,7 @@ def encode_table(
     order = [METHODS[0][0], "tokenmill tokenize_partition + write_shard"] + [
         n for n, _ in METHODS[1:]
     ]
-    for name in order:
+    for name in (n for n in order if n in times):
         s = med[name]
         lines.append(
             f"| {name} | {s:.2f} | {min(times[name]):.2f} | {ndocs / s:,.0f} | {mb / s:.2f} |"
@@ -397,8 +406,18 @@ def main() -> None:
         help="also train and measure a BPE of this size (0: skip)",
     )
     ap.add_argument("--reads", type=int, default=200_000, help="random sequence reads per run")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated methods to leave out while iterating: "
+        + ", ".join(a for _, a in METHODS[4:]),
+    )
     ap.add_argument("--write", type=Path, default=None, help="append a section to this file")
     args = ap.parse_args()
+    skip = {a for a in args.skip.split(",") if a}
+    if skip - {a for _, a in METHODS[4:]}:
+        ap.error(f"--skip takes only: {', '.join(a for _, a in METHODS[4:])}")
+    methods = [(n, a) for n, a in METHODS if a not in skip]
     t_start = time.perf_counter()
     load0 = os.getloadavg()[0]
 
@@ -430,7 +449,7 @@ def main() -> None:
 
             vocab = Tokenizer.from_file(path).get_vocab_size()
             times, ntok = bench_encode(
-                path, str(part), texts, args.repeat, args.threads, work / "enc"
+                path, str(part), texts, args.repeat, args.threads, work / "enc", methods
             )
             tables += encode_table(
                 f"{label} ({vocab:,} ids, {ntok:,} tokens incl. EOD)", times, ndocs, mb, ntok
