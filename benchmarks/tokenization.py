@@ -23,10 +23,10 @@ Encode, every method on the same documents and tokenizer.json, each document + E
   megatron Pool(T)               the same as preprocess_data.py --workers T: Pool.imap(.., 32)
                                  (pool started before the clock, as its "startup" is excluded)
   datatrove DocumentTokenizer    ParquetReader -> DocumentTokenizer (eos_token, no shuffle)
-Each repetition runs every method once, in a fresh seeded random order (a rotation would keep
-each method behind the same neighbour every time, and a method runs measurably slower after
-some others, e.g. ~10-20% after datatrove's, which leaves the heap in another state); so noise
-and order effects hit all of them alike. Medians and bests.
+Each repetition runs every method once, in a fresh seeded random order: a rotation would keep
+each method behind the same neighbour every time, and neighbours matter (measured: right after
+datatrove's run in the same process, encode_documents took 10-20% longer while raw encode_batch
+barely changed). So noise and order effects hit all of them alike. Medians and bests.
 Every method's output is checked to hold the same number of tokens.
 
 Shard reads: random sequence indices, each sequence copied out (np.array), on one shard of the
