@@ -10,17 +10,23 @@ a byte-level BPE of that size trained offline with `tokenmill.tokenize.bpe.train
 same text (min_frequency=1, which is the same as min_frequency=2 on the text doubled).
 
 Encode, every method on the same documents and tokenizer.json, each document + EOD:
-  tokenmill.tokenize_partition   the stage task: parquet in -> encode_batch -> parquet + sizes
-  ... + write_shard              the same, then its Megatron .bin/.idx shard (prepare's next step)
+  tokenmill.tokenize_partition   the stage task: parquet in -> encode_batch_fast -> raw .bin
+                                 tokens + sizes.npy + docs parquet (id, url, lang)
+  ... + write_shard              the same, then its Megatron .bin/.idx shard (prepare's next
+                                 step: a byte copy of the .bin, sizes -> .idx, docs sidecar)
   encode_documents + ShardWriter the library call in 1024-doc batches, straight to .bin/.idx
   raw encode_batch               one `Tokenizer.encode_batch(all texts)`, ids left in Python
+  raw encode_batch_fast          the same with `encode_batch_fast` (no offsets), which
+                                 tokenmill calls: the bound on what the stage can reach
   megatron loop, 1 proc          preprocess_data.py's Encoder.encode per JSON line (encode().ids,
                                  + EOD) and IndexedDatasetBuilder.add_document, in one process
   megatron Pool(T)               the same as preprocess_data.py --workers T: Pool.imap(.., 32)
                                  (pool started before the clock, as its "startup" is excluded)
   datatrove DocumentTokenizer    ParquetReader -> DocumentTokenizer (eos_token, no shuffle)
-The methods run round-robin within each repetition, the order rotated by one each repetition
-(noise and order effects hit all of them alike); medians and bests.
+Each repetition runs every method once, in a fresh seeded random order: a rotation would keep
+each method behind the same neighbour every time, and neighbours matter (measured: right after
+datatrove's run in the same process, encode_documents took 10-20% longer while raw encode_batch
+barely changed). So noise and order effects hit all of them alike. Medians and bests.
 Every method's output is checked to hold the same number of tokens.
 
 Shard reads: random sequence indices, each sequence copied out (np.array), on one shard of the
@@ -54,6 +60,7 @@ import glob  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -123,7 +130,9 @@ class Methods:
             "00000-0000", 0, self.part_path, [], [], self.tok_path, EOD, base
         )
         t0 = time.perf_counter()
-        shard = write_shard(str(d / "s_00000"), [(base + ".parquet", 0, counts["documents"])], "b")
+        shard = write_shard(
+            str(d / "s_00000"), [(base, 0, counts["documents"])], "b", counts["dtype"]
+        )
         self.extra["+ write_shard"].append(time.perf_counter() - t0)
         assert shard["tokens"] == counts["tokens"]
         return counts["tokens"]
@@ -147,6 +156,10 @@ class Methods:
     # references
     def raw_encode_batch(self, d: Path) -> int:
         enc = self.raw.encode_batch(self.texts, add_special_tokens=False)
+        return sum(len(e) for e in enc) + len(enc)
+
+    def raw_encode_batch_fast(self, d: Path) -> int:
+        enc = self.raw.encode_batch_fast(self.texts, add_special_tokens=False)
         return sum(len(e) for e in enc) + len(enc)
 
     def megatron_loop(self, d: Path) -> int:
@@ -243,6 +256,7 @@ METHODS = [
     ("tokenmill tokenize_partition", "tokenize_partition"),
     ("tokenmill encode_documents + ShardWriter", "encode_documents"),
     ("raw Tokenizer.encode_batch", "raw_encode_batch"),
+    ("raw Tokenizer.encode_batch_fast", "raw_encode_batch_fast"),
     ("Megatron-style encode loop, 1 process", "megatron_loop"),
     ("Megatron-style Pool(T).imap(encode, 32)", "megatron_pool"),
     ("datatrove DocumentTokenizer", "datatrove"),
@@ -250,10 +264,16 @@ METHODS = [
 
 
 def bench_encode(
-    tok_path: str, part_path: str, texts: list[str], repeat: int, threads: int, work: Path
+    tok_path: str,
+    part_path: str,
+    texts: list[str],
+    repeat: int,
+    threads: int,
+    work: Path,
+    methods: list[tuple[str, str]],
 ) -> tuple[dict[str, float], int]:
     m = Methods(tok_path, part_path, texts, threads)
-    times: dict[str, list[float]] = {name: [] for name, _ in METHODS}
+    times: dict[str, list[float]] = {name: [] for name, _ in methods}
     tokens: dict[str, int] = {}
     # round 0, untimed, warms every method up (imports, tokenizer loads, the pool) on a few docs
     warm = Path(part_path).with_name("warm.parquet")
@@ -265,7 +285,7 @@ def bench_encode(
             if r == 1:
                 m.part_path, m.texts, m.lines = full
                 tokens.clear()
-            for name, attr in METHODS[r % len(METHODS) :] + METHODS[: r % len(METHODS)]:
+            for name, attr in random.Random(r).sample(methods, len(methods)):
                 d = work / f"{attr}_{r}"
                 d.mkdir(parents=True)
                 t0 = time.perf_counter()
@@ -342,20 +362,22 @@ def encode_table(
 ) -> list:
     med = {name: statistics.median(v) for name, v in times.items()}
     ref = med["raw Tokenizer.encode_batch"]
+    ref_fast = med["raw Tokenizer.encode_batch_fast"]
     lines = [
         f"**{title}**",
         "",
-        "| method | s, median | s, best | docs/s | MB/s | tokens/s | vs raw encode_batch |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| method | s, median | s, best | docs/s | MB/s | tokens/s | vs raw encode_batch "
+        "| vs raw encode_batch_fast |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     order = [METHODS[0][0], "tokenmill tokenize_partition + write_shard"] + [
         n for n, _ in METHODS[1:]
     ]
-    for name in order:
+    for name in (n for n in order if n in times):
         s = med[name]
         lines.append(
             f"| {name} | {s:.2f} | {min(times[name]):.2f} | {ndocs / s:,.0f} | {mb / s:.2f} |"
-            f" {ntok / s:,.0f} | {ref / s:.2f}x |"
+            f" {ntok / s:,.0f} | {ref / s:.2f}x | {ref_fast / s:.2f}x |"
         )
     return lines + [""]
 
@@ -384,8 +406,18 @@ def main() -> None:
         help="also train and measure a BPE of this size (0: skip)",
     )
     ap.add_argument("--reads", type=int, default=200_000, help="random sequence reads per run")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated methods to leave out while iterating: "
+        + ", ".join(a for _, a in METHODS[4:]),
+    )
     ap.add_argument("--write", type=Path, default=None, help="append a section to this file")
     args = ap.parse_args()
+    skip = {a for a in args.skip.split(",") if a}
+    if skip - {a for _, a in METHODS[4:]}:
+        ap.error(f"--skip takes only: {', '.join(a for _, a in METHODS[4:])}")
+    methods = [(n, a) for n, a in METHODS if a not in skip]
     t_start = time.perf_counter()
     load0 = os.getloadavg()[0]
 
@@ -417,7 +449,7 @@ def main() -> None:
 
             vocab = Tokenizer.from_file(path).get_vocab_size()
             times, ntok = bench_encode(
-                path, str(part), texts, args.repeat, args.threads, work / "enc"
+                path, str(part), texts, args.repeat, args.threads, work / "enc", methods
             )
             tables += encode_table(
                 f"{label} ({vocab:,} ids, {ntok:,} tokens incl. EOD)", times, ndocs, mb, ntok
@@ -443,6 +475,8 @@ def main() -> None:
         f"end, on {os.cpu_count()} cores), so single timings swing by 2x or more and ratios "
         f"by +-15%. MB/s counts UTF-8 text bytes; tokens/s "
         f"counts the tokens written (EOD included); every method produced the same count. "
+        f"tokenmill encodes with `encode_batch_fast` (the same ids as `encode_batch`, no "
+        f"character offsets); the raw encode_batch_fast row is that call on all texts at once. "
         f"Megatron-style = tools/preprocess_data.py's Encoder.encode (tokenize = "
         f"`encode(text).ids`, --append-eod) + megatron-core IndexedDatasetBuilder; the Pool row "
         f"uses {args.threads} worker processes, started before the clock. datatrove "

@@ -63,3 +63,34 @@ def test_failed_write_leaves_no_shard(tmp_path):
             w.write(np.array([1, 2]))
             raise RuntimeError("worker died")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_copy_many_appends_the_same_bytes_as_write_many(tmp_path, monkeypatch, kernel_copy):
+    if not kernel_copy:  # the read/write fallback, as on file systems without copy_file_range
+        monkeypatch.delattr("os.copy_file_range", raising=False)
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1, 50, size=40)
+    flat = rng.integers(0, 50000, size=int(sizes.sum())).astype(np.uint16)
+    raw = tmp_path / "part.bin"
+    raw.write_bytes(flat.tobytes())
+    first = int(sizes[:7].sum())
+    with ShardWriter(tmp_path / "copied", np.uint16) as w:
+        w.write(np.array([5, 6]))
+        w.copy_many(raw, first, sizes[7:30])
+        w.write(np.array([7]))
+    with ShardWriter(tmp_path / "written", np.uint16) as w:
+        w.write(np.array([5, 6]))
+        w.write_many(flat[first : first + int(sizes[7:30].sum())], sizes[7:30])
+        w.write(np.array([7]))
+    for ext in (".bin", ".idx"):
+        assert (tmp_path / f"copied{ext}").read_bytes() == (tmp_path / f"written{ext}").read_bytes()
+
+
+def test_copy_many_past_the_end_of_the_token_file_fails(tmp_path):
+    raw = tmp_path / "part.bin"
+    raw.write_bytes(np.arange(10, dtype=np.uint16).tobytes())
+    with pytest.raises(ValueError, match="short"):
+        with ShardWriter(tmp_path / "s", np.uint16) as w:
+            w.copy_many(raw, 4, np.array([3, 5]))
+    assert not (tmp_path / "s.idx").exists()

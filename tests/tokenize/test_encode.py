@@ -47,3 +47,13 @@ def test_long_documents_are_encoded_in_pieces_and_still_decode_exactly():
         ids = flat[bounds[i] : bounds[i + 1]].tolist()
         assert ids[-1] == 0 and 0 not in ids[:-1]
         assert tok.decode(ids[:-1], skip_special_tokens=False) == text
+
+
+def test_empty_documents_get_their_end_of_document_id():
+    tok, texts = _tok()
+    flat, sizes = encode_documents(tok, ["", texts[0], "", ""], 0, np.dtype(np.uint16))
+    n = len(tok.encode(texts[0], add_special_tokens=False).ids)
+    assert sizes.tolist() == [1, n + 1, 1, 1]
+    assert flat[0] == 0 and flat[n + 1] == 0 and flat[-2:].tolist() == [0, 0]
+    empty_flat, empty_sizes = encode_documents(tok, [], 0, np.dtype(np.uint16))
+    assert len(empty_flat) == len(empty_sizes) == 0

@@ -343,14 +343,14 @@ def prepare(
                         near_files,
                         str(tok_path),
                         cfg.tokenizer.eod_token,
-                        str(work / "tok" / p.source / p.key),
+                        str(work / "tokens" / p.source / p.key),
                         split[p.source],
                         str(out / "removed" / p.source / f"{p.key}.dedup.parquet")
                         if cfg.keep_removed
                         else None,
                         docs_paths if cfg.keep_removed else None,
                     ),
-                    work / "tok" / p.source / f"{p.key}.json",
+                    work / "tokens" / p.source / f"{p.key}.json",
                 )
                 for p in partitions
             ],
@@ -369,7 +369,7 @@ def prepare(
             )
             for group in groups:
                 base = [
-                    str(work / "tok" / s.name / p.key) + (f".{group}" if group else "")
+                    str(work / "tokens" / s.name / p.key) + (f".{group}" if group else "")
                     for p, c in mine
                     if group in c["groups"]
                 ]
@@ -383,8 +383,9 @@ def prepare(
                             write_shard,
                             (
                                 str(prefix),
-                                [(base[p] + ".parquet", a, b) for p, a, b in runs],
+                                [(base[p], a, b) for p, a, b in runs],
                                 s.name,
+                                mine[0][1]["dtype"],
                                 group or None,
                             ),
                             work / "shards" / s.name / f"{name}_{i:05d}.json",

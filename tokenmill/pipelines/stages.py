@@ -8,8 +8,8 @@ stored by the engine as the mark of completion.
   process_partition   read -> language ID -> quality -> exact-dedup hashes, fused in one pass
   dedup_bucket        one bucket of the exact-dedup shuffle: which rows repeat an earlier one
   train_tokenizer     byte-level BPE on a deterministic sample of the kept, deduplicated text
-  tokenize_partition  drop duplicates, encode_batch, append end-of-document
-  write_shard         copy a run of tokenized documents into one Megatron .bin/.idx shard
+  tokenize_partition  drop duplicates, encode, append end-of-document: raw .bin tokens + sizes
+  write_shard         copy runs of tokenized documents into one Megatron .bin/.idx shard
 """
 
 from __future__ import annotations
@@ -487,10 +487,13 @@ def tokenize_partition(
 ) -> dict:
     """Encode the kept, non-duplicate documents of one partition.
 
-    Writes OUT_BASE.parquet (id, url, lang, tokens) and OUT_BASE.sizes.npy (tokens per
-    document); with `split_languages`, one such pair per language, OUT_BASE.LANG.*, and the
-    counts list the languages written under "groups". With `removed_path`, the duplicates
-    dropped here go there (Parquet: id, text, url, lang, reason, kept_id).
+    Writes, in document order, OUT_BASE.bin (the tokens, each document's followed by the
+    end-of-document id, as raw bytes in the shards' dtype: what a shard's .bin holds),
+    OUT_BASE.sizes.npy (tokens per document) and OUT_BASE.docs.parquet (id, url, lang); with
+    `split_languages`, one such set per language, OUT_BASE.LANG.*, and the counts list the
+    languages written under "groups". The counts give the token dtype under "dtype". With
+    `removed_path`, the duplicates dropped here go there (Parquet: id, text, url, lang,
+    reason, kept_id).
     """
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
@@ -499,39 +502,18 @@ def tokenize_partition(
     tok = load_tokenizer(tokenizer_path)
     eod = token_id(tok, eod_token)
     dtype = dtype_for_vocab(tok.get_vocab_size())
-    value_type = pa.uint16() if dtype == np.uint16 else pa.int32()
-    schema = pa.schema(
-        [
-            ("id", pa.string()),
-            ("url", pa.string()),
-            ("lang", pa.string()),
-            ("tokens", pa.large_list(value_type)),
-        ]
-    )
     exact = duplicate_rows(ordinal, bucket_files)
     near = np.setdiff1d(duplicate_rows(ordinal, near_files), exact)  # exact copies count as exact
     dups = np.union1d(exact, near)
     removed_batches: list = []
     by_lang: dict[str, Counter] = defaultdict(Counter)
-    sizes_by_group: dict[str, list[np.ndarray]] = defaultdict(list)
     chars_kept: list[np.ndarray] = []
     all_sizes: list[np.ndarray] = []
     n_docs = n_tokens = n_bytes = 0
-    row0 = 0
-    with contextlib.ExitStack() as stack:
-        writers: dict[str, pq.ParquetWriter] = {}
 
-        def writer_for(group: str) -> pq.ParquetWriter:
-            if group not in writers:
-                base = out_base if group == "" else f"{out_base}.{group}"
-                tmp = stack.enter_context(atomic_path(base + ".parquet"))
-                writers[group] = stack.enter_context(
-                    pq.ParquetWriter(tmp, schema, compression="lz4")  # token ids barely compress
-                )
-            return writers[group]
-
-        if not split_languages:
-            writer_for("")  # always present, even when empty
+    def kept_batches():
+        """(batch, its texts) for each input batch with duplicates dropped (counted)."""
+        row0 = 0
         for batch in pq.ParquetFile(docs_path).iter_batches(
             batch_size=BATCH_DOCS, columns=["id", "url", "lang", "text"]
         ):
@@ -550,22 +532,22 @@ def tokenize_partition(
                 if removed_path is not None:
                     removed_batches.append((rows[gone], batch.filter(pa.array(gone))))
                 batch = batch.filter(pa.array(keep))
-            if batch.num_rows == 0:
-                continue
-            texts = batch.column("text").to_pylist()
+            if batch.num_rows:
+                yield batch, batch.column("text").to_pylist()
+
+    with contextlib.ExitStack() as stack:
+        outputs: dict[str, _TokenFiles] = {}
+
+        def output_for(group: str) -> _TokenFiles:
+            if group not in outputs:
+                base = out_base if group == "" else f"{out_base}.{group}"
+                outputs[group] = stack.enter_context(_TokenFiles(base))
+            return outputs[group]
+
+        if not split_languages:
+            output_for("")  # always present, even when empty
+        for batch, texts in kept_batches():
             flat, sizes = encode_documents(tok, texts, eod, dtype)
-            offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
-            np.cumsum(sizes, out=offsets[1:])
-            tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
-            table = pa.table(
-                {
-                    "id": batch.column("id"),
-                    "url": batch.column("url"),
-                    "lang": batch.column("lang"),
-                    "tokens": tokens,
-                },
-                schema=schema,
-            )
             # per-language counts, vectorized (no per-document Python)
             enc = batch.column("lang").dictionary_encode()
             codes = enc.indices.to_numpy(zero_copy_only=False)
@@ -582,24 +564,20 @@ def tokenize_partition(
                 by_lang[name]["documents"] += d
                 by_lang[name]["tokens"] += t
                 by_lang[name]["bytes"] += b
-            if split_languages:
+            if split_languages and k > 1:
+                token_codes = np.repeat(codes, sizes)
                 for j, group in sorted(enumerate(names), key=lambda x: x[1]):
                     mask = codes == j
-                    writer_for(group).write_table(table.filter(pa.array(mask)))
-                    sizes_by_group[group].append(sizes[mask])
+                    output_for(group).write(
+                        batch.filter(pa.array(mask)), flat[token_codes == j], sizes[mask]
+                    )
             else:
-                writer_for("").write_table(table)
-                sizes_by_group[""].append(sizes)
+                output_for(names[0] if split_languages else "").write(batch, flat, sizes)
             all_sizes.append(sizes)
             chars_kept.append(pc.utf8_length(batch.column("text")).to_numpy(zero_copy_only=False))
-            n_docs += len(texts)
-            n_tokens += int(sizes.sum())
+            n_docs += batch.num_rows
+            n_tokens += len(flat)
             n_bytes += int(nbytes.sum())
-        for group in writers:
-            base = out_base if group == "" else f"{out_base}.{group}"
-            parts = sizes_by_group.get(group)
-            with atomic_path(base + ".sizes.npy") as tmp, open(tmp, "wb") as f:
-                np.save(f, np.concatenate(parts) if parts else np.empty(0, np.int64))
     if removed_path is not None and removed_batches:
         _write_removed_duplicates(
             removed_path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths or {}
@@ -610,15 +588,59 @@ def tokenize_partition(
         "documents": n_docs,
         "tokens": n_tokens,
         "bytes_in": n_bytes,
+        "dtype": dtype.name,
         "duplicates": int(len(exact)),
         "near_duplicates": int(len(near)),
-        "groups": sorted(writers),
+        "groups": sorted(outputs),
         "languages": {k: dict(v) for k, v in by_lang.items()},
         "histograms": {
             "chars_kept": length_hist(np.concatenate(chars_kept) if chars_kept else []),
             "tokens_kept": length_hist(sizes),
         },
     }
+
+
+TOKEN_DOCS_SCHEMA = pa.schema([("id", pa.string()), ("url", pa.string()), ("lang", pa.string())])
+
+
+class _TokenFiles:
+    """One tokenized series: BASE.bin (raw tokens), BASE.docs.parquet (id, url, lang) and
+    BASE.sizes.npy, each written under a temporary name and renamed on a clean exit."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self._stack = contextlib.ExitStack()
+        self._sizes: list[np.ndarray] = []
+
+    def __enter__(self) -> _TokenFiles:
+        with contextlib.ExitStack() as stack:
+            tmp_bin = stack.enter_context(atomic_path(self.base + ".bin"))
+            self._bin = stack.enter_context(open(tmp_bin, "wb"))
+            tmp_docs = stack.enter_context(atomic_path(self.base + ".docs.parquet"))
+            self._docs = stack.enter_context(
+                pq.ParquetWriter(tmp_docs, TOKEN_DOCS_SCHEMA, compression="zstd")
+            )
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, batch: pa.RecordBatch, flat: np.ndarray, sizes: np.ndarray) -> None:
+        self._bin.write(memoryview(np.ascontiguousarray(flat)).cast("B"))
+        self._docs.write_table(
+            pa.table(
+                {name: batch.column(name) for name in TOKEN_DOCS_SCHEMA.names},
+                schema=TOKEN_DOCS_SCHEMA,
+            )
+        )
+        self._sizes.append(sizes)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:  # discard every file
+            self._stack.__exit__(exc_type, exc, tb)
+            return
+        with self._stack:
+            sizes = np.concatenate(self._sizes) if self._sizes else np.empty(0, np.int64)
+            with atomic_path(self.base + ".sizes.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, sizes.astype(np.int64, copy=False))
 
 
 def _write_removed_duplicates(
@@ -679,47 +701,42 @@ def plan_shards(size_files: list[str], tokens_per_shard: int) -> list[list[tuple
 
 
 def write_shard(
-    prefix: str, runs: list[tuple[str, int, int]], source: str, lang: str | None = None
+    prefix: str, runs: list[tuple[str, int, int]], source: str, dtype: str, lang: str | None = None
 ) -> dict:
-    """Write one Megatron shard (PREFIX.bin/.idx) and its PREFIX.docs.parquet provenance."""
+    """Write one Megatron shard (PREFIX.bin/.idx) and its PREFIX.docs.parquet provenance.
+
+    `runs` are (BASE, first row, end row) ranges of series written by `tokenize_partition`
+    (tokens of `dtype`): their .bin bytes are copied file to file, their sizes and docs rows
+    sliced."""
     from tokenmill.shards.megatron import ShardWriter
 
     n_docs = n_tokens = 0
-    writer = None
-    side = pa.schema([("id", pa.string()), ("url", pa.string()), ("lang", pa.string())])
-    with atomic_path(prefix + ".docs.parquet") as tmp_docs:
-        with pq.ParquetWriter(tmp_docs, side, compression="zstd") as docs_writer:
-            for path, start, end in runs:
-                row0 = 0
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
-                    a, b = max(start - row0, 0), min(end - row0, batch.num_rows)
-                    row0 += batch.num_rows
-                    if b <= a:
-                        if row0 >= end:
-                            break
-                        continue
-                    batch = batch.slice(a, b - a)
-                    tokens = batch.column("tokens")
-                    flat = tokens.flatten().to_numpy(zero_copy_only=False)
-                    if writer is None:
-                        writer = ShardWriter(prefix, flat.dtype)
-                    sizes = np.diff(tokens.offsets.to_numpy())
-                    writer.write_many(flat, sizes)
+    with contextlib.ExitStack() as stack:
+        tmp_docs = stack.enter_context(atomic_path(prefix + ".docs.parquet"))
+        docs_writer = stack.enter_context(
+            pq.ParquetWriter(tmp_docs, TOKEN_DOCS_SCHEMA, compression="zstd")
+        )
+        writer = stack.enter_context(ShardWriter(prefix, np.dtype(dtype)))
+        for base, start, end in runs:
+            if end <= start:
+                continue
+            sizes = np.load(base + ".sizes.npy")
+            first_token = int(sizes[:start].sum())
+            writer.copy_many(base + ".bin", first_token, sizes[start:end])
+            row0 = 0
+            for batch in pq.ParquetFile(base + ".docs.parquet").iter_batches(batch_size=65536):
+                a, b = max(start - row0, 0), min(end - row0, batch.num_rows)
+                row0 += batch.num_rows
+                if b > a:
                     docs_writer.write_table(
-                        pa.table(
-                            {
-                                "id": batch.column("id"),
-                                "url": batch.column("url"),
-                                "lang": batch.column("lang"),
-                            },
-                            schema=side,
-                        )
+                        pa.Table.from_batches([batch.slice(a, b - a)], schema=TOKEN_DOCS_SCHEMA)
                     )
-                    n_docs += batch.num_rows
-                    n_tokens += len(flat)
-        if writer is None:
+                if row0 >= end:
+                    break
+            n_docs += end - start
+            n_tokens += int(sizes[start:end].sum())
+        if n_docs == 0:
             raise ValueError(f"shard {prefix} has no documents")
-        writer.close()
     return {
         "prefix": prefix,
         "source": source,

@@ -19,6 +19,7 @@ One sequence per document here, so document_indices = 0..S. Readable by megatron
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from pathlib import Path
@@ -64,8 +65,25 @@ class ShardWriter:
         flat = np.ascontiguousarray(flat_tokens, dtype=self.dtype)
         if int(np.sum(sizes)) != len(flat):
             raise ValueError("sizes do not add up to the number of tokens")
-        self._bin.write(flat.tobytes(order="C"))
+        self._bin.write(memoryview(flat).cast("B"))
         self._sizes.append(np.asarray(sizes, dtype=np.int32))
+
+    def copy_many(
+        self, tokens_path: str | os.PathLike, first_token: int, sizes: np.ndarray
+    ) -> None:
+        """Append several sequences whose tokens lie back to back in a raw token file (this
+        shard's dtype, no header) from token `first_token` on: a file-to-file byte copy."""
+        sizes = np.asarray(sizes, dtype=np.int64)
+        with open(tokens_path, "rb") as src:
+            self._bin.flush()
+            copy_range(
+                src.fileno(),
+                self._bin.fileno(),
+                first_token * self.dtype.itemsize,
+                int(sizes.sum()) * self.dtype.itemsize,
+            )
+            self._bin.seek(0, os.SEEK_END)  # the buffered writer learns the new end
+        self._sizes.append(sizes.astype(np.int32))
 
     def close(self) -> None:
         self._bin.close()
@@ -89,6 +107,34 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+COPY_CHUNK = 16 << 20
+
+
+def copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
+    """Copy `count` bytes of `src_fd` from `offset` to `dst_fd` at its current position
+    (advancing it): `os.copy_file_range` in the kernel where the file systems allow, else
+    read/write in 16 MiB chunks."""
+    done = 0
+    if hasattr(os, "copy_file_range"):
+        try:
+            while done < count:
+                n = os.copy_file_range(src_fd, dst_fd, count - done, offset + done)
+                if n == 0:
+                    break
+                done += n
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+    while done < count:
+        chunk = os.pread(src_fd, min(COPY_CHUNK, count - done), offset + done)
+        if not chunk:
+            raise ValueError(f"token file ends {count - done} bytes short of the range to copy")
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst_fd, view) :]
+        done += len(chunk)
 
 
 def write_index(path: str | os.PathLike, sizes: np.ndarray, dtype: np.dtype) -> None:
