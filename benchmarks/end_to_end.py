@@ -176,7 +176,7 @@ def source_rates(out: Path, wall_s: float) -> dict:
     read) of everything else the run's cores did (start-up, dedup, components, shards, report:
     wall x workers - the per-partition tasks)."""
     per: dict = {}
-    for stage, sub in (("process", "docs"), ("tokenize", "tok")):
+    for stage, sub in (("process", "docs"), ("tokenize", "tokens")):
         for f in glob.glob(str(out / "work" / sub / "*" / "*.json")):
             d = json.loads(Path(f).read_text())
             if "wall_s" not in d:
