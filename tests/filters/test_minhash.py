@@ -101,28 +101,25 @@ def test_planted_near_duplicates_recall_and_false_merges():
     assert false < 0.01, false
 
 
-def test_components_on_dask_match_networkx(tmp_path):
-    from distributed import Client, LocalCluster
-
-    rng = np.random.default_rng(0)
+def _edge_files(tmp_path, rng, nodes: int, per_file: int, chain: bool = False):
+    """Three edge files of random edges (the first a path 3000 - ... - 3099 with `chain`),
+    and the same graph in networkx."""
     g = nx.Graph()
     files = []
     for f in range(3):
-        u, v = rng.integers(0, 500, 120), rng.integers(0, 500, 120)
+        u, v = rng.integers(0, nodes, per_file), rng.integers(0, nodes, per_file)
+        if chain and f == 0:  # a long diameter: several rounds
+            u, v = np.arange(3001, 3100), np.arange(3000, 3099)
         keep = u != v
         e = np.empty(int(keep.sum()), EDGE_DTYPE)
         e["u"], e["v"] = np.maximum(u, v)[keep], np.minimum(u, v)[keep]
         g.add_edges_from(zip(e["u"].tolist(), e["v"].tolist(), strict=True))
         np.save(tmp_path / f"e{f}.npy", e)
         files.append(str(tmp_path / f"e{f}.npy"))
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        labels = connected_components(client, files)
-        got = labels.compute()["label"].to_dict()
-        removed = save_removed(labels, str(tmp_path / "removed"))
-        sizes = cluster_sizes(labels)
+    return g, files
+
+
+def _assert_matches_networkx(g, got: dict, removed: list[str], sizes: dict) -> None:
     expected = {n: min(c) for c in nx.connected_components(g) for n in c}
     assert got == expected
     gone = np.sort(np.concatenate([np.load(p) for p in removed]))
@@ -133,36 +130,32 @@ def test_components_on_dask_match_networkx(tmp_path):
     assert sizes == dict(sorted(want.items(), key=lambda x: int(x[0])))
 
 
+def test_components_on_dask_match_networkx(tmp_path):
+    from distributed import Client, LocalCluster
+
+    g, files = _edge_files(tmp_path, np.random.default_rng(0), 500, 120)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        labels = connected_components(client, files)
+        got = labels.compute()["label"].to_dict()
+        removed = save_removed(labels, str(tmp_path / "removed"))
+        sizes = cluster_sizes(labels)
+    _assert_matches_networkx(g, got, removed, sizes)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_local_components_match_networkx(tmp_path, seed):
     """The in-process path gives the labels, removals and sizes the cluster path gives: the
     smallest id of each networkx component. Long chains need several rounds."""
-    rng = np.random.default_rng(seed)
-    g = nx.Graph()
-    files = []
-    for f in range(3):
-        u, v = rng.integers(0, 2000, 600), rng.integers(0, 2000, 600)
-        if f == 0:  # a path 3000 - 3001 - ... - 3099: a long diameter
-            u, v = np.arange(3001, 3100), np.arange(3000, 3099)
-        keep = u != v
-        e = np.empty(int(keep.sum()), EDGE_DTYPE)
-        e["u"], e["v"] = np.maximum(u, v)[keep], np.minimum(u, v)[keep]
-        g.add_edges_from(zip(e["u"].tolist(), e["v"].tolist(), strict=True))
-        np.save(tmp_path / f"e{f}.npy", e)
-        files.append(str(tmp_path / f"e{f}.npy"))
+    g, files = _edge_files(tmp_path, np.random.default_rng(seed), 2000, 600, chain=True)
     rounds = []
     labels = components_local(files, rounds=rounds)
     got = dict(zip(labels.node.tolist(), labels.label.tolist(), strict=True))
-    expected = {n: min(c) for c in nx.connected_components(g) for n in c}
-    assert got == expected
     assert rounds[-1] == 0 and len(rounds) > 2
     removed = save_removed(labels, str(tmp_path / "removed"))
-    gone = np.sort(np.concatenate([np.load(p) for p in removed]))
-    assert gone.tolist() == sorted(n for n, lab in expected.items() if n != lab)
-    want = {}
-    for c in nx.connected_components(g):
-        want[str(len(c))] = want.get(str(len(c)), 0) + 1
-    assert cluster_sizes(labels) == dict(sorted(want.items(), key=lambda x: int(x[0])))
+    _assert_matches_networkx(g, got, removed, cluster_sizes(labels))
 
 
 @pytest.mark.parametrize("lang", ["ru", "ja"])
