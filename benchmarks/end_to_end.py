@@ -1,7 +1,7 @@
 """End to end: `tokenmill prepare` against an equivalent datatrove pipeline, same corpus, same run.
 
     python benchmarks/end_to_end.py [--scale 4] [--repeat 3] [--sizes 1,2,4]
-        [--datatrove-sizes 1] [--profile] [--write benchmarks/RESULTS.md]
+        [--datatrove-sizes 1] [--profile [--profile-rules default]] [--write benchmarks/RESULTS.md]
 
 Corpus: the bundled sample (C4 json.gz, Pile jsonl.zst, OSCAR 23.01 jsonl.zst in 11 languages),
 written again `scale` times in its real layouts (benchmarks/dedup.py's `build_input`: copy k >= 1
@@ -444,10 +444,10 @@ def run_datatrove(root: Path, tok: Path, work: Path) -> dict:
     return r
 
 
-def profile_tokenmill(root: Path, tok: Path, work: Path) -> Path:
+def profile_tokenmill(root: Path, tok: Path, work: Path, default_rules: bool = False) -> Path:
     """py-spy over one tokenmill run, all processes; the raw (collapsed stacks) file."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    cfg = tokenmill_config(root, tok, work / "tokenmill.yaml")
+    cfg = tokenmill_config(root, tok, work / "tokenmill.yaml", default_rules=default_rules)
     raw = work / "profile.txt"
     subprocess.run(
         [
@@ -562,6 +562,13 @@ def main() -> None:
     ap.add_argument("--datatrove-sizes", default="1", help="datatrove input sizes, x scale")
     ap.add_argument("--profile", action="store_true", help="py-spy one tokenmill run at size 1")
     ap.add_argument(
+        "--profile-rules",
+        choices=["matched", "default"],
+        default="matched",
+        help="the run --profile records: the datatrove-equivalent rules (matched) or\n"
+        "tokenmill's default rule sets (default)",
+    )
+    ap.add_argument(
         "--rates",
         action="store_true",
         help="also run tokenmill's default rule sets at the largest size: per-source rates and\n"
@@ -624,7 +631,10 @@ def main() -> None:
     profile = None
     if args.profile:
         print("profiling one tokenmill run with py-spy ...", flush=True)
-        profile = profile_summary(profile_tokenmill(corpora[sizes[0]][0], tok, work))
+        raw = profile_tokenmill(
+            corpora[sizes[0]][0], tok, work, default_rules=args.profile_rules == "default"
+        )
+        profile = profile_summary(raw)
         print(profile)
 
     text = report(args, results, corpora, profile, load0, time.time() - t_start)
@@ -674,7 +684,9 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
         "",
         f"Command: `python benchmarks/end_to_end.py --scale {args.scale} --repeat {args.repeat} "
         f"--sizes {args.sizes} --datatrove-sizes {args.datatrove_sizes}"
-        f"{' --profile' if args.profile else ''}{' --rates' if args.rates else ''} "
+        f"{' --profile' if args.profile else ''}"
+        f"{' --profile-rules default' if args.profile and args.profile_rules == 'default' else ''}"
+        f"{' --rates' if args.rates else ''} "
         "--write benchmarks/RESULTS.md`",
         "",
         f"{WORKERS} worker processes each; median wall of {args.repeat} runs (each a fresh "
@@ -725,7 +737,12 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
                 f"{r['peak_one'] / b['peak_one']:.2f}x |"
             )
     if profile:
-        lines += ["", "Profile of one tokenmill run at the smallest size:", "", profile]
+        rules = (
+            "tokenmill's default rule sets"
+            if args.profile_rules == "default"
+            else "the datatrove-equivalent rules"
+        )
+        lines += ["", f"Profile of one tokenmill run at the smallest size, {rules}:", "", profile]
     return "\n".join(lines)
 
 

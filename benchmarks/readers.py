@@ -4,7 +4,9 @@
 
 Both read the same files (the bundled sample's C4 json.gz and Pile jsonl.zst, each repeated
 `--copies` times into one file) and produce each record's text; MB/s counts the decompressed
-bytes per second on one core. Medians of `--repeat` runs; ratio = tokenmill / loop.
+bytes per second on one core. The two alternate, `--repeat` runs each; ratio = tokenmill speed
+/ loop speed, from the medians and (steadier on a shared machine) as the median of each
+pair's ratio.
 """
 
 from __future__ import annotations
@@ -68,13 +70,24 @@ def loop(path: str, fmt: str) -> int:
     return n
 
 
-def median_s(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def paired(a, b, repeat: int) -> tuple[list[float], list[float]]:
+    """Times of `a` and `b`, run alternately `repeat` times each (which goes first alternates
+    too), so that load changes on a shared machine hit both alike."""
+    ta, tb = [], []
+    for r in range(repeat):
+        if r % 2:
+            tb.append(timed(b))
+            ta.append(timed(a))
+        else:
+            ta.append(timed(a))
+            tb.append(timed(b))
+    return ta, tb
 
 
 def main() -> None:
@@ -87,18 +100,23 @@ def main() -> None:
         f"### readers.py ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} "
         f"cores, Python {sys.version.split()[0]})", "",
         f"Command: `python benchmarks/readers.py --repeat {args.repeat} --copies {args.copies}`;"
-        " one core; MB/s of decompressed JSON lines; medians.", "",
-        "| file | MB | tokenmill MB/s | gzip/zstandard + json.loads MB/s | ratio |",
-        "|---|---:|---:|---:|---:|",
+        " one core; MB/s of decompressed JSON lines; medians of runs that alternate between"
+        " the two; paired = median over pairs of loop time / tokenmill time.", "",
+        "| file | MB | tokenmill MB/s | gzip/zstandard + json.loads MB/s | ratio of medians"
+        " | paired ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (path, fmt, nbytes) in build(Path(tmp), args.copies).items():
             assert ours(path, fmt) == loop(path, fmt)  # the same texts
-            t_ours = median_s(lambda p=path, f=fmt: ours(p, f), args.repeat)
-            t_loop = median_s(lambda p=path, f=fmt: loop(p, f), args.repeat)
+            ts_ours, ts_loop = paired(
+                lambda p=path, f=fmt: ours(p, f), lambda p=path, f=fmt: loop(p, f), args.repeat
+            )
+            t_ours, t_loop = statistics.median(ts_ours), statistics.median(ts_loop)
+            ratio = statistics.median(b / a for a, b in zip(ts_ours, ts_loop, strict=True))
             mb = nbytes / 1e6
             lines.append(f"| {name} ({Path(path).name}) | {mb:.1f} | {mb / t_ours:.1f} | "
-                         f"{mb / t_loop:.1f} | {t_loop / t_ours:.2f}x |")
+                         f"{mb / t_loop:.1f} | {t_loop / t_ours:.2f}x | {ratio:.2f}x |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
