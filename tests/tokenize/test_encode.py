@@ -1,12 +1,13 @@
-"""Encoding: EOD appended, exact round trip, long documents cut into pieces."""
+"""Encoding: EOD appended, exact round trip, long documents cut into pieces, pipelined batches."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from tmfixtures import sample_docs
 
 from tokenmill.tokenize.bpe import train_bpe
-from tokenmill.tokenize.encode import encode_documents, split_long
+from tokenmill.tokenize.encode import encode_documents, encode_pipelined, split_long
 
 
 def _tok():
@@ -57,3 +58,26 @@ def test_empty_documents_get_their_end_of_document_id():
     assert flat[0] == 0 and flat[n + 1] == 0 and flat[-2:].tolist() == [0, 0]
     empty_flat, empty_sizes = encode_documents(tok, [], 0, np.dtype(np.uint16))
     assert len(empty_flat) == len(empty_sizes) == 0
+
+
+def test_pipelined_batches_match_one_at_a_time_and_keep_their_order():
+    tok, texts = _tok()
+    long_doc = "\n".join(texts[:40])
+    batches = [(i, texts[i * 37 : (i + 1) * 37]) for i in range(6)] + [(6, [long_doc, ""])]
+    got = list(encode_pipelined(tok, iter(batches), 0, np.dtype(np.uint16), max_piece_chars=3000))
+    assert [item for item, _, _ in got] == list(range(7))
+    for (_, batch), (_, flat, sizes) in zip(batches, got, strict=True):
+        want_flat, want_sizes = encode_documents(
+            tok, batch, 0, np.dtype(np.uint16), max_piece_chars=3000
+        )
+        assert np.array_equal(flat, want_flat) and np.array_equal(sizes, want_sizes)
+    assert list(encode_pipelined(tok, iter([]), 0, np.dtype(np.uint16))) == []
+
+
+def test_pipelined_encoding_raises_the_error_of_a_bad_batch():
+    tok, texts = _tok()
+    batches = [(0, texts[:5]), (1, [None]), (2, texts[5:10])]  # type: ignore[list-item]
+    it = encode_pipelined(tok, iter(batches), 0, np.dtype(np.uint16))
+    assert next(it)[0] == 0
+    with pytest.raises(TypeError):
+        next(it)

@@ -497,7 +497,7 @@ def tokenize_partition(
     """
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
-    from tokenmill.tokenize.encode import encode_documents
+    from tokenmill.tokenize.encode import encode_pipelined
 
     tok = load_tokenizer(tokenizer_path)
     eod = token_id(tok, eod_token)
@@ -546,8 +546,7 @@ def tokenize_partition(
 
         if not split_languages:
             output_for("")  # always present, even when empty
-        for batch, texts in kept_batches():
-            flat, sizes = encode_documents(tok, texts, eod, dtype)
+        for batch, flat, sizes in encode_pipelined(tok, kept_batches(), eod, dtype):
             # per-language counts, vectorized (no per-document Python)
             enc = batch.column("lang").dictionary_encode()
             codes = enc.indices.to_numpy(zero_copy_only=False)

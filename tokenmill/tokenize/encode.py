@@ -9,17 +9,27 @@ BPE cost grows faster than linearly with the length of a pre-tokenized run
 into pieces at a line break (else a space) before encoding and their ids joined. Decoding the
 joined ids still gives back the document exactly; only the tokens at a cut may differ from
 encoding the document whole.
+
+The tokenize stage encodes the next batches on background threads while it turns this
+batch's encodings into numpy and writes them (`encode_pipelined`): the library releases the
+GIL while it encodes, and the end of each batch and that Python work would otherwise leave
+its threads' cores idle.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from operator import attrgetter
+from typing import TypeVar
 
 import numpy as np
 from tokenizers import Tokenizer
 
 MAX_PIECE_CHARS = 1_000_000
+T = TypeVar("T")
 
 
 def split_long(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
@@ -40,14 +50,40 @@ def split_long(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
     return pieces
 
 
-def encode_documents(
-    tok: Tokenizer,
-    texts: list[str],
-    eod_id: int,
-    dtype: np.dtype,
-    max_piece_chars: int = MAX_PIECE_CHARS,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return (flat tokens, sizes): each document's ids followed by `eod_id`."""
+class Encoded:
+    """One batch's encodings (the library's objects) and, where a document was cut into
+    pieces, each piece's document; `flat()` turns them into the shard's layout."""
+
+    __slots__ = ("encodings", "owner", "n_docs")
+
+    def __init__(self, encodings: list, owner: np.ndarray | None, n_docs: int):
+        self.encodings, self.owner, self.n_docs = encodings, owner, n_docs
+
+    def flat(self, eod_id: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """(flat tokens, sizes): each document's ids followed by `eod_id`."""
+        encodings, owner = self.encodings, self.owner
+        piece_len = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
+        # one C-level pass over the ids, one piece's list alive at a time
+        ids = np.fromiter(
+            chain.from_iterable(map(attrgetter("ids"), encodings)),
+            dtype=dtype,
+            count=int(piece_len.sum()),
+        )
+        doc_len = (
+            piece_len
+            if owner is None
+            else np.bincount(owner, weights=piece_len, minlength=self.n_docs).astype(np.int64)
+        )
+        # the end-of-document id after each document's last token
+        flat = np.insert(ids, np.cumsum(doc_len), np.asarray(eod_id, dtype=dtype))
+        return flat, doc_len + 1
+
+
+def encode_batch(
+    tok: Tokenizer, texts: list[str], max_piece_chars: int = MAX_PIECE_CHARS
+) -> Encoded:
+    """The library's batch call on `texts` (documents over `max_piece_chars` cut first). The
+    call runs on the library's threads without the GIL."""
     owner = None  # each piece's document, where some document was cut
     pieces = texts
     if any(len(t) > max_piece_chars for t in texts):
@@ -57,20 +93,46 @@ def encode_documents(
             pieces.extend(parts)
             cut_owner.extend([i] * len(parts))
         owner = np.asarray(cut_owner, dtype=np.int64)
-    encode_batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    encodings = encode_batch(pieces, add_special_tokens=False)
-    piece_len = np.fromiter(map(len, encodings), dtype=np.int64, count=len(encodings))
-    # one C-level pass over the ids, one piece's list alive at a time
-    ids = np.fromiter(
-        chain.from_iterable(map(attrgetter("ids"), encodings)),
-        dtype=dtype,
-        count=int(piece_len.sum()),
-    )
-    doc_len = (
-        piece_len
-        if owner is None
-        else np.bincount(owner, weights=piece_len, minlength=len(texts)).astype(np.int64)
-    )
-    # the end-of-document id after each document's last token
-    flat = np.insert(ids, np.cumsum(doc_len), np.asarray(eod_id, dtype=dtype))
-    return flat, doc_len + 1
+    call = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    return Encoded(call(pieces, add_special_tokens=False), owner, len(texts))
+
+
+def encode_documents(
+    tok: Tokenizer,
+    texts: list[str],
+    eod_id: int,
+    dtype: np.dtype,
+    max_piece_chars: int = MAX_PIECE_CHARS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (flat tokens, sizes): each document's ids followed by `eod_id`."""
+    return encode_batch(tok, texts, max_piece_chars).flat(eod_id, dtype)
+
+
+def encode_pipelined(
+    tok: Tokenizer,
+    batches: Iterable[tuple[T, list[str]]],
+    eod_id: int,
+    dtype: np.dtype,
+    max_piece_chars: int = MAX_PIECE_CHARS,
+    ahead: int = 2,
+) -> Iterator[tuple[T, np.ndarray, np.ndarray]]:
+    """`(item, flat, sizes)` for each `(item, texts)` of `batches`, in order, as
+    `encode_documents` gives them, with the next `ahead` batches being encoded on background
+    threads meanwhile. The library's batch calls share its thread pool, so the next batch's
+    documents fill the cores that the end of this one (its longest documents) and the
+    caller's Python work (ids into numpy, writing) would leave idle. `ahead + 1` batches are
+    alive at a time."""
+    with ThreadPoolExecutor(ahead, thread_name_prefix="tokenmill-encode") as pool:
+        pending: deque = deque()
+        try:
+            for item, texts in batches:
+                pending.append((item, pool.submit(encode_batch, tok, texts, max_piece_chars)))
+                if len(pending) > ahead:
+                    first, job = pending.popleft()
+                    yield first, *job.result().flat(eod_id, dtype)
+            while pending:
+                first, job = pending.popleft()
+                yield first, *job.result().flat(eod_id, dtype)
+        finally:
+            for _, job in pending:
+                job.cancel()
