@@ -201,3 +201,25 @@ def test_batch_split_gives_the_same_verdicts(texts, cut):
     langs = ["en"] * len(texts)
     for f in (GopherQuality(), GopherRepetition()):
         assert f(texts, langs) == f(texts[:cut], langs[:cut]) + f(texts[cut:], langs[cut:])
+
+
+def test_spacy_is_imported_without_torch_or_its_command_line():
+    """A fresh process: the word splitter's spaCy import leaves torch and spacy.cli (requests,
+    weasel, ...) unimported, tokenizes, and spacy.info / spacy.cli still work when asked for."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from tokenmill.filters.gopher import spacy_words
+words = spacy_words("en").words("Hello, world! Don't stop.")
+heavy = sorted(m for m in ("torch", "spacy.cli", "requests", "weasel") if m in sys.modules)
+import spacy
+version = spacy.info()["spacy_version"]
+import spacy.cli
+print(words, heavy, version == spacy.__version__, callable(spacy.cli.download))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "['Hello', ',', 'world', '!', 'Do', \"n't\", 'stop', '.'] [] True True"

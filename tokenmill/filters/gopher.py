@@ -63,19 +63,37 @@ def in_scope(lang: str, languages: frozenset[str] | None) -> bool:
 
 
 def import_spacy():
-    """`import spacy`, without letting its thinc import torch.
+    """`import spacy`, without what the blank tokenizers do not need.
 
-    thinc imports torch when it is installed (as it is with tokenmill's trainer), which costs
-    every worker about 190 MB and a second of start-up, for nothing: the rules only use spaCy's
-    blank tokenizers. Where torch is already imported it is left alone.
+    - thinc imports torch when it is installed (as it is with tokenmill's trainer), which costs
+      every worker about 190 MB and a second of start-up: `import torch` is made to fail
+      meanwhile (thinc then goes without). Where torch is already imported it is left alone.
+    - spaCy's `__init__` imports its command line (`spacy.cli`: requests, urllib3, weasel,
+      typer, httpx; ~10 MB and 0.3 s per worker) for `spacy.info` alone: a stand-in module
+      answers that import, and `spacy.info` imports the real one when called.
     """
     import sys
+    import types
 
-    if "spacy" in sys.modules or "torch" in sys.modules:
+    if "spacy" in sys.modules:
         import spacy
 
         return spacy
-    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail
+    blocked: dict[str, types.ModuleType | None] = {}
+    if "torch" not in sys.modules:
+        blocked["torch"] = None  # makes `import torch` fail
+    if "spacy.cli" not in sys.modules:
+        cli = types.ModuleType("spacy.cli")
+        info = types.ModuleType("spacy.cli.info")
+
+        def lazy_info(*args, **kwargs):
+            from spacy.cli.info import info as real
+
+            return real(*args, **kwargs)
+
+        info.info = lazy_info  # type: ignore[attr-defined]
+        blocked.update({"spacy.cli": cli, "spacy.cli.info": info})
+    sys.modules.update(blocked)  # type: ignore[arg-type]
     try:
         import spacy
     except ImportError as e:  # pragma: no cover - spacy is a dependency
@@ -84,7 +102,11 @@ def import_spacy():
             "(no model download): pip install spacy"
         ) from e
     finally:
-        del sys.modules["torch"]
+        for name, module in blocked.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    if getattr(spacy, "cli", None) is blocked.get("spacy.cli"):
+        del spacy.cli  # `import spacy.cli` (or spacy.cli.download ...) loads the real one
     return spacy
 
 

@@ -35,7 +35,13 @@ def train_bpe(
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> Tokenizer:
-    return Tokenizer.from_file(path)
+    from tokenmill.pipelines.engine import release_free_memory
+
+    tok = Tokenizer.from_file(path)
+    # parsing tokenizer.json leaves ~10 MB (32k vocabulary; more for BLOOM's 250k) of freed
+    # heap that glibc keeps mapped: give it back, in every worker that loads a tokenizer
+    release_free_memory()
+    return tok
 
 
 def load_tokenizer(path: str) -> Tokenizer:

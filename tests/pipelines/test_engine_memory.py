@@ -1,0 +1,33 @@
+"""Worker memory: pyarrow's pandas probe is deferred without breaking pandas conversions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CODE = """
+import sys
+{pre}
+import pyarrow as pa
+from tokenmill.pipelines.engine import defer_pandas_for_arrow
+defer_pandas_for_arrow()
+t = pa.table({{"a": [1, 2], "s": ["x", None]}})
+after_lists = "pandas" in sys.modules
+df = t.to_pandas()
+back = pa.Table.from_pandas(df, preserve_index=False)
+print(after_lists, type(df).__name__, back.to_pylist() == t.to_pylist(), "pandas" in sys.modules)
+"""
+
+
+def _run(pre: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", CODE.format(pre=pre)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_arrow_from_lists_leaves_pandas_unimported_and_conversions_still_work():
+    assert _run("") == "False DataFrame True True"
+
+
+def test_no_op_when_pandas_is_already_imported():
+    assert _run("import pandas") == "True DataFrame True True"
