@@ -181,6 +181,25 @@ def test_words_are_datatrove_words_in_many_languages():
         assert sw.words(t) == text_mod.split_into_words(t, english)
 
 
+def test_letters_only_shortcut_gives_spacys_own_tokens():
+    """English chunks of letters only skip spaCy: on every such chunk of the multilingual
+    sample spaCy agrees (one token) unless the chunk is a special case, which still goes to
+    spaCy; and whole documents split the same with and without the shortcut."""
+    docs = EN + [r["content"] for r in sample_docs("oscar")]
+    fast = SpacyWords()
+    tokenizer = fast.tokenizer()
+    letters = sorted({c for t in docs for c in t.split() if c.isalpha()})
+    assert len(letters) > 5000 and any(not c.isascii() for c in letters)
+    specials = set(tokenizer.rules)
+    assert all([t.text for t in tokenizer(c)] == [c] for c in letters if c not in specials)
+    assert fast.words("I cannot say Gonna") == ["I", "can", "not", "say", "Gon", "na"]
+    slow = SpacyWords()
+    slow.tokenizer()
+    slow._one_token = None  # every chunk through spaCy
+    for t in docs[::7]:
+        assert fast.words(t) == slow.words(t)
+
+
 def test_a_full_cache_starts_over_without_changing_results():
     texts = EN[:40]
     small = SpacyWords(max_cache=300)

@@ -128,6 +128,8 @@ class SpacyWords:
         self._tokenizer = None
         self.cache: dict[str, tuple] = {}
         self.token_ids: dict[str, int] = {}
+        # special cases of a language whose letters-only chunks are single tokens otherwise
+        self._one_token: frozenset[str] | None = None
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -135,6 +137,12 @@ class SpacyWords:
             # Tokens do not depend on lexeme attributes (shape, like_num, ...): skip them.
             self._nlp.vocab.lex_attr_getters = {}
             self._tokenizer = self._nlp.tokenizer
+            if self.lang == "en":
+                # English's prefix, suffix and infix rules all need a character that is not
+                # a letter, so a chunk of letters only is one token unless it is a special
+                # case ("cannot" -> "can", "not"); tests/filters/test_gopher.py checks this
+                # against spaCy on multilingual text.
+                self._one_token = frozenset(self._tokenizer.rules)
         return self._tokenizer
 
     def chunks(self, text: str) -> list[str]:
@@ -157,6 +165,18 @@ class SpacyWords:
 
     def _fill(self, missing: list[str]) -> None:
         tokenizer = self.tokenizer()
+        specials = self._one_token
+        if specials is not None:  # letters-only chunks need no spaCy call (about half)
+            cache, ids, rest = self.cache, self.token_ids, []
+            for m in missing:
+                if m.isalpha() and m not in specials:  # (no letter is a Gopher symbol)
+                    n = len(m)
+                    cache[m] = ((m,), 1, n, 1, (ids.setdefault(m, len(ids)),), (n,))
+                else:
+                    rest.append(m)
+            if not rest:
+                return
+            missing = rest
         groups: list[list[str]] = [[] for _ in missing]
         ends = []
         pos = 0
@@ -178,9 +198,13 @@ class SpacyWords:
                 while tok.idx >= ends[j]:
                     j += 1
                 groups[j].append(text)
+        self._store(zip(missing, groups, strict=True))
+
+    def _store(self, chunk_tokens) -> None:
+        """Cache each (chunk, its tokens) with the per-chunk sums the rules use."""
         symbols = SYMBOLS
         ids = self.token_ids
-        for chunk, toks in zip(missing, groups, strict=True):
+        for chunk, toks in chunk_tokens:
             n_word = n_len = n_alpha = 0
             for t in toks:
                 if not symbols.issuperset(t):
