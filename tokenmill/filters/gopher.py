@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -292,12 +293,12 @@ class GopherQuality(_SpacyRule):
         cache = sw.cache
         n_words = n_word = n_len = n_alpha = 0
         tokens: set[str] = set()
-        for c in sw.chunks(text):
+        for c, k in Counter(sw.chunks(text)).items():  # each distinct chunk once
             toks, w, ln, a = cache[c][:4]
-            n_words += len(toks)
-            n_word += w
-            n_len += ln
-            n_alpha += a
+            n_words += k * len(toks)
+            n_word += k * w
+            n_len += k * ln
+            n_alpha += k * a
             tokens.update(toks)
 
         if self.min_words is not None and n_word < self.min_words:
