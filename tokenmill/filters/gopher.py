@@ -26,6 +26,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -151,7 +152,7 @@ class SpacyWords:
         chunks = text.split()
         cache = self.cache
         distinct = dict.fromkeys(chunks)
-        missing = [c for c in distinct if c not in cache]
+        missing = [c for c in distinct if c not in cache]  # (faster than set differences)
         if missing:
             if len(cache) + len(missing) > self.max_cache:
                 cache.clear()
@@ -217,6 +218,8 @@ class SpacyWords:
             self.cache[chunk] = (tuple(toks), n_word, n_len, n_alpha, tids, tuple(map(len, toks)))
 
 
+_TOKEN_IDS = itemgetter(4)  # of a SpacyWords cache entry
+_TOKEN_LENS = itemgetter(5)
 _SPLITTERS: dict[str, SpacyWords] = {}
 
 
@@ -409,10 +412,9 @@ class GopherRepetition(_SpacyRule):
         if self.max_dup_line_chars is not None and chars / n_chars > self.max_dup_line_chars:
             return "gopher:too_many_duplicate_line_chars"
 
-        chunks = sw.chunks(text)
-        cache = sw.cache
-        ids = np.fromiter(chain.from_iterable(cache[c][4] for c in chunks), dtype=np.int64)
-        lens = np.fromiter(chain.from_iterable(cache[c][5] for c in chunks), dtype=np.int64)
+        entries = list(map(sw.cache.__getitem__, sw.chunks(text)))
+        ids = np.fromiter(chain.from_iterable(map(_TOKEN_IDS, entries)), dtype=np.int64)
+        lens = np.fromiter(chain.from_iterable(map(_TOKEN_LENS, entries)), dtype=np.int64)
         if len(ids) < 2:
             return None
         cum = np.concatenate(([0], np.cumsum(lens)))
