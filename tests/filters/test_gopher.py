@@ -182,9 +182,10 @@ def test_words_are_datatrove_words_in_many_languages():
 
 
 def test_letters_only_shortcut_gives_spacys_own_tokens():
-    """English chunks of letters only skip spaCy: on every such chunk of the multilingual
-    sample spaCy agrees (one token) unless the chunk is a special case, which still goes to
-    spaCy; and whole documents split the same with and without the shortcut."""
+    """English chunks of letters only, or letters and one of , : ; ! ? ) ", skip spaCy: on
+    every such chunk of the multilingual sample spaCy agrees (one token; the letters and the
+    mark) unless a special case is involved, which still goes to spaCy; and whole documents
+    split the same with and without the shortcut."""
     docs = EN + [r["content"] for r in sample_docs("oscar")]
     fast = SpacyWords()
     tokenizer = fast.tokenizer()
@@ -192,6 +193,13 @@ def test_letters_only_shortcut_gives_spacys_own_tokens():
     assert len(letters) > 5000 and any(not c.isascii() for c in letters)
     specials = set(tokenizer.rules)
     assert all([t.text for t in tokenizer(c)] == [c] for c in letters if c not in specials)
+    pairs = {c for t in docs for c in t.split() if c[-1] in ',:;!?)"' and c[:-1].isalpha()}
+    assert len(pairs) > 1000
+    assert all(
+        [t.text for t in tokenizer(c)] == [c[:-1], c[-1]]
+        for c in pairs
+        if c not in specials and c[:-1] not in specials
+    )
     assert fast.words("I cannot say Gonna") == ["I", "can", "not", "say", "Gon", "na"]
     slow = SpacyWords()
     slow.tokenizer()

@@ -142,8 +142,9 @@ class SpacyWords:
             if self.lang == "en":
                 # English's prefix, suffix and infix rules all need a character that is not
                 # a letter, so a chunk of letters only is one token unless it is a special
-                # case ("cannot" -> "can", "not"); tests/filters/test_gopher.py checks this
-                # against spaCy on multilingual text.
+                # case ("cannot" -> "can", "not"); and , : ; ! ? ) " are suffixes split off
+                # unconditionally (unlike ".", kept in "A." or "Mr."). tests/filters/
+                # test_gopher.py checks both against spaCy on multilingual text.
                 self._one_token = frozenset(self._tokenizer.rules)
         return self._tokenizer
 
@@ -169,13 +170,18 @@ class SpacyWords:
         tokenizer = self.tokenizer()
         specials = self._one_token
         if specials is not None:  # letters-only chunks need no spaCy call (about half)
-            cache, ids, rest = self.cache, self.token_ids, []
+            cache, ids, rest, pairs = self.cache, self.token_ids, [], []
             for m in missing:
-                if m.isalpha() and m not in specials:  # (no letter is a Gopher symbol)
+                if m in specials:
+                    rest.append(m)
+                elif m.isalpha():  # (no letter is a Gopher symbol)
                     n = len(m)
                     cache[m] = ((m,), 1, n, 1, (ids.setdefault(m, len(ids)),), (n,))
+                elif m[-1] in _SPLIT_SUFFIXES and m[:-1].isalpha() and m[:-1] not in specials:
+                    pairs.append((m, (m[:-1], m[-1])))
                 else:
                     rest.append(m)
+            self._store(pairs)
             if not rest:
                 return
             missing = rest
@@ -218,6 +224,7 @@ class SpacyWords:
             self.cache[chunk] = (tuple(toks), n_word, n_len, n_alpha, tids, tuple(map(len, toks)))
 
 
+_SPLIT_SUFFIXES = frozenset(',:;!?)"')  # see SpacyWords.tokenizer
 _TOKEN_IDS = itemgetter(4)  # of a SpacyWords cache entry
 _TOKEN_LENS = itemgetter(5)
 _SPLITTERS: dict[str, SpacyWords] = {}
