@@ -118,9 +118,14 @@ class SpacyWords:
     Each cache entry is (tokens, number of non-symbol tokens, their total length, number of
     tokens with a letter, token ids, token lengths), so the rules sum per chunk instead of per
     character. Token ids are stable while the cache is: it is cleared (ids and all) when it
-    reaches `max_cache` chunks, which bounds memory (about 1 KB a chunk: 50,000 chunks hold
-    the frequent words of a language and cost a worker ~50 MB; 200,000 cost ~55 MB more and
-    saved under 5% of the process stage's time on benchmarks/end_to_end.py's corpus).
+    reaches `max_cache` chunks, which bounds memory (~0.4 KB a chunk measured on the
+    multilingual sample: 50,000 chunks hold the frequent words of a language for ~20 MB a
+    worker; 200,000 cost ~55 MB more and saved under 5% of the process stage's time on
+    benchmarks/end_to_end.py's corpus).
+
+    Most chunks never reach spaCy: with English rules, letters only is one token and letters
+    followed by one of , : ; ! ? ) " is two, unless a special case is involved (see
+    `tokenizer`); the rest is tokenized in one spaCy call per document.
     """
 
     def __init__(self, lang: str = "en", max_cache: int = 50_000):
