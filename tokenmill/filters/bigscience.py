@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from tokenmill.filters.quality import NO_SPACE_LANGS
+from tokenmill.filters.quality import code_points as _codes
 
 WORDLISTS = Path(__file__).parent / "wordlists"
 INCORRECT_SUBSTRINGS = ("http", "www", ".com", "href", "//")
@@ -252,10 +253,6 @@ def words_of(text: str) -> list[str]:
         if s:
             out.append(s)
     return out
-
-
-def _codes(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
 def special_characters_ratio(text: str) -> float:

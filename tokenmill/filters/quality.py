@@ -3,6 +3,8 @@ BigScience rule sets build on the same interface."""
 
 from __future__ import annotations
 
+import numpy as np
+
 # Languages written without spaces between words: a word count means nothing there.
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "wuu", "yue"})
 
@@ -32,7 +34,27 @@ class BasicQuality:
             return "quality:too_short"
         if lang not in NO_SPACE_LANGS and len(text.split()) < self.min_words:
             return "quality:too_few_words"
-        letters_or_space = sum(1 for c in text if c.isalpha() or c.isspace())
+        letters_or_space = int(np.count_nonzero(_letter_or_space()[code_points(text)]))
         if (n - letters_or_space) / n > self.max_symbol_fraction:
             return "quality:too_many_symbols"
         return None
+
+
+def code_points(text: str) -> np.ndarray:
+    """The text's code points (lone surrogates included), without a per-character loop."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+_LETTER_OR_SPACE: np.ndarray | None = None
+
+
+def _letter_or_space() -> np.ndarray:
+    """Per code point: str.isalpha() or str.isspace() (built once per process, ~0.2 s)."""
+    global _LETTER_OR_SPACE
+    if _LETTER_OR_SPACE is None:
+        _LETTER_OR_SPACE = np.fromiter(
+            (c.isalpha() or c.isspace() for c in map(chr, range(0x110000))),
+            dtype=bool,
+            count=0x110000,
+        )
+    return _LETTER_OR_SPACE
