@@ -79,14 +79,12 @@ def timed(fn) -> float:
 def paired(a, b, repeat: int) -> tuple[list[float], list[float]]:
     """Times of `a` and `b`, run alternately `repeat` times each (which goes first alternates
     too), so that load changes on a shared machine hit both alike."""
-    ta, tb = [], []
+    ta: list[float] = []
+    tb: list[float] = []
     for r in range(repeat):
-        if r % 2:
-            tb.append(timed(b))
-            ta.append(timed(a))
-        else:
-            ta.append(timed(a))
-            tb.append(timed(b))
+        order = [(a, ta), (b, tb)]
+        for fn, times in order[:: -1 if r % 2 else 1]:
+            times.append(timed(fn))
     return ta, tb
 
 

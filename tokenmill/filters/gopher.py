@@ -135,8 +135,9 @@ class SpacyWords:
         self._tokenizer = None
         self.cache: dict[str, tuple] = {}
         self.token_ids: dict[str, int] = {}
-        # special cases of a language whose letters-only chunks are single tokens otherwise
-        self._one_token: frozenset[str] | None = None
+        # the special cases, where a language's chunks of letters (and a few letters + mark
+        # shapes) can be split without spaCy; None: every chunk goes through spaCy
+        self._shortcut_specials: frozenset[str] | None = None
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -150,7 +151,7 @@ class SpacyWords:
                 # case ("cannot" -> "can", "not"); and , : ; ! ? ) " are suffixes split off
                 # unconditionally (unlike ".", kept in "A." or "Mr."). tests/filters/
                 # test_gopher.py checks both against spaCy on multilingual text.
-                self._one_token = frozenset(self._tokenizer.rules)
+                self._shortcut_specials = frozenset(self._tokenizer.rules)
         return self._tokenizer
 
     def chunks(self, text: str) -> list[str]:
@@ -173,8 +174,8 @@ class SpacyWords:
 
     def _fill(self, missing: list[str]) -> None:
         tokenizer = self.tokenizer()
-        specials = self._one_token
-        if specials is not None:  # letters-only chunks need no spaCy call (about half)
+        specials = self._shortcut_specials
+        if specials is not None:  # most chunks need no spaCy call (see `tokenizer`)
             cache, ids, rest, pairs = self.cache, self.token_ids, [], []
             for m in missing:
                 if m in specials:

@@ -31,6 +31,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from tokenmill.memory import defer_pandas_for_arrow, release_free_memory
+
 log = logging.getLogger(__name__)
 
 
@@ -72,63 +74,6 @@ class Task:
     fn: Callable[..., dict]
     args: tuple
     done: Path
-
-
-def release_free_memory() -> None:
-    """Return the C heap's free pages to the OS (glibc's malloc_trim); a no-op elsewhere.
-
-    Libraries that parse or build big structures in C (tokenizers, Arrow) free them into
-    glibc's heap, which keeps the pages mapped and counted against the process."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None
-
-
-class _NoPandasFinder:
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas import deferred by tokenmill", name=name)
-        return None
-
-
-_arrow_probe_done = False
-
-
-def defer_pandas_for_arrow() -> None:
-    """Keep pyarrow from importing pandas (~30 MB a process) just to ask whether an object is
-    a pandas one, which it does on the first `pa.array`/`pa.table` from Python lists.
-
-    That probe is made once, here, while `import pandas` fails, so pyarrow takes lists as
-    lists from then on. Explicit conversions (`Table.to_pandas`, `Table.from_pandas`) still
-    import pandas and work, so Dask dataframes and `datasets` are unaffected. A no-op when
-    pandas is already imported."""
-    global _arrow_probe_done
-    if _arrow_probe_done:
-        return
-    _arrow_probe_done = True
-    import sys
-
-    if "pandas" in sys.modules:
-        return
-    import pyarrow as pa
-
-    finder = _NoPandasFinder()
-    sys.meta_path.insert(0, finder)
-    try:
-        pa.array([0])  # makes pyarrow's one pandas probe
-    finally:
-        sys.meta_path.remove(finder)
 
 
 def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:

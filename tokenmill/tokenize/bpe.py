@@ -35,7 +35,7 @@ def train_bpe(
 
 @lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> Tokenizer:
-    from tokenmill.pipelines.engine import release_free_memory
+    from tokenmill.memory import release_free_memory
 
     tok = Tokenizer.from_file(path)
     # parsing tokenizer.json leaves ~10 MB (32k vocabulary; more for BLOOM's 250k) of freed

@@ -123,15 +123,18 @@ def encode_pipelined(
     documents with the next batch; on the tokenization benchmark it measured no better.)"""
     with ThreadPoolExecutor(ahead, thread_name_prefix="tokenmill-encode") as pool:
         pending: deque = deque()
+
+        def oldest():
+            item, job = pending.popleft()
+            return item, *job.result().flat(eod_id, dtype)
+
         try:
             for item, texts in batches:
                 pending.append((item, pool.submit(encode_batch, tok, texts, max_piece_chars)))
                 if len(pending) > ahead:
-                    first, job = pending.popleft()
-                    yield first, *job.result().flat(eod_id, dtype)
+                    yield oldest()
             while pending:
-                first, job = pending.popleft()
-                yield first, *job.result().flat(eod_id, dtype)
+                yield oldest()
         finally:
             for _, job in pending:
                 job.cancel()

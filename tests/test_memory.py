@@ -9,7 +9,7 @@ CODE = """
 import sys
 {pre}
 import pyarrow as pa
-from tokenmill.pipelines.engine import defer_pandas_for_arrow
+from tokenmill.memory import defer_pandas_for_arrow
 defer_pandas_for_arrow()
 t = pa.table({{"a": [1, 2], "s": ["x", None]}})
 after_lists = "pandas" in sys.modules
