@@ -38,7 +38,11 @@ shared by forked workers count once), sampled every 50 ms; "per worker" is the b
 process. Rates per core = rate / workers. Medians of `--repeat` runs.
 
 `--profile` records `py-spy record --subprocesses` of one tokenmill run and prints the top
-functions by own time and the share of time in tokenizers and fastText.
+functions by own time and the share of the workers' CPU time in tokenizers and fastText.
+tokenizers encodes on its own native threads, which py-spy (Python threads only) never sees:
+the workers' CPU seconds per OS thread are read from /proc during the run, the encode thread
+and the threads it starts carry the name `tm-encode`, and they count by their measured CPU
+time; the rest of the workers' CPU time is split by py-spy's samples.
 """
 
 # ruff: noqa: E402
@@ -387,9 +391,45 @@ def _tree(pid: int) -> list[int]:
         return []
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> dict:
-    """Run `cmd`; wall seconds and peak PSS of its process tree (total, biggest process)."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _is_worker(pid: int) -> bool:
+    """A Dask worker process (multiprocessing's spawned child), not the CLI or py-spy."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"multiprocessing-fork" in f.read()
+    except OSError:
+        return False
+
+
+def _thread_cpu(pid: int, into: dict) -> None:
+    """Record each thread's OS name and CPU seconds so far (utime + stime) under
+    into[(pid, tid)]; the last reading of a thread that has ended stays."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2 :].split()
+        into[(pid, tid)] = (
+            st[st.index("(") + 1 : st.rindex(")")],
+            (int(fields[11]) + int(fields[12])) / _TICK,
+        )
+
+
+def run_measured(cmd: list[str], env: dict | None = None, thread_cpu: bool = False) -> dict:
+    """Run `cmd`; wall seconds and peak PSS of its process tree (total, biggest process).
+    `thread_cpu`: also the worker processes' CPU seconds by OS thread name
+    (`worker_cpu_s`), sampled with the memory, and the other processes' (`other_cpu_s`)."""
     peak_total = peak_one = 0
+    threads: dict = {}
+    workers: dict[int, bool] = {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -399,9 +439,15 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     def sample():
         nonlocal peak_total, peak_one
         while not stop.wait(0.05):
-            sizes = [_pss(p) for p in _tree(proc.pid)]
+            pids = _tree(proc.pid)
+            sizes = [_pss(p) for p in pids]
             if sizes:
                 peak_total, peak_one = max(peak_total, sum(sizes)), max(peak_one, max(sizes))
+            if thread_cpu:
+                for p in pids:
+                    if p not in workers:
+                        workers[p] = _is_worker(p)
+                    _thread_cpu(p, threads)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -411,7 +457,14 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     th.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{output[-4000:]}")
-    return {"wall_s": wall, "peak_total": peak_total, "peak_one": peak_one, "output": output}
+    r = {"wall_s": wall, "peak_total": peak_total, "peak_one": peak_one, "output": output}
+    if thread_cpu:
+        by_name: collections.Counter = collections.Counter()
+        for (pid, _), (name, cpu) in threads.items():
+            by_name[name if workers.get(pid) else "(other processes)"] += cpu
+        r["other_cpu_s"] = by_name.pop("(other processes)", 0.0)
+        r["worker_cpu_s"] = dict(by_name)
+    return r
 
 
 def run_tokenmill(root: Path, tok: Path, work: Path, default_rules: bool = False) -> dict:
@@ -445,11 +498,12 @@ def run_datatrove(root: Path, tok: Path, work: Path) -> dict:
 
 
 def profile_tokenmill(root: Path, tok: Path, work: Path, default_rules: bool = False) -> Path:
-    """py-spy over one tokenmill run, all processes; the raw (collapsed stacks) file."""
+    """py-spy over one tokenmill run, all processes; the raw (collapsed stacks) file, and
+    next to it (`.cpu.json`) the workers' CPU seconds by OS thread name."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     cfg = tokenmill_config(root, tok, work / "tokenmill.yaml", default_rules=default_rules)
     raw = work / "profile.txt"
-    subprocess.run(
+    r = run_measured(
         [
             pyspy,
             "record",
@@ -463,9 +517,10 @@ def profile_tokenmill(root: Path, tok: Path, work: Path, default_rules: bool = F
             "--",
             *tokenmill_cmd(cfg, work / "prof_out"),
         ],
-        check=True,
-        capture_output=True,
+        thread_cpu=True,
     )
+    cpu = {k: r[k] for k in ("wall_s", "worker_cpu_s", "other_cpu_s")}
+    raw.with_suffix(".cpu.json").write_text(json.dumps(cpu, indent=1))
     shutil.rmtree(work / "prof_out", ignore_errors=True)
     return raw
 
@@ -473,9 +528,10 @@ def profile_tokenmill(root: Path, tok: Path, work: Path, default_rules: bool = F
 # where a worker's sample goes: by the deepest tokenmill frame's file (the library it calls,
 # e.g. fastText's C++ inside LanguageId.predict, is counted to that frame: py-spy runs without
 # --native); samples with no tokenmill frame are imports or the Dask runtime
+TOKENIZATION = "tokenization (tokenizers, ids to numpy)"
 CATEGORY = {
     "filters/langid.py": "fastText LID",
-    "tokenize/encode.py": "tokenizers encode_batch",
+    "tokenize/encode.py": TOKENIZATION,
     "tokenize/bpe.py": "tokenizer training (BPE)",
     "filters/gopher.py": "Gopher rules (spaCy words)",
     "filters/c4.py": "other quality rules",
@@ -490,11 +546,26 @@ CATEGORY = {
 IDLE = ("select (", "wait (", "_recv (", "sleep (", "acquire (", "poll (", "read (selectors")
 
 
+def _in_encode_thread(stack: str) -> bool:
+    """A sample of encode_pipelined's background thread (a concurrent.futures thread, not
+    one of Dask's, running tokenize/encode.py)."""
+    return "(concurrent/futures/thread.py" in stack and "(tokenmill/tokenize/encode.py" in stack
+
+
 def profile_summary(raw: Path, top: int = 15) -> str:
-    """Share of the worker processes' busy samples by category and by function."""
+    """Share of the worker processes' CPU time by category and by function.
+
+    py-spy samples Python threads only, and tokenizers encodes on its own native threads,
+    which it never sees. So where `raw`'s `.cpu.json` exists (the workers' CPU seconds by OS
+    thread name, from /proc), the encode thread and the threads it starts (named
+    ENCODE_THREAD_NAME) count by their measured CPU time, and the rest of the workers' CPU
+    time is split by py-spy's busy samples outside the encode thread. Without it, shares are
+    of py-spy's busy samples."""
+    from tokenmill.tokenize.encode import ENCODE_THREAD_NAME
+
     cats: collections.Counter = collections.Counter()
     funcs: collections.Counter = collections.Counter()
-    busy = idle = other_procs = 0
+    busy = idle = other_procs = in_encode = 0
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         n = int(n)
@@ -506,6 +577,9 @@ def profile_summary(raw: Path, top: int = 15) -> str:
         if any(k in leaf for k in IDLE):
             idle += n
             continue
+        if _in_encode_thread(stack):
+            in_encode += n
+            continue
         busy += n
         funcs[leaf] += n
         tm = [f for f in frames if "(tokenmill/" in f]
@@ -516,16 +590,46 @@ def profile_summary(raw: Path, top: int = 15) -> str:
             cats["imports (worker start-up)"] += n
         else:
             cats["Dask runtime (tasks, comms, serialization)"] += n
+    cpu_file = raw.with_suffix(".cpu.json")
+    if cpu_file.exists():
+        cpu = json.loads(cpu_file.read_text())
+        total = sum(cpu["worker_cpu_s"].values())
+        enc = cpu["worker_cpu_s"].get(ENCODE_THREAD_NAME, 0.0)
+        scale = (total - enc) / total / busy  # one busy sample's share of all worker CPU
+        shares = {k: v * scale for k, v in cats.items()}
+        shares[TOKENIZATION] = shares.get(TOKENIZATION, 0.0) + enc / total
+        fshares = {k: v * scale for k, v in funcs.items()}
+        fshares[f"tokenizers' encoding threads ({ENCODE_THREAD_NAME}, from /proc)"] = enc / total
+        head = (
+            f"The 2 workers used {total:.1f} CPU s in a {cpu['wall_s']:.1f} s run (the CLI "
+            f"py-spy: {cpu['other_cpu_s']:.1f} s). Of it, {enc:.1f} s ran in tokenizers' "
+            "encoding threads, measured from /proc, since py-spy sees Python threads only; the "
+            f"rest is split by py-spy's {busy} busy samples (50 Hz) in the workers' other "
+            f"threads (plus {idle} idle; {in_encode} in the encode thread, counted by /proc). "
+            "Shares are of the workers' CPU time."
+        )
+    else:
+        shares = {k: v / busy for k, v in cats.items()}
+        fshares = {k: v / busy for k, v in funcs.items()}
+        head = (
+            f"py-spy, 50 Hz: {busy} busy samples in the 2 workers (plus {idle} idle, "
+            f"{in_encode} in the encode thread, and {other_procs} in the CLI process: client, "
+            "scheduler, progress bars). Shares are of busy samples; tokenizers' own threads "
+            "are not seen."
+        )
+    both = shares.get("fastText LID", 0.0) + shares.get(TOKENIZATION, 0.0)
     lines = [
-        f"py-spy, 50 Hz: {busy} busy samples in the 2 workers (plus {idle} idle, and "
-        f"{other_procs} in the CLI process: client, scheduler, progress bars)",
+        head,
         "",
-        "| where the workers' busy time goes | share |",
+        f"fastText LID + tokenization: **{both:.1%}** of the workers' time.",
+        "",
+        "| where the workers' time goes | share |",
         "|---|---:|",
     ]
-    lines += [f"| {k} | {v / busy:.1%} |" for k, v in cats.most_common()]
-    lines += ["", "| top functions, own time (workers, busy) | share |", "|---|---:|"]
-    lines += [f"| `{k}` | {v / busy:.1%} |" for k, v in funcs.most_common(top)]
+    lines += [f"| {k} | {v:.1%} |" for k, v in sorted(shares.items(), key=lambda kv: -kv[1])]
+    lines += ["", "| top functions, own time (workers) | share |", "|---|---:|"]
+    ranked = sorted(fshares.items(), key=lambda kv: -kv[1])[:top]
+    lines += [f"| `{k}` | {v:.1%} |" for k, v in ranked]
     return "\n".join(lines)
 
 

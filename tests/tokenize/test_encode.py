@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 import pytest
 from tmfixtures import sample_docs
 
 from tokenmill.tokenize.bpe import train_bpe
-from tokenmill.tokenize.encode import encode_documents, encode_pipelined, split_long
+from tokenmill.tokenize.encode import (
+    ENCODE_THREAD_NAME,
+    encode_documents,
+    encode_pipelined,
+    name_os_thread,
+    split_long,
+)
 
 
 def _tok():
@@ -81,3 +90,40 @@ def test_pipelined_encoding_raises_the_error_of_a_bad_batch():
     assert next(it)[0] == 0
     with pytest.raises(TypeError):
         next(it)
+
+
+def _os_thread_name() -> str:
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        return f.read().strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OS thread names: Linux")
+def test_encoding_runs_on_a_named_os_thread_whose_threads_inherit_the_name():
+    """The name is how the end-to-end profile tells tokenizers' CPU time apart."""
+    tok, texts = _tok()
+    seen: list[str] = []
+
+    class Recording:  # the real tokenizer, noting the OS name of the thread that calls it
+        def encode_batch_fast(self, pieces, add_special_tokens):
+            seen.append(_os_thread_name())
+            return tok.encode_batch_fast(pieces, add_special_tokens=add_special_tokens)
+
+        encode_batch = encode_batch_fast
+
+    got = list(encode_pipelined(Recording(), iter([(0, texts[:5])]), 0, np.dtype(np.uint16)))
+    assert seen == [ENCODE_THREAD_NAME] and len(got) == 1
+    before = _os_thread_name()
+    child: list[str] = []
+
+    def named_then_start_child():
+        name_os_thread("tm-test")
+        t = threading.Thread(target=lambda: child.append(_os_thread_name()))
+        t.start()
+        t.join()
+        child.append(_os_thread_name())
+
+    t = threading.Thread(target=named_then_start_child)
+    t.start()
+    t.join()
+    assert child == ["tm-test", "tm-test"]
+    assert _os_thread_name() == before  # the caller's own name is untouched
