@@ -181,31 +181,58 @@ def test_words_are_datatrove_words_in_many_languages():
         assert sw.words(t) == text_mod.split_into_words(t, english)
 
 
-def test_letters_only_shortcut_gives_spacys_own_tokens():
-    """English chunks of letters only, or letters and one of , : ; ! ? ) ", skip spaCy: on
-    every such chunk of the multilingual sample spaCy agrees (one token; the letters and the
-    mark) unless a special case is involved, which still goes to spaCy; and whole documents
-    split the same with and without the shortcut."""
+def test_shortcut_gives_spacys_own_tokens():
+    """English chunks that are letters, or letters with one leading and/or trailing
+    character spaCy's prefix / suffix patterns split off, skip spaCy. On every chunk of the
+    multilingual sample the shortcut answers, spaCy agrees; whole documents split the same
+    with and without it; special cases go to spaCy."""
     docs = EN + [r["content"] for r in sample_docs("oscar")]
     fast = SpacyWords()
     tokenizer = fast.tokenizer()
-    letters = sorted({c for t in docs for c in t.split() if c.isalpha()})
-    assert len(letters) > 5000 and any(not c.isascii() for c in letters)
-    specials = set(tokenizer.rules)
-    assert all([t.text for t in tokenizer(c)] == [c] for c in letters if c not in specials)
-    pairs = {c for t in docs for c in t.split() if c[-1] in ',:;!?)"' and c[:-1].isalpha()}
-    assert len(pairs) > 1000
-    assert all(
-        [t.text for t in tokenizer(c)] == [c[:-1], c[-1]]
-        for c in pairs
-        if c not in specials and c[:-1] not in specials
-    )
-    assert fast.words("I cannot say Gonna") == ["I", "can", "not", "say", "Gon", "na"]
+    assert fast._shortcut_specials is not None  # the load-time self-check passed
+    chunks = sorted({c for t in docs for c in t.split()})
+    answered = {c: q for c in chunks if (q := fast._quick(c)) is not None}
+    shapes = {len(q) for q in answered.values()}
+    assert len(answered) > 0.6 * len(chunks) and shapes == {1, 2, 3}
+    assert any(c.endswith(".") for c in answered) and any(c[0] == "(" for c in answered)
+    assert any(not c.isascii() for c in answered)
+    wrong = [(c, q) for c, q in answered.items() if q != tuple(t.text for t in tokenizer(c))]
+    assert wrong == []
+    # specials and the strings on the way to the letters are left to spaCy
+    for chunk in ["cannot", "(cannot", "cannot.", "Mr.", "(Mr.", "a.", "(a.", "Gonna"]:
+        assert fast._quick(chunk) is None
+    assert fast.words("I cannot say (Gonna.") == ["I", "can", "not", "say", "(", "Gon", "na", "."]
     slow = SpacyWords()
     slow.tokenizer()
     slow._shortcut_specials = None  # every chunk through spaCy
     for t in docs[::7]:
         assert fast.words(t) == slow.words(t)
+
+
+def test_shortcut_matches_spacy_for_every_one_character_affix():
+    """Each printable non-letter BMP character before and/or after a few cores (lower, upper,
+    mixed case, Cyrillic, accented), wherever the shortcut answers."""
+    fast = SpacyWords()
+    tokenizer = fast.tokenizer()
+    marks = [chr(c) for c in range(0x21, 0x3000) if chr(c).isprintable() and not chr(c).isalpha()]
+    marks = [m for m in marks if not m.isspace()]
+    answered = 0
+    for core in ("word", "Word", "WORD", "слово", "naïve", "x"):
+        for m in marks:
+            for chunk in (m + core, core + m, m + core + m):
+                q = fast._quick(chunk)
+                if q is not None:
+                    answered += 1
+                    assert q == tuple(t.text for t in tokenizer(chunk)), chunk
+    assert answered > 1000
+
+
+def test_a_disagreeing_spacy_turns_the_shortcut_off():
+    sw = SpacyWords()
+    tokenizer = sw.tokenizer()
+    assert sw._shortcut_agrees()
+    tokenizer.rules = {**tokenizer.rules, "word.": [{"ORTH": "word."}]}  # a new special case
+    assert not sw._shortcut_agrees()
 
 
 def test_a_full_cache_starts_over_without_changing_results():

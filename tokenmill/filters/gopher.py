@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -123,9 +123,11 @@ class SpacyWords:
     worker; 200,000 cost ~55 MB more and saved under 5% of the process stage's time on
     benchmarks/end_to_end.py's corpus).
 
-    Most chunks never reach spaCy: with English rules, letters only is one token and letters
-    followed by one of , : ; ! ? ) " is two, unless a special case is involved (see
-    `tokenizer`); the rest is tokenized in one spaCy call per document.
+    New chunks are tokenized a group of documents at a time (`chunk_lists`), in one spaCy
+    call. Most never reach spaCy: with English rules, a chunk of letters is one token, and
+    letters with one leading and/or one trailing character that spaCy's own prefix / suffix
+    patterns split off are those tokens, unless a special case is involved (see
+    `tokenizer` and `_affixed`).
     """
 
     def __init__(self, lang: str = "en", max_cache: int = 50_000):
@@ -135,8 +137,9 @@ class SpacyWords:
         self._tokenizer = None
         self.cache: dict[str, tuple] = {}
         self.token_ids: dict[str, int] = {}
-        # the special cases, where a language's chunks of letters (and a few letters + mark
-        # shapes) can be split without spaCy; None: every chunk goes through spaCy
+        # the special cases, where a language's chunks of letters (and letters with one
+        # split-off prefix / suffix character) can be split without spaCy; None: every
+        # chunk goes through spaCy
         self._shortcut_specials: frozenset[str] | None = None
 
     def tokenizer(self):
@@ -148,25 +151,94 @@ class SpacyWords:
             if self.lang == "en":
                 # English's prefix, suffix and infix rules all need a character that is not
                 # a letter, so a chunk of letters only is one token unless it is a special
-                # case ("cannot" -> "can", "not"); and , : ; ! ? ) " are suffixes split off
-                # unconditionally (unlike ".", kept in "A." or "Mr."). tests/filters/
-                # test_gopher.py checks both against spaCy on multilingual text.
+                # case ("cannot" -> "can", "not"). tests/filters/test_gopher.py checks this
+                # and `_affixed` against spaCy on multilingual text; `_shortcut_agrees`
+                # checks them again on load and turns the shortcut off if a spaCy version
+                # disagrees.
                 self._shortcut_specials = frozenset(self._tokenizer.rules)
+                if not self._shortcut_agrees():
+                    self._shortcut_specials = None
         return self._tokenizer
+
+    def _shortcut_agrees(self) -> bool:
+        tok = self._tokenizer
+        for probe in _SHORTCUT_PROBES:
+            quick = self._quick(probe)
+            if quick is not None and quick != tuple(t.text for t in tok(probe)):
+                return False
+        return True
+
+    def _quick(self, chunk: str) -> tuple[str, ...] | None:
+        """spaCy's tokens of `chunk` where the shortcut knows them, else None."""
+        specials = self._shortcut_specials
+        if specials is None or chunk in specials:
+            return None
+        if chunk.isalpha():
+            return (chunk,)
+        return self._affixed(chunk)
+
+    def _affixed(self, chunk: str) -> tuple[str, ...] | None:
+        """Letters with one leading and/or one trailing character that spaCy splits off:
+        its tokens, else None. spaCy strips a prefix / suffix found by its own patterns
+        (`prefix_search` / `suffix_search`, so a "." after a lower-case letter goes and one
+        after a capital does not) and stops where the rest is a special case; letters alone
+        then have nothing more to split. So: each end, if not a letter, must be a
+        one-character match of those patterns, and no string along the way a special case."""
+        specials = self._shortcut_specials
+        tok = self._tokenizer
+        head = tail = ""
+        core = chunk
+        if not chunk[0].isalpha():
+            m = tok.prefix_search(chunk)
+            if m is None or m.end() != 1:
+                return None
+            head, core = chunk[0], chunk[1:]
+        if core and not core[-1].isalpha():
+            m = tok.suffix_search(core)
+            if m is None or m.start() != len(core) - 1:
+                return None
+            tail, core = core[-1], core[:-1]
+        if (
+            not core.isalpha()
+            or core in specials
+            or head + core in specials
+            or core + tail in specials
+        ):
+            return None
+        return tuple(t for t in (head, core, tail) if t)
+
+    def chunk_lists(self, texts: Iterable[str], group_chunks: int = 4096) -> Iterator[list[str]]:
+        """Each text's whitespace-delimited chunks, every one of them cached. Chunks not yet
+        cached are tokenized a group of texts at a time (about `group_chunks` new chunks),
+        in one spaCy call: each call has a fixed cost. A text's entries stay valid until
+        the next text is asked for (a full cache is cleared between groups)."""
+        cache = self.cache
+        group: list[list[str]] = []
+        new: dict[str, None] = {}
+        for text in texts:
+            chunks = text.split()
+            group.append(chunks)
+            new.update(dict.fromkeys([c for c in dict.fromkeys(chunks) if c not in cache]))
+            if len(new) >= group_chunks or len(group) >= 512:
+                self._fill_group(group, new)
+                yield from group
+                group, new = [], {}
+        if group:
+            self._fill_group(group, new)
+            yield from group
+
+    def _fill_group(self, group: list[list[str]], new: dict[str, None]) -> None:
+        if not new:
+            return
+        if len(self.cache) + len(new) > self.max_cache:
+            self.cache.clear()
+            self.token_ids.clear()
+            new = dict.fromkeys(chain.from_iterable(group))
+        self._fill(list(new))
 
     def chunks(self, text: str) -> list[str]:
         """The text's whitespace-delimited chunks, each one tokenized and cached."""
-        chunks = text.split()
-        cache = self.cache
-        distinct = dict.fromkeys(chunks)
-        missing = [c for c in distinct if c not in cache]  # (faster than set differences)
-        if missing:
-            if len(cache) + len(missing) > self.max_cache:
-                cache.clear()
-                self.token_ids.clear()
-                missing = list(distinct)
-            self._fill(missing)
-        return chunks
+        return next(self.chunk_lists((text,)))
 
     def words(self, text: str) -> list[str]:
         cache = self.cache
@@ -174,20 +246,16 @@ class SpacyWords:
 
     def _fill(self, missing: list[str]) -> None:
         tokenizer = self.tokenizer()
-        specials = self._shortcut_specials
-        if specials is not None:  # most chunks need no spaCy call (see `tokenizer`)
-            cache, ids, rest, pairs = self.cache, self.token_ids, [], []
+        if self._shortcut_specials is not None:  # most chunks need no spaCy call
+            rest, known = [], []
+            quick = self._quick
             for m in missing:
-                if m in specials:
+                toks = quick(m)
+                if toks is None:
                     rest.append(m)
-                elif m.isalpha():  # (no letter is a Gopher symbol)
-                    n = len(m)
-                    cache[m] = ((m,), 1, n, 1, (ids.setdefault(m, len(ids)),), (n,))
-                elif m[-1] in _SPLIT_SUFFIXES and m[:-1].isalpha() and m[:-1] not in specials:
-                    pairs.append((m, (m[:-1], m[-1])))
                 else:
-                    rest.append(m)
-            self._store(pairs)
+                    known.append((m, toks))
+            self._store(known)
             if not rest:
                 return
             missing = rest
@@ -218,19 +286,33 @@ class SpacyWords:
         """Cache each (chunk, its tokens) with the per-chunk sums the rules use."""
         symbols = SYMBOLS
         ids = self.token_ids
+        cache = self.cache
         for chunk, toks in chunk_tokens:
             n_word = n_len = n_alpha = 0
             for t in toks:
-                if not symbols.issuperset(t):
+                if t.isalpha():  # (no letter is a symbol)
                     n_word += 1
                     n_len += len(t)
-                if any(ch.isalpha() for ch in t):
                     n_alpha += 1
-            tids = tuple(ids.setdefault(t, len(ids)) for t in toks)
-            self.cache[chunk] = (tuple(toks), n_word, n_len, n_alpha, tids, tuple(map(len, toks)))
+                elif not symbols.issuperset(t):
+                    n_word += 1
+                    n_len += len(t)
+                    if any(ch.isalpha() for ch in t):
+                        n_alpha += 1
+            toks = tuple(toks)
+            tids = tuple([ids.setdefault(t, len(ids)) for t in toks])
+            cache[chunk] = (toks, n_word, n_len, n_alpha, tids, tuple(map(len, toks)))
 
 
-_SPLIT_SUFFIXES = frozenset(',:;!?)"')  # see SpacyWords.tokenizer
+# Chunks `SpacyWords._shortcut_agrees` checks against spaCy on load: every shape the
+# shortcut answers, next to special cases it must leave to spaCy.
+_SHORTCUT_PROBES = (
+    "word", "naïve", "слово", "cannot", "Gonna", "(word", '"Word', "«mot", "¿Qué", "word,",
+    "word;", "word)", 'word"', "word.", "WORD.", "Word.", "слово.", "mot»", "(word)",
+    '"word."', "[word]", "(cannot", "cannot.", "Mr.", "(Mr.", "etc.", "(etc.", "a.", "e.g.",
+    "U.S.", "it's", "Don't", "word's", "$word", "#word", "*word*", "-word", "word-", "'word",
+    "word'", "word!", "word?", "...word", "word...", "(a", "I.", "(I)",
+)  # fmt: skip
 _TOKEN_IDS = itemgetter(4)  # of a SpacyWords cache entry
 _TOKEN_LENS = itemgetter(5)
 _SPLITTERS: dict[str, SpacyWords] = {}
@@ -255,12 +337,14 @@ class _SpacyRule:
 
     def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
         sw = spacy_words(self.tokenizer_language)
-        return [
-            self._one(t, sw) if in_scope(lang, self.languages) else None
-            for t, lang in zip(texts, langs, strict=True)
-        ]
+        out: list[str | None] = [None] * len(texts)
+        judged = [i for i, lang in enumerate(langs) if in_scope(lang, self.languages)]
+        for i, chunks in zip(judged, sw.chunk_lists(texts[i] for i in judged), strict=True):
+            out[i] = self._one(texts[i], chunks, sw.cache)
+        return out
 
-    def _one(self, text: str, sw: SpacyWords) -> str | None:  # pragma: no cover - abstract
+    def _one(self, text: str, chunks: list[str], cache: dict) -> str | None:  # pragma: no cover
+        """The verdict on one text, given its chunks (all in the SpacyWords cache)."""
         raise NotImplementedError
 
 
@@ -305,11 +389,10 @@ class GopherQuality(_SpacyRule):
         self.languages = None if languages is None else frozenset(languages)
         self.tokenizer_language = tokenizer_language
 
-    def _one(self, text: str, sw: SpacyWords) -> str | None:
-        cache = sw.cache
+    def _one(self, text: str, chunks: list[str], cache: dict) -> str | None:
         n_words = n_word = n_len = n_alpha = 0
         tokens: set[str] = set()
-        for c, k in Counter(sw.chunks(text)).items():  # each distinct chunk once
+        for c, k in Counter(chunks).items():  # each distinct chunk once
             toks, w, ln, a = cache[c][:4]
             n_words += k * len(toks)
             n_word += k * w
@@ -408,7 +491,7 @@ class GopherRepetition(_SpacyRule):
         self.languages = None if languages is None else frozenset(languages)
         self.tokenizer_language = tokenizer_language
 
-    def _one(self, text: str, sw: SpacyWords) -> str | None:
+    def _one(self, text: str, chunks: list[str], cache: dict) -> str | None:
         if not text:
             return "gopher:empty"
         n_chars = len(text)
@@ -425,13 +508,13 @@ class GopherRepetition(_SpacyRule):
         if self.max_dup_line_chars is not None and chars / n_chars > self.max_dup_line_chars:
             return "gopher:too_many_duplicate_line_chars"
 
-        entries = list(map(sw.cache.__getitem__, sw.chunks(text)))
+        entries = list(map(cache.__getitem__, chunks))
         ids = np.fromiter(chain.from_iterable(map(_TOKEN_IDS, entries)), dtype=np.int64)
         lens = np.fromiter(chain.from_iterable(map(_TOKEN_LENS, entries)), dtype=np.int64)
         if len(ids) < 2:
             return None
         cum = np.concatenate(([0], np.cumsum(lens)))
-        return self._ngram_rules(ids, cum, len(sw.token_ids) + 1, n_chars)
+        return self._ngram_rules(ids, cum, int(ids.max()) + 1, n_chars)
 
     def _ngram_rules(self, ids: np.ndarray, cum: np.ndarray, vocab: int, n_chars: int):
         """The n-gram rules, building n-gram ids from (n-1)-gram ids level by level. Only
