@@ -602,7 +602,7 @@ def profile_summary(raw: Path, top: int = 15) -> str:
         fshares[f"tokenizers' encoding threads ({ENCODE_THREAD_NAME}, from /proc)"] = enc / total
         head = (
             f"The 2 workers used {total:.1f} CPU s in a {cpu['wall_s']:.1f} s run (the CLI "
-            f"py-spy: {cpu['other_cpu_s']:.1f} s). Of it, {enc:.1f} s ran in tokenizers' "
+            f"process and py-spy: {cpu['other_cpu_s']:.1f} s). Of it, {enc:.1f} s ran in tokenizers' "
             "encoding threads, measured from /proc, since py-spy sees Python threads only; the "
             f"rest is split by py-spy's {busy} busy samples (50 Hz) in the workers' other "
             f"threads (plus {idle} idle; {in_encode} in the encode thread, counted by /proc). "
