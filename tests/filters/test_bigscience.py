@@ -138,10 +138,43 @@ def plain_word_repetition(words: list[str], n: int) -> float:
     return sum(v for v in grams.values() if v > 1) / sum(grams.values())
 
 
+def plain_normalize_words(text: str, p) -> str:
+    """The word-dropping step of normalize, read plainly: every " "-delimited word looked at."""
+    check_urls = p.remove_incorrect_substrings and bs._INCORRECT.search(text) is not None
+    long = p.max_word_length if p.remove_long_words else None
+    kept = []
+    for w in text.split(" "):
+        if not w:
+            continue
+        if check_urls and bs._INCORRECT.search(w) and bs._INCORRECT.search(bs.strip_special(w)):
+            continue
+        if long is not None and len(w) > long:
+            core = bs.strip_special(w)
+            if not core or len(core) > long:
+                continue
+        kept.append(w)
+    return " ".join(kept)
+
+
+_PIECES = ["a", "Wort", " ", "  ", ".", "«", "»", "http", "www", ".com", "//", "href", "x" * 26,
+           "é" * 30, "—", "(", ")", "\n", "\u3000", "42"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=40).map("".join))
+def test_normalize_drops_the_words_a_plain_loop_drops(text):
+    for lang in ("en", "fr", "default"):
+        p = PUBLISHED[lang]
+        spaced = text.strip().replace("\n", " ").replace("\t", " ").translate(bs._NORMALIZE)
+        urls = p.remove_incorrect_substrings and bs._INCORRECT.search(spaced) is not None
+        want = plain_normalize_words(spaced, p) if urls or p.remove_long_words else spaced
+        assert bs.normalize(text, p) == want
+
+
 def test_fast_measures_equal_the_definitions():
     docs = [t for t, _ in OSCAR[::20]] + EN[::60] + ["", "a", "aaaaaaaaaaaaaaaaaaaa"]
     for t in docs:
-        for n in (3, 10):
+        for n in (3, 4, 5, 7, 10, 13):
             assert bs.char_repetition_ratio(t, n) == pytest.approx(plain_char_repetition(t, n))
         words = bs.words_of(t)
         assert bs.word_repetition_ratio(words, 5) == pytest.approx(plain_word_repetition(words, 5))

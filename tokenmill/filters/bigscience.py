@@ -40,6 +40,7 @@ import string
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -206,53 +207,71 @@ def normalize(text: str, p: BigScienceParams) -> str:
         text = text.translate(_NORMALIZE)
     check_urls = p.remove_incorrect_substrings and _INCORRECT.search(text) is not None
     if check_urls or p.remove_long_words:
+        # The words (split on " ") kept, joined by one space: only words with an incorrect
+        # substring or over the length limit can go, so only those are looked at.
         long = p.max_word_length if p.remove_long_words else None
-        kept = []
-        for w in text.split(" "):
-            if not w:
-                continue
-            if check_urls and _INCORRECT.search(w) and _INCORRECT.search(strip_special(w)):
-                continue
-            if long is not None and len(w) > long:
-                core = strip_special(w)
-                if not core or len(core) > long:
-                    continue
-            kept.append(w)
-        text = " ".join(kept)
+        gone = _dropped_words(text, check_urls, long)
+        if gone:
+            ends = [0, *chain.from_iterable(gone), len(text)]
+            text = "".join(text[ends[i] : ends[i + 1]] for i in range(0, len(ends), 2))
+        text = " ".join(filter(None, text.split(" ")))
     return text
 
 
-_STRIPPED: dict[str, str] = {}
+_LONG_WORDS: dict[int, re.Pattern] = {}
 
 
-def strip_special(word: str) -> str:
-    """`word` without special characters at either end (memoized: words repeat)."""
-    s = _STRIPPED.get(word)
-    if s is None:
+def _dropped_words(text: str, check_urls: bool, long: int | None) -> list[tuple[int, int]]:
+    """(start, end) of each " "-delimited word normalize drops, in order: one with an
+    incorrect substring, also once stripped of special characters (check_urls), or longer
+    than `long`, also once stripped."""
+    spans = set()
+    if long is not None:
+        pattern = _LONG_WORDS.get(long)
+        if pattern is None:
+            pattern = _LONG_WORDS[long] = re.compile(f"[^ ]{{{long + 1},}}")
+        for m in pattern.finditer(text):  # each match is a whole word
+            core = strip_special(m.group())
+            if not core or len(core) > long:
+                spans.add(m.span())
+    if check_urls:
+        for m in _INCORRECT.finditer(text):  # (no incorrect substring holds a space)
+            start = text.rfind(" ", 0, m.start()) + 1
+            end = text.find(" ", m.end())
+            end = len(text) if end < 0 else end
+            if _INCORRECT.search(strip_special(text[start:end])):
+                spans.add((start, end))
+    return sorted(spans)
+
+
+class _Stripped(dict):
+    """word -> the word without special characters at either end, computed on first lookup
+    (words repeat); cleared when it passes 200,000 words."""
+
+    def __missing__(self, word: str) -> str:
         special = SPECIAL_CHARACTERS
         i, j = 0, len(word)
         while i < j and word[i] in special:
             i += 1
         while j > i and word[j - 1] in special:
             j -= 1
-        s = word[i:j]
-        if len(_STRIPPED) > 200_000:
-            _STRIPPED.clear()
-        _STRIPPED[word] = s
-    return s
+        if len(self) > 200_000:
+            self.clear()
+        s = self[word] = word[i:j]
+        return s
+
+
+_STRIPPED = _Stripped()
+
+
+def strip_special(word: str) -> str:
+    """`word` without special characters at either end (memoized: words repeat)."""
+    return _STRIPPED[word]
 
 
 def words_of(text: str) -> list[str]:
     """BigScience's words: space-separated, lower-cased, stripped of special characters."""
-    get = _STRIPPED.get
-    out = []
-    for w in text.lower().split():
-        s = get(w)
-        if s is None:
-            s = strip_special(w)
-        if s:
-            out.append(s)
-    return out
+    return list(filter(None, map(_STRIPPED.__getitem__, text.lower().split())))
 
 
 def special_characters_ratio(text: str) -> float:
@@ -262,6 +281,40 @@ def special_characters_ratio(text: str) -> float:
 
 
 _HASH_BASE = np.uint64(0x9E3779B97F4A7C15)
+_S21, _S29 = np.uint64(21), np.uint64(29)
+
+
+def _mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of the pairs (a[i], b[i])."""
+    h = a * _HASH_BASE
+    h ^= b
+    h *= _HASH_BASE
+    h ^= h >> _S29
+    return h
+
+
+def _char_ngram_hashes(codes: np.ndarray, n: int, m: int) -> np.ndarray:
+    """An id for each of the m character n-grams: exact for n <= 3 (21-bit code points
+    packed), else a 64-bit hash built by doubling (2-grams packed exactly, 4-grams from two
+    2-grams, 8 from two 4, ...), log2(n) vector passes instead of n."""
+    if n <= 3:
+        h = codes[:m].copy()
+        for k in range(1, n):
+            h = (h << _S21) | codes[k : k + m]
+        return h
+    with np.errstate(over="ignore"):
+        grams = {1: codes, 2: (codes[:-1] << _S21) | codes[1:]}
+        size = 2
+        while size * 2 <= n:
+            g = grams[size]
+            grams[size * 2] = _mix(g[:-size], g[size:])
+            size *= 2
+        h, done = grams[size][:m], size  # the first `size` characters of each n-gram
+        for part in sorted(grams, reverse=True):  # then the rest, largest pieces first
+            if done + part <= n:
+                h = _mix(h, grams[part][done : done + m])
+                done += part
+        return h
 
 
 def char_repetition_ratio(text: str, n: int) -> float:
@@ -270,18 +323,14 @@ def char_repetition_ratio(text: str, n: int) -> float:
     m = len(text) - n + 1
     if m <= 0:
         return 0.0
-    codes = _codes(text).astype(np.uint64)
-    if n <= 3:  # code points fit in 21 bits: pack exactly
-        h = codes[:m].copy()
-        for k in range(1, n):
-            h = (h << np.uint64(21)) | codes[k : k + m]
-    else:
-        with np.errstate(over="ignore"):
-            h = codes[:m] * _HASH_BASE
-            for k in range(1, n):
-                h = (h ^ codes[k : k + m]) * _HASH_BASE
-                h ^= h >> np.uint64(29)
-    freq = np.unique(h, return_counts=True)[1]
+    h = _char_ngram_hashes(_codes(text).astype(np.uint64), n, m)
+    h.sort()
+    # the last place of each distinct n-gram, then their counts
+    last = np.flatnonzero(h[1:] != h[:-1])
+    bounds = np.empty(len(last) + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = -1, m - 1
+    bounds[1:-1] = last
+    freq = bounds[1:] - bounds[:-1]
     repeated = freq[freq > 1]  # the top sqrt(#distinct) can only come from these
     k = min(int(math.sqrt(len(freq))), len(repeated))
     if k == 0:
@@ -303,7 +352,7 @@ def list_ratio(words: list[str], listed: frozenset[str], p: BigScienceParams) ->
     (capped at 1, as BigScience does)."""
     if not words:
         return 0.0
-    hits = sum(1 for w in words if w in listed)
+    hits = sum(map(listed.__contains__, words))
     for g in p.words_augmentation:
         j = p.augmentation_join
         hits += sum(1 for i in range(len(words) - g + 1) if j.join(words[i : i + g]) in listed)
