@@ -4,6 +4,7 @@ decisions equal datatrove's GopherQualityFilter / GopherRepetitionFilter on real
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from tmfixtures import sample_docs
 
 from tokenmill.filters.gopher import (
+    DUP_NGRAMS,
     GOPHER_STOP_WORDS,
+    TOP_NGRAMS,
     GopherQuality,
     GopherRepetition,
     SpacyWords,
@@ -132,6 +135,46 @@ def test_repetition_keeps_clean_prose_and_names_each_failure():
         max_duplicate_line_fraction=None, max_duplicate_paragraph_char_fraction=None
     )([text], ["en"]) == ["gopher:too_many_duplicate_line_chars"]
     assert paras  # the clean document has paragraphs
+
+
+def plain_ngram_verdict(words: list[str], n_chars: int) -> str | None:
+    """Gopher's n-gram rules read plainly: tuples of words, Counter, a left-to-right scan."""
+    for n in range(2, max(DUP_NGRAMS) + 1):
+        if len(words) < n:
+            return None
+        grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+        if n in TOP_NGRAMS:
+            gram, count = Counter(grams).most_common(1)[0]
+            if (sum(map(len, gram)) + n - 1) * count / n_chars > TOP_NGRAMS[n]:
+                return f"gopher:top_{n}gram_too_frequent"
+        if n in DUP_NGRAMS:
+            seen, chars, skip_to = set(), 0, 0
+            for i, gram in enumerate(grams):
+                if i < skip_to:
+                    continue
+                if gram in seen:
+                    chars += sum(map(len, gram))
+                    skip_to = i + n
+                else:
+                    seen.add(gram)
+            if chars / n_chars > DUP_NGRAMS[n]:
+                return f"gopher:too_many_duplicate_{n}grams"
+    return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(perturbed(EN[:80], seed=3)) | st.text(max_size=80), max_size=12))
+def test_batched_repetition_rules_equal_a_plain_reading_per_document(texts):
+    """The n-gram rules run over a whole batch at once; each document's verdict is what the
+    plain per-document definition gives (the line rules first)."""
+    rule, sw = GopherRepetition(), SpacyWords()
+    want = []
+    for t in texts:
+        words = sw.words(t)
+        want.append(
+            rule._line_rules(t) or (plain_ngram_verdict(words, len(t)) if len(words) > 1 else None)
+        )
+    assert rule(texts, ["en"] * len(texts)) == want
 
 
 def test_tiny_documents_fail_the_top_bigram_rule_as_in_datatrove():

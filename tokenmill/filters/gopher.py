@@ -112,6 +112,13 @@ def import_spacy():
     return spacy
 
 
+class _Rows(dict):
+    """chunk -> its row in SpacyWords' flat arrays; -1 for a chunk not cached."""
+
+    def __missing__(self, chunk: str) -> int:
+        return -1
+
+
 class SpacyWords:
     """spaCy's tokens of a text, cached per whitespace-delimited chunk.
 
@@ -140,7 +147,7 @@ class SpacyWords:
         self.token_ids: dict[str, int] = {}
         # every cached chunk's tokens as rows of flat arrays: chunk -> row, and per row the
         # first token's place and the token count; per token its id and length
-        self.rows: dict[str, int] = {}
+        self.rows: dict[str, int] = _Rows()
         self._first, self._count = array("q"), array("q")
         self._ids, self._lens = array("q"), array("q")
         self._flat: tuple[np.ndarray, ...] | None = None
@@ -214,18 +221,23 @@ class SpacyWords:
             return None
         return tuple(t for t in (head, core, tail) if t)
 
-    def chunk_lists(self, texts: Iterable[str], group_chunks: int = 4096) -> Iterator[list[str]]:
-        """Each text's whitespace-delimited chunks, every one of them cached. Chunks not yet
-        cached are tokenized a group of texts at a time (about `group_chunks` new chunks),
-        in one spaCy call: each call has a fixed cost. A text's entries stay valid until
-        the next text is asked for (a full cache is cleared between groups)."""
-        cache = self.cache
-        group: list[list[str]] = []
+    def chunk_lists(
+        self, texts: Iterable[str], group_chunks: int = 4096
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Each text's whitespace-delimited chunks, every one of them cached, and their rows
+        (for `token_arrays`). Chunks not yet cached are tokenized a group of texts at a time
+        (about `group_chunks` new chunks), in one spaCy call: each call has a fixed cost. A
+        text's entries stay valid until the texts of the next group are tokenized (a full
+        cache is cleared between groups)."""
+        lookup = self.rows.__getitem__  # -1 for a chunk not cached
+        group: list[tuple[list[str], np.ndarray]] = []
         new: dict[str, None] = {}
         for text in texts:
             chunks = text.split()
-            group.append(chunks)
-            new.update(dict.fromkeys([c for c in dict.fromkeys(chunks) if c not in cache]))
+            rows = np.fromiter(map(lookup, chunks), np.int64, count=len(chunks))
+            group.append((chunks, rows))
+            if len(rows) and rows.min() < 0:
+                new.update(dict.fromkeys([chunks[k] for k in np.flatnonzero(rows < 0)]))
             if len(new) >= group_chunks or len(group) >= 512:
                 self._fill_group(group, new)
                 yield from group
@@ -234,13 +246,22 @@ class SpacyWords:
             self._fill_group(group, new)
             yield from group
 
-    def _fill_group(self, group: list[list[str]], new: dict[str, None]) -> None:
+    def _fill_group(self, group: list[tuple[list[str], np.ndarray]], new: dict) -> None:
+        """Tokenize and cache the group's new chunks, and fill in their rows."""
         if not new:
             return
+        lookup = self.rows.__getitem__
         if len(self.cache) + len(new) > self.max_cache:
-            self.clear()
-            new = dict.fromkeys(chain.from_iterable(group))
+            self.clear()  # every row changes
+            self._fill(list(dict.fromkeys(chain.from_iterable(c for c, _ in group))))
+            for chunks, rows in group:
+                rows[:] = np.fromiter(map(lookup, chunks), np.int64, count=len(chunks))
+            return
         self._fill(list(new))
+        for chunks, rows in group:
+            if len(rows):
+                missing = np.flatnonzero(rows < 0)
+                rows[missing] = [lookup(chunks[k]) for k in missing]
 
     def clear(self) -> None:
         """Forget every chunk and token id."""
@@ -251,16 +272,15 @@ class SpacyWords:
             del a[:]
         self._flat = None
 
-    def token_arrays(self, chunks: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(token ids, token lengths) of a text's chunks, all cached, int64: one
-        dictionary lookup per chunk and numpy gathers, no per-token Python."""
+    def token_arrays(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, token lengths) of a text, int64, from its chunks' rows (as
+        `chunk_lists` gives them): numpy gathers, no per-token Python."""
         if self._flat is None:
             self._flat = tuple(
                 np.frombuffer(a, dtype=np.int64).copy()
                 for a in (self._first, self._count, self._ids, self._lens)
             )
         first, count, ids, lens = self._flat
-        rows = np.fromiter(map(self.rows.__getitem__, chunks), np.int64, count=len(chunks))
         n = count[rows]
         ends = np.cumsum(n)
         # each token's place in the flat arrays: its chunk's first token + its rank in it
@@ -269,7 +289,7 @@ class SpacyWords:
 
     def chunks(self, text: str) -> list[str]:
         """The text's whitespace-delimited chunks, each one tokenized and cached."""
-        return next(self.chunk_lists((text,)))
+        return next(self.chunk_lists((text,)))[0]
 
     def words(self, text: str) -> list[str]:
         cache = self.cache
@@ -375,7 +395,7 @@ class _SpacyRule:
         sw = spacy_words(self.tokenizer_language)
         out: list[str | None] = [None] * len(texts)
         judged = [i for i, lang in enumerate(langs) if in_scope(lang, self.languages)]
-        for i, chunks in zip(judged, sw.chunk_lists(texts[i] for i in judged), strict=True):
+        for i, (chunks, _) in zip(judged, sw.chunk_lists(texts[i] for i in judged), strict=True):
             out[i] = self._one(texts[i], chunks, sw)
         return out
 
@@ -528,7 +548,27 @@ class GopherRepetition(_SpacyRule):
         self.languages = None if languages is None else frozenset(languages)
         self.tokenizer_language = tokenizer_language
 
-    def _one(self, text: str, chunks: list[str], sw: SpacyWords) -> str | None:
+    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+        sw = spacy_words(self.tokenizer_language)
+        out: list[str | None] = [None] * len(texts)
+        judged = [i for i, lang in enumerate(langs) if in_scope(lang, self.languages)]
+        # the line rules one document at a time; the n-gram rules on the rest, together
+        rest, ids, lens = [], [], []
+        for i, (_, rows) in zip(judged, sw.chunk_lists(texts[i] for i in judged), strict=True):
+            out[i] = self._line_rules(texts[i])
+            if out[i] is None:
+                doc_ids, doc_lens = sw.token_arrays(rows)  # (ids valid for this text only)
+                if len(doc_ids) >= 2:
+                    rest.append(i)
+                    ids.append(doc_ids)
+                    lens.append(doc_lens)
+        if rest:
+            n_chars = np.fromiter((len(texts[i]) for i in rest), np.int64, count=len(rest))
+            for i, verdict in zip(rest, self._ngram_rules(ids, lens, n_chars), strict=True):
+                out[i] = verdict
+        return out
+
+    def _line_rules(self, text: str) -> str | None:
         if not text:
             return "gopher:empty"
         n_chars = len(text)
@@ -544,55 +584,91 @@ class GopherRepetition(_SpacyRule):
             return "gopher:too_many_duplicate_lines"
         if self.max_dup_line_chars is not None and chars / n_chars > self.max_dup_line_chars:
             return "gopher:too_many_duplicate_line_chars"
+        return None
 
-        ids, lens = sw.token_arrays(chunks)
-        if len(ids) < 2:
-            return None
-        cum = np.concatenate(([0], np.cumsum(lens)))
-        return self._ngram_rules(ids, cum, int(ids.max()) + 1, n_chars)
+    def _ngram_rules(
+        self, ids: list[np.ndarray], lens: list[np.ndarray], n_chars: np.ndarray
+    ) -> list[str | None]:
+        """The n-gram rules for a batch of documents (each one's token ids and lengths, at
+        least 2 tokens; its characters), with numpy calls per n-gram size, not per document.
 
-    def _ngram_rules(self, ids: np.ndarray, cum: np.ndarray, vocab: int, n_chars: int):
-        """The n-gram rules, building n-gram ids from (n-1)-gram ids level by level. Only
-        positions whose (n-1)-gram repeats can hold a repeated n-gram, so each level counts
-        only those: most documents are down to a handful of positions after n = 3."""
+        N-gram ids are built from (n-1)-gram ids level by level, documents kept apart by
+        the first level's ids. Only positions whose (n-1)-gram repeats can hold a repeated
+        n-gram, so each level counts only those: most documents are down to a handful of
+        positions after n = 3. A document's verdict is its first failing rule, in the
+        order n = 2, 3, ... (the top n-gram rule, then the duplicate one)."""
         top = dict(self.top_ngrams)
         dup = dict(self.dup_ngrams)
         last = max([*top, *dup], default=1)
         last_top = max(top, default=1)
-        n_words = len(ids)
-        rank = ids  # id of the (n-1)-gram starting at each candidate position
-        pos = np.arange(n_words)  # candidate positions
+        n_docs = len(ids)
+        length = np.fromiter(map(len, ids), np.int64, count=n_docs)
+        start = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(length, out=start[1:])
+        tok_ids = np.concatenate(ids)
+        cum = np.zeros(len(tok_ids) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(lens), out=cum[1:])
+        doc = np.repeat(np.arange(n_docs), length)  # each token's document
+        verdicts: list[str | None] = [None] * n_docs
+        done = np.zeros(n_docs, dtype=bool)  # judged, or shorter than the next n
+        pos = np.arange(len(tok_ids))  # candidate positions
+        # the id of the (n-1)-gram at each candidate, documents apart: at n = 2, of the
+        # (document, token) pair (a text's token ids mean nothing in another text); above,
+        # a group number (< tokens)
+        vocab = int(tok_ids.max()) + 1
+        if n_docs * vocab * vocab < 2**62:  # (document, token, token) keys fit in int64
+            rank = doc * vocab + tok_ids
+        else:
+            rank = _group(doc * vocab + tok_ids)[0]
         for n in range(2, last + 1):
-            m = n_words - n + 1
-            if m <= 0:
+            done |= length < n  # no n-gram left (as each level below needs)
+            if done.all():
                 break
-            keep = pos < m
+            keep = pos + n <= start[1:][doc[pos]]  # a whole n-gram inside its document
+            keep &= ~done[doc[pos]]
             pos, rank = pos[keep], rank[keep]
             if len(pos):
-                inv, counts = _group(rank * vocab + ids[pos + n - 1])
+                inv, counts = _group(rank * vocab + tok_ids[pos + n - 1])
                 per_pos = counts[inv]
             else:
                 inv = per_pos = np.zeros(0, dtype=np.int64)
+            where = doc[pos]
             repeated = per_pos > 1
             if n in top:
-                if repeated.any():
-                    c = int(per_pos.max())
-                    # Counter.most_common(1): among equally frequent n-grams, the first seen.
-                    i = int(pos[per_pos == c].min())
-                else:
-                    c, i = 1, 0
-                if (int(cum[i + n] - cum[i]) + n - 1) * c / n_chars > top[n]:
-                    return f"gopher:top_{n}gram_too_frequent"
+                # each document's most frequent n-gram: count, and first place (among equally
+                # frequent ones, the first seen, as Counter.most_common(1)); 1 and the first
+                # n-gram where nothing repeats
+                most = np.ones(n_docs, dtype=np.int64)
+                np.maximum.at(most, where[repeated], per_pos[repeated])
+                first = start[:-1].copy()
+                hit = repeated & (per_pos == most[where])
+                hit_docs, hit_pos = where[hit], pos[hit]
+                lead = np.ones(len(hit_docs), dtype=bool)  # a document's first hit
+                np.not_equal(hit_docs[1:], hit_docs[:-1], out=lead[1:])
+                first[hit_docs[lead]] = hit_pos[lead]
+                live = np.flatnonzero(~done)  # (each at least n tokens long)
+                at = first[live]
+                share = (cum[at + n] - cum[at] + n - 1) * most[live] / n_chars[live]
+                for d in live[share > top[n]]:
+                    verdicts[d] = f"gopher:top_{n}gram_too_frequent"
+                    done[d] = True
             if n in dup and repeated.any():
-                chars = _greedy_duplicate_chars(
-                    pos[repeated].tolist(), inv[repeated].tolist(), cum, n
-                )
-                if chars / n_chars > dup[n]:
-                    return f"gopher:too_many_duplicate_{n}grams"
+                r_pos, r_inv, r_doc = pos[repeated], inv[repeated], where[repeated]
+                bounds = np.searchsorted(r_doc, np.arange(n_docs + 1))
+                for d in np.flatnonzero(np.diff(bounds)):
+                    if done[d]:
+                        continue
+                    a, b = bounds[d], bounds[d + 1]
+                    dup_chars = _greedy_duplicate_chars(
+                        r_pos[a:b].tolist(), r_inv[a:b].tolist(), cum, n
+                    )
+                    if dup_chars / int(n_chars[d]) > dup[n]:
+                        verdicts[d] = f"gopher:too_many_duplicate_{n}grams"
+                        done[d] = True
             pos, rank = pos[repeated], inv[repeated]
             if not len(pos) and n >= last_top:  # nothing repeats any more
                 break
-        return None
+        return verdicts
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
