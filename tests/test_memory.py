@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 CODE = """
 import sys
 {pre}
@@ -31,3 +33,12 @@ def test_arrow_from_lists_leaves_pandas_unimported_and_conversions_still_work():
 
 def test_no_op_when_pandas_is_already_imported():
     assert _run("import pandas") == "True DataFrame True True"
+
+
+def test_heap_trims_are_throttled_when_asked():
+    from tokenmill.memory import release_free_memory
+
+    if not release_free_memory():
+        pytest.skip("not glibc: nothing to trim")
+    assert release_free_memory(min_interval_s=3600) is False  # ran a moment ago
+    assert release_free_memory() is True  # unthrottled calls always run

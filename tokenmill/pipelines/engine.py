@@ -34,6 +34,7 @@ from rich.text import Text
 from tokenmill.memory import defer_pandas_for_arrow, release_free_memory
 
 log = logging.getLogger(__name__)
+TRIM_INTERVAL_S = 1.0  # a worker returns freed heap pages to the OS at most this often
 
 
 # ---- atomic outputs -------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:
     counts = fn(*args)
     counts["wall_s"] = round(time.perf_counter() - t0, 4)
     write_json(done, counts)
-    release_free_memory()  # what the task freed, before the next one on this worker
+    release_free_memory(TRIM_INTERVAL_S)  # what tasks freed, before the next one runs here
     return counts
 
 
