@@ -37,7 +37,9 @@ memory: the process tree's proportional set size (PSS, from /proc/PID/smaps_roll
 shared by forked workers count once), sampled every 50 ms; "per worker" is the biggest single
 process. Rates per core = rate / workers. Medians of `--repeat` runs.
 
-`--profile` records `py-spy record --subprocesses` of one tokenmill run and prints the top
+`--profile` records `py-spy record --subprocesses` of one tokenmill run (at the largest size;
+`--profile-merged`: also on the same documents with each folder's files joined into one, the
+file sizes of real corpora, where per-task costs weigh ~100x less) and prints the top
 functions by own time and the share of the workers' CPU time in tokenizers and fastText.
 tokenizers encodes on its own native threads, which py-spy (Python threads only) never sees:
 the workers' CPU seconds per OS thread are read from /proc during the run, the encode thread
@@ -95,6 +97,40 @@ def build_corpus(root: Path, scale: int) -> dict:
     _dedup_module().build_input(root, scale)
     files = [f for _, _, pat, _ in FORMATS for f in sorted(glob.glob(str(root / pat)))]
     return {"files": len(files), "compressed_bytes": sum(os.path.getsize(f) for f in files)}
+
+
+def merge_corpus(src: Path, dst: Path) -> None:
+    """The same documents with each folder's files joined into one (same format and name
+    pattern): the layout of real corpora, whose files hold 10^4-10^6 documents, where the
+    sample's copies are 240 files of ~170 documents at x4, so that per-task costs weigh ~100
+    times more than on real files (tokenmill's tasks are 200,000-document partitions)."""
+    import gzip
+
+    import zstandard
+
+    groups: dict[str, list[str]] = collections.defaultdict(list)
+    for _, _, pat, _ in FORMATS:
+        for f in sorted(glob.glob(str(src / pat))):
+            groups[os.path.dirname(os.path.relpath(f, src))].append(f)
+    for folder, files in groups.items():
+        parts = []
+        for f in files:
+            with open(f, "rb") as raw:
+                if f.endswith(".gz"):
+                    data = gzip.decompress(raw.read())
+                else:
+                    data = (
+                        zstandard.ZstdDecompressor()
+                        .stream_reader(raw, read_across_frames=True)
+                        .read()
+                    )
+            parts.append(data if data.endswith(b"\n") else data + b"\n")
+        out = dst / folder / os.path.basename(files[0])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = b"".join(parts)
+        out.write_bytes(
+            gzip.compress(data) if out.name.endswith(".gz") else zstandard.compress(data)
+        )
 
 
 def train_tokenizer(root: Path, dest: Path) -> None:
@@ -602,8 +638,9 @@ def profile_summary(raw: Path, top: int = 15) -> str:
         fshares[f"tokenizers' encoding threads ({ENCODE_THREAD_NAME}, from /proc)"] = enc / total
         head = (
             f"The 2 workers used {total:.1f} CPU s in a {cpu['wall_s']:.1f} s run (the CLI "
-            f"process and py-spy: {cpu['other_cpu_s']:.1f} s). Of it, {enc:.1f} s ran in tokenizers' "
-            "encoding threads, measured from /proc, since py-spy sees Python threads only; the "
+            f"process and py-spy: {cpu['other_cpu_s']:.1f} s). Of it, {enc:.1f} s ran in "
+            "tokenizers' encoding threads, measured from /proc, since py-spy sees Python "
+            "threads only; the "
             f"rest is split by py-spy's {busy} busy samples (50 Hz) in the workers' other "
             f"threads (plus {idle} idle; {in_encode} in the encode thread, counted by /proc). "
             "Shares are of the workers' CPU time."
@@ -664,13 +701,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sizes", default="1,2,4", help="tokenmill input sizes, x scale")
     ap.add_argument("--datatrove-sizes", default="1", help="datatrove input sizes, x scale")
-    ap.add_argument("--profile", action="store_true", help="py-spy one tokenmill run at size 1")
+    ap.add_argument(
+        "--profile", action="store_true", help="py-spy one tokenmill run at the largest size"
+    )
     ap.add_argument(
         "--profile-rules",
         choices=["matched", "default"],
         default="matched",
         help="the run --profile records: the datatrove-equivalent rules (matched) or\n"
         "tokenmill's default rule sets (default)",
+    )
+    ap.add_argument(
+        "--profile-merged",
+        action="store_true",
+        help="also profile the same documents with each folder's files joined into one\n"
+        "(real corpora's file sizes: per-task costs weigh ~100x less)",
     )
     ap.add_argument(
         "--rates",
@@ -736,10 +781,25 @@ def main() -> None:
     if args.profile:
         print("profiling one tokenmill run with py-spy ...", flush=True)
         raw = profile_tokenmill(
-            corpora[sizes[0]][0], tok, work, default_rules=args.profile_rules == "default"
+            corpora[sizes[-1]][0], tok, work, default_rules=args.profile_rules == "default"
         )
         profile = profile_summary(raw)
         print(profile)
+        if args.profile_merged:
+            merged = work / f"merged_x{sizes[-1]}"
+            if not merged.exists():
+                merge_corpus(corpora[sizes[-1]][0], merged)
+            print("profiling the same documents in one file per folder ...", flush=True)
+            raw = profile_tokenmill(
+                merged, tok, work, default_rules=args.profile_rules == "default"
+            )
+            n_files = sum(len(glob.glob(str(merged / pat))) for _, _, pat, _ in FORMATS)
+            profile += (
+                f"\n\nThe same run on the same documents, each folder's files joined into one "
+                f"({n_files} files instead of {corpora[sizes[-1]][1]['files']}; see "
+                f"`merge_corpus`):\n\n{profile_summary(raw)}"
+            )
+            print(profile)
 
     text = report(args, results, corpora, profile, load0, time.time() - t_start)
     if rates:
@@ -790,6 +850,7 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
         f"--sizes {args.sizes} --datatrove-sizes {args.datatrove_sizes}"
         f"{' --profile' if args.profile else ''}"
         f"{' --profile-rules default' if args.profile and args.profile_rules == 'default' else ''}"
+        f"{' --profile-merged' if args.profile and args.profile_merged else ''}"
         f"{' --rates' if args.rates else ''} "
         "--write benchmarks/RESULTS.md`",
         "",
@@ -846,7 +907,7 @@ def report(args, results: dict, corpora: dict, profile, load0: float, wall: floa
             if args.profile_rules == "default"
             else "the datatrove-equivalent rules"
         )
-        lines += ["", f"Profile of one tokenmill run at the smallest size, {rules}:", "", profile]
+        lines += ["", f"Profile of one tokenmill run at the largest size, {rules}:", "", profile]
     return "\n".join(lines)
 
 
