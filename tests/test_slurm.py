@@ -91,7 +91,10 @@ def test_shipped_config_builds_a_job_script_of_single_threaded_workers(fake_slur
     assert f"#SBATCH -t {slurm['walltime']}" in directives
     assert f"#SBATCH -J {slurm['name']}" in directives
     assert not any(d.startswith(("#SBATCH -p", "#SBATCH -A")) for d in directives)  # null
-    worker = next(line for line in lines if "distributed.cli.dask_worker" in line)
+    worker_at = next(i for i, line in enumerate(lines) if "distributed.cli.dask_worker" in line)
+    worker = lines[worker_at]
+    # one tokenizers thread per single-threaded worker, set before the workers start
+    assert "export RAYON_NUM_THREADS=1" in lines[:worker_at]
     per_worker = format_bytes(parse_bytes(slurm["memory"]) / slurm["processes"]).replace(" ", "")
     assert worker.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://")
     assert "--nthreads 1 " in worker
