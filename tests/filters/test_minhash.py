@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 import re
+import unicodedata
 
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tmfixtures import sample_docs
 
+from tokenmill.filters import minhash
 from tokenmill.filters.components import (
     EDGE_DTYPE,
     cluster_sizes,
@@ -17,7 +21,8 @@ from tokenmill.filters.components import (
     connected_components,
     save_removed,
 )
-from tokenmill.filters.minhash import LSH, near_edges, optimal_bands, signatures
+from tokenmill.filters.minhash import LSH, near_edges, optimal_bands, signatures, words_of
+from tokenmill.filters.quality import NO_SPACE_LANGS
 
 
 def shingles(text: str, n: int = 5) -> set:
@@ -191,3 +196,59 @@ def test_verify_keeps_only_pairs_at_the_threshold(tmp_path):
     )
     assert counts == {"candidates": 2, "edges": 1, "rejected": 1}
     assert np.load(tmp_path / "v.npy")["u"].tolist() == [k[1]]
+
+
+# ---- words and their hashes ----------------------------------------------------------------
+
+
+def plain_words(text: str, lang: str) -> list[str]:
+    """Words read plainly, one character at a time."""
+    t = unicodedata.normalize("NFC", text).casefold()
+    if lang in NO_SPACE_LANGS:
+        return [c for c in t if c.isalnum()]
+    words, cur = [], ""
+    for c in t:
+        if unicodedata.category(c)[0] in "LMN" or c == "_":
+            cur += c
+        elif cur:
+            words.append(cur)
+            cur = ""
+    return words + [cur] if cur else words
+
+
+_SAMPLE = [(r["text"], "en") for r in sample_docs("c4")[:40]] + [
+    (r["content"], r["metadata"]["identification"]["label"]) for r in sample_docs("oscar")[::15]
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60), st.sampled_from(["en", "zh", "th"]))
+def test_words_are_runs_of_word_characters(text, lang):
+    assert words_of(text, lang) == plain_words(text, lang)
+
+
+def test_each_word_gets_one_hash_wherever_it_occurs():
+    texts = [t for t, _ in _SAMPLE] + ["", "!!", "a_b", "\ud800 x"]
+    langs = [lang for _, lang in _SAMPLE] + ["en"] * 4
+    assert any(lang in NO_SPACE_LANGS for lang in langs)
+    words = [words_of(t, lang) for t, lang in zip(texts, langs, strict=True)]
+    h, doc = minhash._word_hashes(
+        [minhash._prepare(t) for t in texts],
+        np.array([lang in NO_SPACE_LANGS for lang in langs]),
+    )
+    flat = [w for ws in words for w in ws]
+    assert doc.tolist() == [i for i, ws in enumerate(words) for _ in ws]
+    by_word: dict[str, int] = {}
+    for w, v in zip(flat, h.tolist(), strict=True):
+        assert by_word.setdefault(w, v) == v  # the same word, the same hash
+    assert len(set(by_word.values())) == len(by_word) > 1000  # distinct words, distinct hashes
+
+
+def test_shingles_do_not_depend_on_the_batch():
+    texts = [t for t, _ in _SAMPLE] * 8  # past the million-code-point slices
+    langs = [lang for _, lang in _SAMPLE] * 8
+    assert sum(map(len, texts)) > 1 << 20
+    g, gdoc = minhash.shingle_hashes(texts, langs, 5)
+    for i in (0, 3, len(texts) - 1):
+        one, _ = minhash.shingle_hashes([texts[i]], [langs[i]], 5)
+        assert np.array_equal(g[gdoc == i], one)

@@ -1,10 +1,11 @@
 """MinHash signatures and LSH band keys, vectorized over a batch (numpy; no per-shingle Python).
 
-Shingles are word n-grams (default 5) of the case-folded text split on anything but Unicode
-letters, marks and digits; for languages written without spaces (zh, ja, th, ...) a character
-is a word. Words are hashed with xxh3-64 of their UTF-8 bytes (seedless: the same on every
-machine), once per distinct word in a batch (Arrow's dictionary encoding; no pandas in the
-workers). N-grams combine their word hashes by multiply-add, and each of `num_perm` universal
+Shingles are word n-grams (default 5) of the NFC, case-folded text; a word is a maximal run
+of Unicode letters, marks, numbers and "_", and for languages written without spaces (zh, ja,
+th, ...) each alphanumeric character. Words are found and hashed in numpy over the texts'
+code points (no per-word Python): a word's 64-bit hash is the sum of a mix (splitmix64) of
+each (code point, place in the word), mixed again with its length, the same on every
+machine. N-grams combine their word hashes by multiply-add, and each of `num_perm` universal
 hashes h_k(x) = (a_k x + b_k mod 2^64) >> 32 is minimized per document with
 `np.minimum.reduceat`. Band keys hash `rows` consecutive signature values per band.
 
@@ -19,8 +20,6 @@ import unicodedata
 from functools import lru_cache
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from xxhash import xxh3_64_intdigest
 
 from tokenmill.filters.quality import NO_SPACE_LANGS
@@ -65,39 +64,115 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _prepare(text: str, lang: str) -> str:
-    t = unicodedata.normalize("NFC", text).casefold()
-    if lang in NO_SPACE_LANGS:
-        return " ".join(c for c in t if c.isalnum())
-    return t
+def _prepare(text: str) -> str:
+    return unicodedata.normalize("NFC", text).casefold()
 
 
-def _word_hashes(strings: pa.Array) -> np.ndarray:
-    """64-bit xxh3 of each string's UTF-8 bytes, uint64. Each distinct string is hashed once
-    (Arrow's dictionary encoding), so a batch costs one Python call per distinct word."""
-    enc = pc.dictionary_encode(strings)
-    distinct = enc.dictionary.cast(pa.binary()).to_pylist()
-    hv = np.fromiter(map(xxh3_64_intdigest, distinct), np.uint64, count=len(distinct))
-    return hv[enc.indices.to_numpy(zero_copy_only=False)]
+_WORD, _ALNUM = 1, 2  # bits of _CharClasses' table
+
+
+class _CharClasses:
+    """Per code point: _WORD (Unicode letter, mark or number, or "_": the characters of a
+    word) and _ALNUM (str.isalnum(): for languages without spaces, each is a word). Filled
+    lazily, 256 code points at a time, for the blocks texts use: a table of all 1.1 million
+    would cost ~0.3 s in every worker."""
+
+    def __init__(self):
+        self.table = np.zeros(0x110000, dtype=np.uint8)
+        self.done = np.zeros(0x110000 >> 8, dtype=bool)
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        used = np.bincount(codes >> 8, minlength=len(self.done)).astype(bool)
+        for block in np.flatnonzero(used & ~self.done).tolist():
+            for cp in range(block << 8, (block + 1) << 8):
+                c = chr(cp)
+                word = unicodedata.category(c)[0] in "LMN" or c == "_"
+                self.table[cp] = _WORD * word | _ALNUM * c.isalnum()
+            self.done[block] = True
+        return self.table[codes]
+
+
+_CLASSES = _CharClasses()
+_MIX = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, in place: a bijection of uint64 with full avalanche."""
+    x ^= x >> _S30
+    x *= _MIX
+    x ^= x >> _S27
+    x *= _MIX2
+    x ^= x >> _S31
+    return x
+
+
+def _word_hashes(texts: list[str], no_space: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(64-bit hash of each word, its document) for prepared texts, words in order. A word
+    is a maximal run of word characters (Unicode letters, marks, numbers, "_"); in a
+    no-space text, each alphanumeric character. No per-word Python: the texts' code points
+    in numpy, a word's hash the sum of a mix of each (code point, place in the word)."""
+    lengths = np.fromiter(map(len, texts), np.int64, count=len(texts))
+    # "\0" between texts: not a word character, so no word spans two texts
+    codes = np.frombuffer("\0".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
+    doc_of = np.repeat(np.arange(len(texts)), lengths + 1)[: len(codes)]
+    cls = _CLASSES(codes)
+    word = (cls & _WORD).astype(bool)
+    single = None
+    if no_space.any():
+        ns = no_space[doc_of]
+        single = (cls & _ALNUM).astype(bool) & ns
+        word &= ~ns
+    edge = np.zeros(len(codes) + 1, dtype=bool)  # a word starts or ends here
+    np.not_equal(word[1:], word[:-1], out=edge[1:-1])
+    edge[0], edge[-1] = word[:1].any(), word[-1:].any()
+    bounds = np.flatnonzero(edge)
+    starts, ends = bounds[0::2], bounds[1::2]
+    if single is not None:
+        at = np.flatnonzero(single)
+        starts = np.concatenate([starts, at])
+        ends = np.concatenate([ends, at + 1])
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        word |= single
+    if not len(starts):
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    # place of each character in its word (characters outside words add nothing)
+    opens = np.zeros(len(codes), dtype=bool)
+    opens[starts] = True
+    which = np.cumsum(opens) - 1
+    place = np.arange(len(codes)) - starts[np.maximum(which, 0)]
+    with np.errstate(over="ignore"):
+        part = _splitmix((codes.astype(np.uint64) << np.uint64(32)) | place.astype(np.uint64))
+        part *= word
+        h = np.add.reduceat(part, starts)
+        h = _splitmix(h ^ (ends - starts).astype(np.uint64) * _MUL)
+    return h, doc_of[starts]
 
 
 def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
     """(hashes uint64, document index per hash): every document gets at least one shingle."""
-    arr = pa.array([_prepare(t, lang) for t, lang in zip(texts, langs, strict=True)])
-    # RE2's \w is ASCII only: split on anything that is not a Unicode letter, mark or digit
-    words = pc.split_pattern_regex(arr, r"[^\pL\pM\pN_]+")
-    flat = pc.list_flatten(words)
-    parent = pc.list_parent_indices(words).to_numpy()
-    keep = pc.not_equal(flat, "").to_numpy(zero_copy_only=False)
-    flat = flat.filter(pa.array(keep))
-    parent = parent[keep]
-    h = _word_hashes(flat)
+    prepared = [_prepare(t) for t in texts]
+    no_space = np.fromiter((lang in NO_SPACE_LANGS for lang in langs), bool, count=len(langs))
+    hs, parents = [], []
+    first, size = 0, 0  # texts a million code points at a time (bounded memory)
+    for k, t in enumerate(prepared):
+        size += len(t) + 1
+        if size >= 1 << 20 or k == len(prepared) - 1:
+            h, parent = _word_hashes(prepared[first : k + 1], no_space[first : k + 1])
+            hs.append(h)
+            parents.append(parent + first)
+            first, size = k + 1, 0
+    h = np.concatenate(hs) if hs else np.empty(0, np.uint64)
+    parent = np.concatenate(parents) if parents else np.empty(0, np.int64)
     n = len(h)
     counts = np.bincount(parent, minlength=len(texts)) if n else np.zeros(len(texts), np.int64)
     if n >= ngram:
         g = h[: n - ngram + 1].copy()
-        for i in range(1, ngram):
-            g = g * _PRIME + h[i : n - ngram + 1 + i]
+        with np.errstate(over="ignore"):
+            for i in range(1, ngram):
+                g = g * _PRIME + h[i : n - ngram + 1 + i]
         gdoc = parent[: n - ngram + 1]
         valid = gdoc == parent[ngram - 1 :]
         g, gdoc = g[valid], gdoc[valid]
@@ -111,8 +186,12 @@ def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
         gdoc = np.concatenate([gdoc, parent[mask]])
         # no words at all: the whole text is the one shingle (only identical texts match)
         empty = np.flatnonzero(counts == 0)
-        whole = _word_hashes(arr.take(pa.array(empty)))
-        g = np.concatenate([g, whole.astype(np.uint64)])
+        whole = np.fromiter(
+            (xxh3_64_intdigest(prepared[i].encode("utf-8", "surrogatepass")) for i in empty),
+            np.uint64,
+            count=len(empty),
+        )
+        g = np.concatenate([g, whole])
         gdoc = np.concatenate([gdoc, empty])
         order = np.argsort(gdoc, kind="stable")
         g, gdoc = g[order], gdoc[order]
@@ -219,11 +298,21 @@ def near_edges(records: np.ndarray) -> np.ndarray:
     return edges
 
 
+def words_of(text: str, lang: str) -> list[str]:
+    """The words `shingle_hashes` hashes, as strings (for checks and true Jaccard)."""
+    t = _prepare(text)
+    codes = np.frombuffer(t.encode("utf-32-le", "surrogatepass"), np.uint32)
+    cls = _CLASSES(codes)
+    if lang in NO_SPACE_LANGS:
+        return [t[i] for i in np.flatnonzero(cls & _ALNUM).tolist()]
+    word = (cls & _WORD).astype(bool)
+    edge = np.flatnonzero(np.diff(np.concatenate([[False], word, [False]]).astype(np.int8)))
+    return [t[a:b] for a, b in zip(edge[0::2].tolist(), edge[1::2].tolist(), strict=True)]
+
+
 def shingle_set(text: str, lang: str, ngram: int) -> set:
     """The document's shingles as a set (for true Jaccard), split as `shingle_hashes` does."""
-    import re
-
-    words = [w for w in re.split(r"[\W]+", _prepare(text, lang)) if w]
+    words = words_of(text, lang)
     grams = {tuple(words[i : i + ngram]) for i in range(len(words) - ngram + 1)}
     return grams or set(words) or {text}
 
