@@ -159,7 +159,7 @@ def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
     first, size = 0, 0  # texts a million code points at a time (bounded memory)
     for k, t in enumerate(prepared):
         size += len(t) + 1
-        if size >= 1 << 20 or k == len(prepared) - 1:
+        if size >= 1 << 16 or k == len(prepared) - 1:
             h, parent = _word_hashes(prepared[first : k + 1], no_space[first : k + 1])
             hs.append(h)
             parents.append(parent + first)
