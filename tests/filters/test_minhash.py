@@ -252,3 +252,13 @@ def test_shingles_do_not_depend_on_the_batch():
     for i in (0, 3, len(texts) - 1):
         one, _ = minhash.shingle_hashes([texts[i]], [langs[i]], 5)
         assert np.array_equal(g[gdoc == i], one)
+
+
+def test_a_long_document_is_hashed_in_slices_with_no_word_cut():
+    text = " ".join(t for t, lang in _SAMPLE if lang == "en")
+    text = (text + " ") * (2 * (1 << 16) // len(text) + 2)
+    assert len(minhash._pieces(minhash._prepare(text))) > 2
+    whole, _ = minhash._word_hashes([minhash._prepare(text)], np.array([False]))
+    sliced, doc = minhash.shingle_hashes([text], ["en"], 1)  # 1-grams: the words themselves
+    assert np.array_equal(sliced, whole) and not doc.any()
+    assert len(whole) == len(words_of(text, "en"))

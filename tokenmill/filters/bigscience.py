@@ -303,17 +303,19 @@ def _char_ngram_hashes(codes: np.ndarray, n: int, m: int) -> np.ndarray:
             h = (h << _S21) | codes[k : k + m]
         return h
     with np.errstate(over="ignore"):
-        grams = {1: codes, 2: (codes[:-1] << _S21) | codes[1:]}
-        size = 2
-        while size * 2 <= n:
-            g = grams[size]
-            grams[size * 2] = _mix(g[:-size], g[size:])
-            size *= 2
-        h, done = grams[size][:m], size  # the first `size` characters of each n-gram
-        for part in sorted(grams, reverse=True):  # then the rest, largest pieces first
-            if done + part <= n:
-                h = _mix(h, grams[part][done : done + m])
-                done += part
+        # the pieces n is made of (its binary digits), kept; the others dropped once used
+        grams = {1: codes} if n & 1 else {}
+        g, size = (codes[:-1] << _S21) | codes[1:], 2
+        while True:
+            if n & size:
+                grams[size] = g
+            if size * 2 > n:
+                break
+            g, size = _mix(g[:-size], g[size:]), size * 2
+        h, done = g[:m], size  # the first `size` characters of each n-gram
+        for part in sorted(grams, reverse=True)[1:]:  # then the rest, largest pieces first
+            h = _mix(h, grams[part][done : done + m])
+            done += part
         return h
 
 

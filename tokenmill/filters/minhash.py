@@ -151,18 +151,43 @@ def _word_hashes(texts: list[str], no_space: np.ndarray) -> tuple[np.ndarray, np
     return h, doc_of[starts]
 
 
+_SLICE = 1 << 16  # code points hashed per numpy pass: the temporaries stay in cache
+
+
+def _pieces(text: str, size: int = _SLICE) -> list[str]:
+    """`text` cut before a space about every `size` characters, so that a long text's words
+    are found a slice at a time (a space is never part of a word: no word is cut)."""
+    if len(text) <= size:
+        return [text]
+    out, start = [], 0
+    while len(text) - start > size:
+        cut = text.find(" ", start + size)
+        if cut < 0:
+            break
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
 def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
     """(hashes uint64, document index per hash): every document gets at least one shingle."""
     prepared = [_prepare(t) for t in texts]
+    pieces, owner = [], []
+    for i, t in enumerate(prepared):
+        for piece in _pieces(t):
+            pieces.append(piece)
+            owner.append(i)
+    owner_of = np.asarray(owner, dtype=np.int64)
     no_space = np.fromiter((lang in NO_SPACE_LANGS for lang in langs), bool, count=len(langs))
     hs, parents = [], []
-    first, size = 0, 0  # texts a million code points at a time (bounded memory)
-    for k, t in enumerate(prepared):
-        size += len(t) + 1
-        if size >= 1 << 16 or k == len(prepared) - 1:
-            h, parent = _word_hashes(prepared[first : k + 1], no_space[first : k + 1])
+    first, size = 0, 0  # pieces about _SLICE code points at a time
+    for k, piece in enumerate(pieces):
+        size += len(piece) + 1
+        if size >= _SLICE or k == len(pieces) - 1:
+            h, at = _word_hashes(pieces[first : k + 1], no_space[owner_of[first : k + 1]])
             hs.append(h)
-            parents.append(parent + first)
+            parents.append(owner_of[first + at])
             first, size = k + 1, 0
     h = np.concatenate(hs) if hs else np.empty(0, np.uint64)
     parent = np.concatenate(parents) if parents else np.empty(0, np.int64)
