@@ -104,9 +104,7 @@ def merge_corpus(src: Path, dst: Path) -> None:
     pattern): the layout of real corpora, whose files hold 10^4-10^6 documents, where the
     sample's copies are 240 files of ~170 documents at x4, so that per-task costs weigh ~100
     times more than on real files (tokenmill's tasks are 200,000-document partitions)."""
-    import gzip
-
-    import zstandard
+    from tokenmill.pipelines.readers import open_binary
 
     groups: dict[str, list[str]] = collections.defaultdict(list)
     for _, _, pat, _ in FORMATS:
@@ -115,22 +113,12 @@ def merge_corpus(src: Path, dst: Path) -> None:
     for folder, files in groups.items():
         parts = []
         for f in files:
-            with open(f, "rb") as raw:
-                if f.endswith(".gz"):
-                    data = gzip.decompress(raw.read())
-                else:
-                    data = (
-                        zstandard.ZstdDecompressor()
-                        .stream_reader(raw, read_across_frames=True)
-                        .read()
-                    )
+            with open_binary(f) as raw:
+                data = raw.read()
             parts.append(data if data.endswith(b"\n") else data + b"\n")
         out = dst / folder / os.path.basename(files[0])
         out.parent.mkdir(parents=True, exist_ok=True)
-        data = b"".join(parts)
-        out.write_bytes(
-            gzip.compress(data) if out.name.endswith(".gz") else zstandard.compress(data)
-        )
+        _dedup_module()._write(str(out), parts)
 
 
 def train_tokenizer(root: Path, dest: Path) -> None:

@@ -125,8 +125,8 @@ class SpacyWords:
     Each cache entry is (tokens, number of non-symbol tokens, their total length, number of
     tokens with a letter), so the rules sum per chunk instead of per character; each chunk's
     token ids and lengths are also kept in flat arrays (`token_arrays`). Token ids are stable
-    while the cache is: it is cleared (ids and all) when it
-    reaches `max_cache` chunks, which bounds memory (~0.4 KB a chunk measured on the
+    while the cache is: it is cleared (ids and all) when it reaches `max_cache` chunks,
+    which bounds memory (~0.4 KB a chunk measured on the
     multilingual sample: 50,000 chunks hold the frequent words of a language for ~20 MB a
     worker; 200,000 cost ~55 MB more and saved under 5% of the process stage's time on
     benchmarks/end_to_end.py's corpus).
@@ -236,8 +236,7 @@ class SpacyWords:
             chunks = text.split()
             rows = np.fromiter(map(lookup, chunks), np.int64, count=len(chunks))
             group.append((chunks, rows))
-            if len(rows) and rows.min() < 0:
-                new.update(dict.fromkeys([chunks[k] for k in np.flatnonzero(rows < 0)]))
+            new.update(dict.fromkeys([chunks[k] for k in np.flatnonzero(rows < 0).tolist()]))
             if len(new) >= group_chunks or len(group) >= 512:
                 self._fill_group(group, new)
                 yield from group
@@ -259,9 +258,8 @@ class SpacyWords:
             return
         self._fill(list(new))
         for chunks, rows in group:
-            if len(rows):
-                missing = np.flatnonzero(rows < 0)
-                rows[missing] = [lookup(chunks[k]) for k in missing]
+            missing = np.flatnonzero(rows < 0).tolist()
+            rows[missing] = [lookup(chunks[k]) for k in missing]
 
     def clear(self) -> None:
         """Forget every chunk and token id."""

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
-from tokenmill.filters.quality import NO_SPACE_LANGS
+from tokenmill.filters.quality import NO_SPACE_LANGS, code_points
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: odd, mixes well
 _PRIME = np.uint64(0x100000001B3)
@@ -115,7 +115,7 @@ def _word_hashes(texts: list[str], no_space: np.ndarray) -> tuple[np.ndarray, np
     in numpy, a word's hash the sum of a mix of each (code point, place in the word)."""
     lengths = np.fromiter(map(len, texts), np.int64, count=len(texts))
     # "\0" between texts: not a word character, so no word spans two texts
-    codes = np.frombuffer("\0".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
+    codes = code_points("\0".join(texts))
     doc_of = np.repeat(np.arange(len(texts)), lengths + 1)[: len(codes)]
     cls = _CLASSES(codes)
     word = (cls & _WORD).astype(bool)
@@ -326,8 +326,7 @@ def near_edges(records: np.ndarray) -> np.ndarray:
 def words_of(text: str, lang: str) -> list[str]:
     """The words `shingle_hashes` hashes, as strings (for checks and true Jaccard)."""
     t = _prepare(text)
-    codes = np.frombuffer(t.encode("utf-32-le", "surrogatepass"), np.uint32)
-    cls = _CLASSES(codes)
+    cls = _CLASSES(code_points(t))
     if lang in NO_SPACE_LANGS:
         return [t[i] for i in np.flatnonzero(cls & _ALNUM).tolist()]
     word = (cls & _WORD).astype(bool)
