@@ -7,10 +7,14 @@ Inputs are local paths, `file://` URLs or fsspec URLs (s3://, gs://, hf://, memo
 input is a data file read through `datasets`, or a dataset spec (see `parse_hf_spec`):
 `datasets:allenai/c4?name=en&split=train&shard=3&num_shards=1024`, one per streaming shard.
 
-A reader yields `(record_index, Doc | reason)`. Bad records are never dropped silently: each
-comes back as a reason (`input:invalid_json`, `input:invalid_utf8`, `input:missing_text`,
-`input:empty`, `input:too_large`) for the engine to count. A truncated or corrupt archive stops
-the file with a `FileError`, after everything readable before the damage was yielded.
+A reader yields `(record_index, Doc | Bad)`. Bad records are never dropped silently: each
+comes back as a `Bad`, a str that is its reason (`input:invalid_json`, `input:invalid_utf8`,
+`input:invalid_record` (a field of the wrong type), `input:too_deep`, `input:missing_text`,
+`input:empty`, `input:too_large`, `input:unreadable_rows`) and carries the record's raw bytes
+and line number where there are some, for the engine to count and set aside. A truncated or
+corrupt archive (gzip, zstd, bz2, xz) stops the file with a `FileError` naming the compressed
+byte offset of the damage, after every record decoded before it was yielded; a file that cannot
+be opened at all is a `FileError` too. Readers raise nothing else, whatever the bytes.
 
 Records are lines (JSON lines formats), blank-line separated blocks (OSCAR 2019) or rows
 (Parquet). `start`/`stop` select a slice of them, so one big file can be several partitions;
@@ -19,9 +23,11 @@ skipped records are only split off, never parsed.
 
 from __future__ import annotations
 
+import bz2
 import glob
 import io
 import json
+import lzma
 import os
 import re
 import sys
@@ -60,8 +66,31 @@ class Doc:
     nbytes: int  # UTF-8 size of text
 
 
+class Bad(str):
+    """A record set aside: the str is its reason (`input:...`); `raw` holds the record's bytes
+    (None where they were not kept, as for a line over max_doc_bytes) and `line` its 1-based
+    line in the (decompressed) file where records are lines.
+
+    A str subclass so that code that counts reasons keeps working; only bad records pay for it.
+    """
+
+    raw: bytes | None
+    line: int | None
+
+    def __new__(cls, reason: str, raw: bytes | None = None, line: int | None = None):
+        self = super().__new__(cls, reason)
+        self.raw = raw
+        self.line = line
+        return self
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
 class FileError(Exception):
-    """A file could not be read to its end (truncated or corrupt archive, I/O error)."""
+    """A file could not be read to its end (truncated or corrupt archive, I/O error), or could
+    not be opened at all."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")
@@ -69,21 +98,50 @@ class FileError(Exception):
         self.detail = detail
 
 
-def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
-    """The decompressed bytes of a gzip (`kind` "gz") or zstd ("zst") stream, piece by piece.
+class _Damage(EOFError):
+    """Damage in a compressed stream, found at compressed byte `offset`."""
 
-    Every byte that can be decompressed is yielded before a truncated or corrupt stream
-    raises (EOFError, zlib.error or ZstdError), so no complete record before the damage is
-    lost. Multi-member gzip and multi-frame zstd files are read to their end; zero padding
+    def __init__(self, what: str, offset: int, truncated: bool):
+        super().__init__(f"{what} at compressed byte {offset:,}")
+        self.offset = offset
+        self.truncated = truncated
+
+
+def _file_error(path: str, e: BaseException) -> FileError:
+    """The FileError for an exception met reading `path`."""
+    if isinstance(e, FileError):
+        return e
+    if isinstance(e, _Damage):
+        reason = "input:truncated_file" if e.truncated else "input:corrupt_file"
+        return FileError(
+            reason, f"{path}: {e}; every record before it was read, the rest of the file is lost"
+        )
+    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return FileError(
+            "input:unreadable_file", f"{path}: cannot be opened ({type(e).__name__}: {e})"
+        )
+    reason = "input:truncated_file" if isinstance(e, EOFError) else "input:read_error"
+    return FileError(reason, f"{path}: {type(e).__name__}: {e}")
+
+
+def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip (`kind` "gz"), zstd ("zst"), bzip2 ("bz2") or xz
+    ("xz") stream, piece by piece.
+
+    Every byte that can be decompressed is yielded before a truncated or corrupt stream raises
+    `_Damage` (an EOFError naming the compressed offset), so no complete record before the
+    damage is lost: what comes out is what a streaming decoder fed one byte at a time gives.
+    Multi-member gzip/bzip2/xz and multi-frame zstd files are read to their end; zero padding
     after the last member (to the end of a READ_BUFFER chunk) is ignored.
 
     zstd comes in pieces of at most ZSTD_PIECE bytes from zstandard's stream reader. That
-    reader stops silently on a truncated frame (so `_ZstdInput` follows the frames to tell)
-    and, once its input is used up, may keep back output of the last whole blocks; so a
-    truncated seekable file is decoded again from its start the `_decompressed` way, and
-    what that yields beyond the bytes already handed out is handed out too.
+    reader stops silently on a truncated frame (so `_ZstdInput` follows the frames to tell),
+    may keep back output of the last whole blocks once its input is used up, and loses the
+    output of the call that meets corrupt data; so a damaged seekable file is decoded again
+    from its start the `_decompressed` way, and what that yields beyond the bytes already
+    handed out is handed out too.
     """
-    if kind == "gz":
+    if kind != "zst":
         yield from _decompressed(raw, kind)
         return
     source = _ZstdInput(raw)
@@ -91,46 +149,110 @@ def _inflate(raw: IO[bytes], kind: str) -> Iterator[bytes]:
         source, read_size=READ_BUFFER, read_across_frames=True, closefd=False
     )
     done = 0
-    while piece := reader.read(ZSTD_PIECE):
-        done += len(piece)
-        yield piece
-    if source.complete:
+    error: zstandard.ZstdError | None = None
+    try:
+        while piece := reader.read(ZSTD_PIECE):
+            done += len(piece)
+            yield piece
+    except zstandard.ZstdError as e:
+        error = e
+    if error is None and source.complete:
         return
     seekable = getattr(raw, "seekable", None)  # (download.check_file's reader has none)
-    if seekable is not None and seekable():  # truncated (rare): see the docstring
+    if seekable is not None and seekable():  # damaged (rare): see the docstring
         raw.seek(0)
         for piece in _decompressed(raw, kind):  # raises at the damage
             if done < len(piece):
                 yield piece[done:]
             done = max(0, done - len(piece))
-    raise EOFError("compressed stream ended before its end marker (truncated)")
+    if error is not None:
+        raise _Damage(f"corrupt data ({error})", source.consumed, False) from error
+    raise _Damage("compressed stream ends before its end marker (truncated)", source.consumed, True)
+
+
+def _decompressor(kind: str):
+    if kind == "gz":
+        return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    if kind == "zst":
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
+    if kind == "bz2":
+        return bz2.BZ2Decompressor()
+    return lzma.LZMADecompressor()
+
+
+# what each decoder raises on corrupt data (bz2: OSError "Invalid data stream")
+_CORRUPT = (zlib.error, zstandard.ZstdError, OSError, lzma.LZMAError, EOFError)
 
 
 def _decompressed(raw: IO[bytes], kind: str) -> Iterator[bytes]:
-    """`_inflate` with zlib's or zstandard's decompressobj, READ_BUFFER compressed bytes per
-    call: every byte that can be decompressed is yielded, but a zstd piece is unbounded."""
+    """`_inflate` with the decoders' decompressobj API, READ_BUFFER compressed bytes per call
+    (a zstd piece is unbounded).
 
-    def new():
-        if kind == "gz":
-            return zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
-
-    obj = new()
+    A decoder that meets corrupt data drops the output of that whole call; so the call is
+    made again from the state before it, one byte at a time, to yield everything decodable
+    and find the exact offset of the damage. zlib's state is copied before each call (cheap:
+    its 32 KB window); the others' is rebuilt by decoding their member again from its start,
+    which needs a seekable file (else the damage is reported at the chunk's start)."""
+    obj = _decompressor(kind)
+    pos = 0  # compressed bytes taken by decoders so far
+    begin = 0  # where obj's member (gzip member, zstd frame, bz2/xz stream) begins
+    copyable = kind == "gz"
     while True:
         chunk = raw.read(READ_BUFFER)
         if not chunk:
             if not obj.eof:
-                raise EOFError("compressed stream ended before its end marker (truncated)")
+                raise _Damage(
+                    "compressed stream ends before its end marker (truncated)", pos, True
+                )
             return
-        while chunk:
-            if obj.eof:  # a further gzip member or zstd frame
-                if not chunk.strip(b"\x00"):
+        end_of_chunk = pos + len(chunk)
+        fine = False  # feeding one byte at a time, after an error in this chunk
+        i = 0
+        while i < len(chunk):
+            if obj.eof:  # a further member
+                if not chunk[i:].strip(b"\x00"):
+                    pos = end_of_chunk
                     break  # zero padding after the last member
-                obj = new()
-            out = obj.decompress(chunk)
-            chunk = obj.unused_data if obj.eof else b""
+                obj, begin = _decompressor(kind), pos
+            step = 1 if fine else len(chunk) - i
+            data = chunk if step == len(chunk) else chunk[i : i + step]
+            saved = obj.copy() if copyable and not fine else None
+            try:
+                out = obj.decompress(data)
+            except _CORRUPT as e:
+                what = f"corrupt data ({type(e).__name__}: {e})"
+                if fine:
+                    raise _Damage(what, pos, False) from e
+                if saved is None:
+                    saved = _replay(raw, kind, begin, pos, end_of_chunk)
+                    if saved is None:
+                        raise _Damage(what, pos, False) from e
+                obj, fine = saved, True
+                continue
+            used = step - len(obj.unused_data) if obj.eof else step
+            i += used
+            pos += used
             if out:
                 yield out
+
+
+def _replay(raw: IO[bytes], kind: str, begin: int, pos: int, resume: int):
+    """A decoder in the state it had after compressed bytes [begin, pos) of its member, made
+    by decoding them again; the file is left at `resume`. None if the file cannot seek."""
+    seekable = getattr(raw, "seekable", None)
+    if seekable is None or not seekable():
+        return None
+    obj = _decompressor(kind)
+    raw.seek(begin)
+    left = pos - begin
+    while left > 0:
+        data = raw.read(min(left, READ_BUFFER))
+        if not data:
+            return None
+        obj.decompress(data)
+        left -= len(data)
+    raw.seek(resume)
+    return obj
 
 
 _ZSTD_MAGIC = 0xFD2FB528
@@ -154,6 +276,7 @@ class _ZstdInput:
         self._skip = 0  # bytes to pass before the next header
         self._checksum = False  # the current frame ends with a 4-byte checksum
         self._ended = False  # the last header taken was a frame's last one
+        self.consumed = 0  # compressed bytes handed to the decoder
 
     @property
     def complete(self) -> bool:
@@ -169,6 +292,7 @@ class _ZstdInput:
         end = len(self._pending) if n < 0 else self._off + n
         piece = self._pending[self._off : end]
         self._off += len(piece)
+        self.consumed += len(piece)
         return piece
 
     def _follow(self, chunk: bytes) -> bytes:
@@ -220,7 +344,7 @@ class _ZstdInput:
 
 
 class _Decompressed(io.RawIOBase):
-    """A gzip or zstd file decompressed chunk by chunk (see `_inflate`), as a raw stream."""
+    """A compressed file decompressed chunk by chunk (see `_inflate`), as a raw stream."""
 
     def __init__(self, source: str | IO[bytes], kind: str):
         self._raw = open(source, "rb") if isinstance(source, str) else source
@@ -266,19 +390,22 @@ def _open_raw(path: str) -> IO[bytes]:
     return open(local_path(path), "rb", buffering=0)
 
 
+_SUFFIXES = ((".gz", "gz"), (".zst", "zst"), (".zstd", "zst"), (".bz2", "bz2"), (".xz", "xz"))
+
+
 def _compression(path: str) -> str | None:
-    """The compression a file name says (a URL's query aside): "gz", "zst" or None."""
+    """The compression a file name says (a URL's query aside): "gz", "zst", "bz2", "xz" or
+    None."""
     name = path.split("?", 1)[0] if is_url(path) else path
-    if name.endswith(".gz"):
-        return "gz"
-    if name.endswith(".zst") or name.endswith(".zstd"):
-        return "zst"
+    for suffix, kind in _SUFFIXES:
+        if name.endswith(suffix):
+            return kind
     return None
 
 
 def open_binary(path: str) -> IO[bytes]:
-    """Open a local file, file:// or fsspec URL, transparently decompressing .gz and .zst, as
-    a buffered byte stream."""
+    """Open a local file, file:// or fsspec URL, transparently decompressing .gz, .zst, .bz2
+    and .xz, as a buffered byte stream."""
     kind = _compression(path)
     if kind:
         return io.BufferedReader(_Decompressed(_open_raw(path), kind), READ_BUFFER)
@@ -286,11 +413,11 @@ def open_binary(path: str) -> IO[bytes]:
     return raw if is_url(path) else io.BufferedReader(raw, READ_BUFFER)
 
 
-_DAMAGE = (EOFError, zlib.error, zstandard.ZstdError, OSError)
+_DAMAGE = (EOFError, zlib.error, zstandard.ZstdError, OSError, lzma.LZMAError)
 
 
 def _chunks(path: str) -> Iterator[bytes]:
-    """The bytes of a local file, file:// or fsspec URL, decompressed if .gz or .zst, in pieces
+    """The bytes of a local file, file:// or fsspec URL, decompressed if compressed, in pieces
     (damage raises as in `_inflate`). The file is closed when the iterator is."""
     kind = _compression(path)
     with _open_raw(path) as raw:
@@ -371,15 +498,32 @@ def _get(obj: dict, dotted: str):
     return obj
 
 
-def _fields(fmt: str, rec: dict, text_key: str) -> tuple[object, object, dict]:
-    """`(text, url, meta)` of a JSON record of format `fmt` (text and url still unchecked)."""
+def _fields(fmt: str, rec: dict, text_key: str) -> tuple[object, object, dict] | None:
+    """`(text, url, meta)` of a JSON record of format `fmt` (text still unchecked), or None if
+    a field the format defines has the wrong type (the record is `input:invalid_record`)."""
     if fmt == "pile":
-        return rec.get("text"), None, rec.get("meta") or {}
+        meta = rec.get("meta")
+        if meta is None:
+            meta = {}
+        elif type(meta) is not dict:
+            return None
+        return rec.get("text"), None, meta
     if fmt == "c4":
-        return rec.get("text"), rec.get("url"), {"timestamp": rec.get("timestamp")}
+        url, ts = rec.get("url"), rec.get("timestamp")
+        if not (url is None or type(url) is str) or not (ts is None or type(ts) is str):
+            return None
+        return rec.get("text"), url, {"timestamp": ts}
     if fmt in ("oscar2201", "oscar2301"):
-        headers = rec.get("warc_headers") or {}
-        md = rec.get("metadata") or {}
+        headers, md = rec.get("warc_headers"), rec.get("metadata")
+        if headers is None:
+            headers = {}
+        if md is None:
+            md = {}
+        if type(headers) is not dict or type(md) is not dict:
+            return None
+        url = headers.get("warc-target-uri")
+        if not (url is None or type(url) is str):
+            return None
         # 22.01 has `annotation`; 23.01 has quality_warnings, categories and harmful_pp
         extra = (
             ("annotation",)
@@ -392,8 +536,8 @@ def _fields(fmt: str, rec: dict, text_key: str) -> tuple[object, object, dict]:
             "identification": md.get("identification"),
             **{k: md.get(k) for k in extra},
         }
-        return rec.get("content"), headers.get("warc-target-uri"), meta
-    # jsonl
+        return rec.get("content"), url, meta
+    # jsonl: a generic layout, so a url of another type is only left out
     url = rec.get("url")
     return _get(rec, text_key), url if isinstance(url, str) else None, {}
 
@@ -410,7 +554,27 @@ def _make_doc(text, url, meta) -> Doc | str:
             return "input:invalid_utf8"
     if not text or text.isspace():  # (str.strip() would copy the whole text)
         return "input:empty"
-    return Doc(text, url if isinstance(url, str) else None, meta, nbytes)
+    if url is not None:
+        if not isinstance(url, str):
+            url = None
+        elif not url.isascii():
+            try:
+                url.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate cannot be written out
+                return "input:invalid_utf8"
+    return Doc(text, url, meta, nbytes)
+
+
+def meta_json(meta: dict) -> str | None:
+    """A document's meta as the JSON text stages store, or None where it cannot be written
+    (nested deeper than the json module goes from here, or lone surrogates in a string)."""
+    try:
+        out = json.dumps(meta, ensure_ascii=False)
+        if not out.isascii():
+            out.encode("utf-8")
+    except (RecursionError, ValueError, TypeError, UnicodeEncodeError):
+        return None
+    return out
 
 
 _decode_json = json.JSONDecoder().decode
@@ -424,10 +588,11 @@ def read_records(
     start: int = 0,
     stop: int | None = None,
     max_doc_bytes: int = 10_000_000,
-) -> Iterator[tuple[int, Doc | str]]:
-    """Yield `(record_index, Doc or removal reason)` for records `start <= i < stop`.
+) -> Iterator[tuple[int, Doc | Bad]]:
+    """Yield `(record_index, Doc or Bad)` for records `start <= i < stop`.
 
-    Raises FileError after the last readable record of a damaged file.
+    Raises FileError after the last readable record of a damaged file, or if the file cannot
+    be opened; nothing else, whatever the file holds.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -448,8 +613,10 @@ def read_records(
         last = sys.maxsize if stop is None else stop
         decode = _decode_json
         index = -1
+        blank = 0  # blank lines so far: a record's line number is index + blank + 1
         for raw in _lines(_chunks(path), max_doc_bytes):
             if raw is not None and (not raw or raw.isspace()):
+                blank += 1
                 continue  # a blank line is no record
             index += 1
             if index < start:
@@ -457,22 +624,29 @@ def read_records(
             if index >= last:
                 return
             if raw is None:
-                yield index, "input:too_large"
+                yield index, Bad("input:too_large", None, index + blank + 1)
                 continue
             try:
                 rec = decode(raw.decode("utf-8"))  # strict UTF-8; skips json.loads' sniffing
             except UnicodeDecodeError:
-                yield index, "input:invalid_utf8"
+                yield index, Bad("input:invalid_utf8", raw, index + blank + 1)
                 continue
             except ValueError:
-                yield index, "input:invalid_json"
+                yield index, Bad("input:invalid_json", raw, index + blank + 1)
                 continue
-            if not isinstance(rec, dict):
-                yield index, "input:invalid_json"
+            except RecursionError:
+                yield index, Bad("input:too_deep", raw, index + blank + 1)
                 continue
-            yield index, _make_doc(*_fields(fmt, rec, text_key))
+            if type(rec) is not dict:
+                yield index, Bad("input:invalid_json", raw, index + blank + 1)
+                continue
+            fields = _fields(fmt, rec, text_key)
+            doc = "input:invalid_record" if fields is None else _make_doc(*fields)
+            if type(doc) is str:
+                doc = Bad(doc, raw, index + blank + 1)
+            yield index, doc
     except _DAMAGE as e:
-        raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
+        raise _file_error(path, e) from e
 
 
 def _read_oscar2019(path, start, stop, max_doc_bytes):
@@ -484,64 +658,115 @@ def _read_oscar2019(path, start, stop, max_doc_bytes):
         if stop is not None and index >= stop:
             return
         if raw is None:
-            yield index, "input:too_large"
+            yield index, Bad("input:too_large")
             continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            yield index, "input:invalid_utf8"
+            yield index, Bad("input:invalid_utf8", raw)
             continue
-        yield index, _make_doc(text, None, {})
+        doc = _make_doc(text, None, {})
+        yield index, Bad(doc, raw) if type(doc) is str else doc
 
 
 def count_records(path: str, fmt: str, max_doc_bytes: int = 10_000_000) -> tuple[int, str | None]:
-    """Count the records of a file without parsing them; also says if the file is damaged."""
-    if fmt == "parquet":
-        return _parquet_file(path).metadata.num_rows, None
-    if fmt == "hf":
-        return _count_hf(path)
+    """Count the records of a file without parsing them; also says (as the FileError's
+    `reason: detail`) if the file is damaged or cannot be read. Raises nothing else."""
+    try:
+        if fmt == "parquet":
+            return _parquet_file(path).metadata.num_rows, None
+        if fmt == "hf":
+            return _count_hf(path)
+    except FileError as e:
+        return 0, str(e)
     n = 0
     split = _blocks if fmt == "oscar2019" else _lines
-    # OSCAR 21.09: a record is a line of the metadata file
-    source, cap = path, max_doc_bytes
-    if fmt == "oscar2109":
-        source, cap = oscar2109_meta_path(path), max(max_doc_bytes, READ_BUFFER)
     try:
+        # OSCAR 21.09: a record is a line of the metadata file
+        source, cap = path, max_doc_bytes
+        if fmt == "oscar2109":
+            source, cap = oscar2109_meta_path(path), max(max_doc_bytes, READ_BUFFER)
         for raw in split(_chunks(source), cap):
             if fmt != "oscar2019" and raw is not None and (not raw or raw.isspace()):
                 continue
             n += 1
+    except FileError as e:
+        return n, str(e)
     except _DAMAGE as e:
-        return n, f"{type(e).__name__}: {e}"
+        return n, str(_file_error(path, e))
     return n, None
 
 
 def _parquet_file(path: str):
+    """The file's ParquetFile; FileError if it cannot be opened or its footer is unreadable."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(_open_raw(path) if is_url(path) else local_path(path))
+    try:
+        return pq.ParquetFile(_open_raw(path) if is_url(path) else local_path(path))
+    except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for a broken footer
+        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise _file_error(path, e) from e
+        raise FileError(
+            "input:corrupt_file",
+            f"{path}: not a readable Parquet file ({type(e).__name__}: {e}); "
+            "its footer (row groups, schema) is missing or damaged, so no row can be read",
+        ) from e
+
+
+def _parquet_rows(pf, path, cols, start, stop):
+    """`(index, text, url)` of rows `start <= i < stop`, row group by row group; the rows of a
+    row group that cannot be decoded come back as `(index, None, Bad)`, and after the last
+    row a FileError names the damaged row groups."""
+    import pyarrow as pa
+
+    damaged = []
+    first = 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        lo, hi = first, first + n
+        first = hi
+        if hi <= start or (stop is not None and lo >= stop):
+            continue
+        index = lo
+        try:
+            for batch in pf.iter_batches(batch_size=4096, row_groups=[g], columns=cols):
+                texts = batch.column(0).to_pylist()
+                urls = batch.column(1).to_pylist() if len(cols) > 1 else [None] * len(texts)
+                for text, url in zip(texts, urls, strict=True):
+                    yield index, text, url
+                    index += 1
+        except (pa.ArrowException, OSError, ValueError, EOFError) as e:
+            damaged.append(f"row group {g} (rows {lo}-{hi - 1}): {type(e).__name__}: {e}")
+            for i in range(max(index, start), hi if stop is None else min(hi, stop)):
+                yield i, None, Bad("input:unreadable_rows", None, i + 1)
+        if stop is not None and hi >= stop:
+            break
+    if damaged:
+        raise FileError(
+            "input:corrupt_file",
+            f"{path}: {len(damaged)} row group(s) cannot be decoded, their rows are counted as "
+            f"input:unreadable_rows: {'; '.join(damaged[:3])}",
+        )
 
 
 def _read_parquet(path, text_key, start, stop, max_doc_bytes):
     pf = _parquet_file(path)
-    if text_key not in pf.schema_arrow.names:
+    names = pf.schema_arrow.names
+    if text_key not in names:
         raise FileError("input:missing_text", f"{path}: no column {text_key!r}")
-    cols = [text_key] + (["url"] if "url" in pf.schema_arrow.names else [])
-    index = 0
-    for batch in pf.iter_batches(batch_size=4096, columns=cols):
-        texts = batch.column(text_key).to_pylist()
-        urls = batch.column("url").to_pylist() if "url" in cols else [None] * len(texts)
-        for text, url in zip(texts, urls, strict=True):
-            i = index
-            index += 1
-            if i < start:
-                continue
-            if stop is not None and i >= stop:
-                return
-            doc = _make_doc(text, url, {})
-            if isinstance(doc, Doc) and doc.nbytes > max_doc_bytes:
-                doc = "input:too_large"
-            yield i, doc
+    cols = [text_key] + (["url"] if "url" in names and text_key != "url" else [])
+    for i, text, url in _parquet_rows(pf, path, cols, start, stop):
+        if i < start:
+            continue
+        if url.__class__ is Bad:
+            yield i, url
+            continue
+        doc = _make_doc(text, url, {})
+        if type(doc) is str:
+            doc = Bad(doc, None, i + 1)
+        elif doc.nbytes > max_doc_bytes:
+            doc = Bad("input:too_large", None, i + 1)
+        yield i, doc
 
 
 # ---- OSCAR 21.09: text file + metadata file ----------------------------------------------------
@@ -586,24 +811,29 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
         with open_binary(path) as text, closing(_chunks(meta_path)) as meta:
             line_no = 0
             index = -1
+            blank = 0
             # metadata lines hold WARC headers, not text: the document cap is not theirs
             for raw in _lines(meta, max(max_doc_bytes, READ_BUFFER)):
                 if raw is not None and (not raw or raw.isspace()):
+                    blank += 1
                     continue
                 index += 1
                 if stop is not None and index >= stop:
                     return
                 rec = _oscar2109_meta(raw)
-                if isinstance(rec, str):
+                if type(rec) is not str and rec["offset"] < line_no:
+                    rec = "input:invalid_record"  # its text would overlap the one before
+                if type(rec) is str:
                     if index >= start:
-                        yield index, rec
+                        yield index, Bad(rec, raw, index + blank + 1)
                     continue
                 offset, count = rec["offset"], rec["nb_sentences"]
                 while line_no < offset:
                     if _text_line(text, READ_BUFFER) is None:
                         raise FileError(
                             "input:truncated_file",
-                            f"{path}: text ends at line {line_no}, before offset {offset}",
+                            f"{path}: text ends at line {line_no}, before offset {offset} of "
+                            f"{meta_path} line {index + blank + 1}",
                         )
                     line_no += 1
                 parts: list[bytes] = []
@@ -622,9 +852,9 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
                 if index < start:
                     continue
                 if size - 1 > max_doc_bytes:
-                    yield index, "input:too_large"
+                    yield index, Bad("input:too_large", raw, index + blank + 1)
                     continue
-                headers = rec.get("headers") or {}
+                headers = rec["headers"]
                 meta_out = {
                     "warc_record_id": headers.get("warc-record-id"),
                     "warc_date": headers.get("warc-date"),
@@ -634,25 +864,40 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
                 try:
                     text_str = b"\n".join(parts).decode("utf-8")
                 except UnicodeDecodeError:
-                    yield index, "input:invalid_utf8"
+                    yield index, Bad("input:invalid_utf8", raw, index + blank + 1)
                     continue
-                yield index, _make_doc(text_str, headers.get("warc-target-uri"), meta_out)
+                doc = _make_doc(text_str, headers.get("warc-target-uri"), meta_out)
+                yield index, Bad(doc, raw, index + blank + 1) if type(doc) is str else doc
     except _DAMAGE as e:
-        raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
+        raise _file_error(path, e) from e
 
 
 def _oscar2109_meta(raw: bytes | None) -> dict | str:
+    """A metadata record (with `headers` a dict), or the reason it cannot be used."""
     if raw is None:
         return "input:too_large"
     try:
-        rec = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        rec = _decode_json(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "input:invalid_utf8"
+    except ValueError:
         return "input:invalid_json"
-    if not isinstance(rec, dict):
+    except RecursionError:
+        return "input:too_deep"
+    if type(rec) is not dict:
         return "input:invalid_json"
     offset, count = rec.get("offset"), rec.get("nb_sentences")
-    if not isinstance(offset, int) or not isinstance(count, int) or offset < 0 or count < 0:
+    if type(offset) is not int or type(count) is not int or offset < 0 or count < 0:
         return "input:missing_text"
+    headers = rec.get("headers")
+    if headers is None:
+        headers = {}
+    if type(headers) is not dict:
+        return "input:invalid_record"
+    url = headers.get("warc-target-uri")
+    if not (url is None or type(url) is str):
+        return "input:invalid_record"
+    rec["headers"] = headers
     return rec
 
 
@@ -787,7 +1032,7 @@ def _scalar_meta(row: dict, text_key: str) -> dict:
             try:
                 if len(json.dumps(v)) <= 4096:
                     meta[k] = v
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 pass
     return meta
 
@@ -828,24 +1073,26 @@ def _read_hf(path, text_key, start, stop, max_doc_bytes):
         if stop is not None and i >= stop:
             return
         if not isinstance(row, dict):
-            yield i, "input:invalid_json"
+            yield i, Bad("input:invalid_json", None, i + 1)
             continue
         url = row.get("url")
         doc = _make_doc(_get(row, text_key), url, _scalar_meta(row, text_key))
-        if isinstance(doc, Doc) and doc.nbytes > max_doc_bytes:
-            doc = "input:too_large"
+        if type(doc) is str:
+            doc = Bad(doc, None, i + 1)
+        elif doc.nbytes > max_doc_bytes:
+            doc = Bad("input:too_large", None, i + 1)
         yield i, doc
 
 
 def _count_hf(path: str) -> tuple[int, str | None]:
-    if not path.startswith(HF_SPEC_PREFIX) and _builder_for(path) == "parquet":
-        return _parquet_file(path).metadata.num_rows, None
     n = 0
     try:
+        if not path.startswith(HF_SPEC_PREFIX) and _builder_for(path) == "parquet":
+            return _parquet_file(path).metadata.num_rows, None
         for _ in _hf_rows(path):
             n += 1
     except FileError as e:
-        return n, e.detail
+        return n, str(e)
     return n, None
 
 
