@@ -31,7 +31,14 @@ from tokenmill.filters.langid import LanguageId
 from tokenmill.filters.minhash import BAND_DTYPE, LSH, bucket_sort, near_edges
 from tokenmill.filters.registry import apply_filters, build_filters
 from tokenmill.pipelines.engine import atomic_path
-from tokenmill.pipelines.readers import Doc, FileError, count_records, read_records
+from tokenmill.pipelines.readers import (
+    Bad,
+    Doc,
+    FileError,
+    count_records,
+    meta_json,
+    read_records,
+)
 from tokenmill.report.hist import length_hist, score_hist
 
 BATCH_DOCS = 1024
@@ -77,7 +84,12 @@ class Partition:
 
 
 def scan_file(path: str, fmt: str, max_doc_bytes: int) -> dict:
-    n, error = count_records(path, fmt, max_doc_bytes)
+    """Records of one input file, and what is wrong with it if it cannot be read to its end
+    (never raises for a file: a damaged or unreadable one is reported by its partition)."""
+    try:
+        n, error = count_records(path, fmt, max_doc_bytes)
+    except Exception as e:  # noqa: BLE001 - one file never ends the run
+        n, error = 0, f"input:read_error: {path}: {type(e).__name__}: {e}"
     return {"path": path, "records": n, "error": error}
 
 
@@ -116,6 +128,68 @@ def _batches(it, n):
         yield batch
 
 
+def _until_damage(records, damage: list[FileError]):
+    """The records, ending (not raising) where the reader meets damage, which goes to `damage`:
+    so the batch being filled at that moment is processed like any other."""
+    try:
+        yield from records
+    except FileError as e:
+        damage.append(e)
+    except Exception as e:  # noqa: BLE001 - a reader bug must not end the run: report it
+        damage.append(FileError("input:read_error", f"{type(e).__name__}: {e}"))
+
+
+EXAMPLES_PER_REASON = 5  # records named per reason per partition (and per source in stats)
+REMOVED_RAW_CAP = 65_536  # bytes of a bad record's raw line kept with keep_removed
+
+
+def _example(examples: dict, part: Partition, idx: int, bad: Bad) -> None:
+    """Note (file, record) of an input removal, the first few per reason."""
+    got = examples.setdefault(str(bad), [])
+    if len(got) < EXAMPLES_PER_REASON:
+        where = f"record {idx}" + (f", line {bad.line}" if bad.line is not None else "")
+        got.append(
+            {
+                "path": part.path,
+                "reason": str(bad),
+                "record": idx,
+                "line": bad.line,
+                "detail": f"{part.path}: {where} set aside as {bad}",
+            }
+        )
+
+
+def _input_removed_table(part: Partition, rows: list[tuple[int, Bad | Doc, str]]) -> pa.Table:
+    """Rows of OUT/removed for records set aside while reading: the raw line as text (invalid
+    UTF-8 replaced, at most REMOVED_RAW_CAP bytes), the file and record number in meta."""
+    texts, metas = [], []
+    for idx, item, _ in rows:
+        if isinstance(item, Doc):  # a document over max_doc_bytes
+            raw = item.text.encode("utf-8", "replace")
+            line = None
+        else:
+            raw = item.raw or b""
+            line = item.line
+        texts.append(raw[:REMOVED_RAW_CAP].decode("utf-8", "replace"))
+        meta = {"file": part.path, "record": idx, "line": line, "raw_bytes": len(raw)}
+        if isinstance(item, Bad) and item.raw is None:
+            meta["raw_bytes"] = None  # not kept by the reader (a line over max_doc_bytes)
+        metas.append(json.dumps(meta, ensure_ascii=False))
+    return pa.table(
+        {
+            "id": [f"{part.source}/{part.rel}/{idx}" for idx, _, _ in rows],
+            "source": [part.source] * len(rows),
+            "text": texts,
+            "url": [None] * len(rows),
+            "lang": [UNDETERMINED] * len(rows),
+            "lang_score": [0.0] * len(rows),
+            "meta": metas,
+            "reason": [reason for _, _, reason in rows],
+        },
+        schema=REMOVED_SCHEMA,
+    )
+
+
 def _doc_table(part, docs, langs, scores, idxs, schema, extra) -> pa.Table:
     """The rows `idxs` of a batch as a table in the inter-stage document schema."""
     cols = {
@@ -125,7 +199,7 @@ def _doc_table(part, docs, langs, scores, idxs, schema, extra) -> pa.Table:
         "url": [docs[i][1].url for i in idxs],
         "lang": [langs[i] for i in idxs],
         "lang_score": [scores[i] for i in idxs],
-        "meta": [json.dumps(docs[i][1].meta, ensure_ascii=False) for i in idxs],
+        "meta": [docs[i][2] for i in idxs],
         **extra,
     }
     return pa.table(cols, schema=schema)
@@ -157,6 +231,7 @@ def process_partition(
     langs_count = _LangCounts()
     counts = {"partition": part.key, "source": part.source, "documents_in": 0, "bytes_in": 0}
     errors: list[dict] = []
+    examples: dict[str, list[dict]] = {}  # reason -> the first records set aside for it
     his, los, rows = [], [], []
     mh = cfg.dedup.minhash
     lsh = (
@@ -186,81 +261,97 @@ def process_partition(
             stop=part.stop,
             max_doc_bytes=cfg.input.max_doc_bytes,
         )
-        try:
-            for batch in _batches(records, BATCH_DOCS):
-                counts["documents_in"] += len(batch)
-                docs: list[tuple[int, Doc]] = []
-                for idx, item in batch:
-                    if isinstance(item, str):
-                        removed[item] += 1
-                        langs_count.add(UNDETERMINED, 0, item)
-                    elif item.nbytes > cfg.input.max_doc_bytes:
-                        removed["input:too_large"] += 1
-                        langs_count.add(UNDETERMINED, item.nbytes, "input:too_large")
-                        counts["bytes_in"] += item.nbytes
-                    else:
-                        docs.append((idx, item))
-                        counts["bytes_in"] += item.nbytes
-                if not docs:
+        damage: list[FileError] = []
+        max_bytes = cfg.input.max_doc_bytes
+        # damage ends the loop through _until_damage (the batch being filled is kept)
+        for batch in _batches(_until_damage(records, damage), BATCH_DOCS):
+            counts["documents_in"] += len(batch)
+            docs: list[tuple[int, Doc, str]] = []
+            set_aside: list[tuple[int, Bad | Doc, str]] = []  # input:* removals
+            for idx, item in batch:
+                if isinstance(item, str):
+                    bad = item if isinstance(item, Bad) else Bad(item)
+                    reason = str(bad)
+                    removed[reason] += 1
+                    langs_count.add(UNDETERMINED, 0, reason)
+                    _example(examples, part, idx, bad)
+                    set_aside.append((idx, bad, reason))
                     continue
-                texts = [d.text for _, d in docs]
-                in_bytes = [d.nbytes for _, d in docs]  # before any rule rewrites a text
-                chars_in.extend(len(t) for t in texts)
-                reasons: list[str | None] = [None] * len(docs)
-                if langid is not None:
-                    langs, scores, reasons = langid(texts)
+                counts["bytes_in"] += item.nbytes
+                meta = meta_json(item.meta) if item.nbytes <= max_bytes else None
+                if meta is None:
+                    # (a meta that cannot be written out: nested too deep, lone surrogates)
+                    too_large = item.nbytes > max_bytes
+                    reason = "input:too_large" if too_large else "input:invalid_record"
+                    removed[reason] += 1
+                    langs_count.add(UNDETERMINED, item.nbytes, reason)
+                    _example(examples, part, idx, Bad(reason))
+                    set_aside.append((idx, item, reason))
                 else:
-                    langs, scores = [UNDETERMINED] * len(docs), [0.0] * len(docs)
-                new_texts = apply_filters(quality, texts, langs, reasons)
-                for i, t in enumerate(new_texts):
-                    if t is not texts[i]:  # rewritten by a rule (C4's line filter)
-                        texts[i] = t
-                        docs[i][1].text = t
-                        docs[i][1].nbytes = len(t.encode("utf-8"))
-                keep = [i for i, r in enumerate(reasons) if r is None]
-                if langid is not None:
-                    for lang, score in zip(langs, scores, strict=True):
-                        scores_by_lang[lang].append(score)
-                for i, r in enumerate(reasons):
-                    langs_count.add(langs[i], in_bytes[i], r)
-                    if r is not None:
-                        removed[r] += 1
+                    docs.append((idx, item, meta))
+            if removed_writer is not None and set_aside:
+                removed_writer.write_table(_input_removed_table(part, set_aside))
+            if not docs:
+                continue
+            texts = [d.text for _, d, _ in docs]
+            in_bytes = [d.nbytes for _, d, _ in docs]  # before any rule rewrites a text
+            chars_in.extend(len(t) for t in texts)
+            reasons: list[str | None] = [None] * len(docs)
+            if langid is not None:
+                langs, scores, reasons = langid(texts)
+            else:
+                langs, scores = [UNDETERMINED] * len(docs), [0.0] * len(docs)
+            new_texts = apply_filters(quality, texts, langs, reasons)
+            for i, t in enumerate(new_texts):
+                if t is not texts[i]:  # rewritten by a rule (C4's line filter)
+                    texts[i] = t
+                    docs[i][1].text = t
+                    docs[i][1].nbytes = len(t.encode("utf-8"))
+            keep = [i for i, r in enumerate(reasons) if r is None]
+            if langid is not None:
+                for lang, score in zip(langs, scores, strict=True):
+                    scores_by_lang[lang].append(score)
+            for i, r in enumerate(reasons):
+                langs_count.add(langs[i], in_bytes[i], r)
+                if r is not None:
+                    removed[r] += 1
 
-                if keep:
-                    hi, lo = text_hashes([texts[i] for i in keep], cfg.dedup.normalize)
-                    kept_writer.write_table(
-                        _doc_table(part, docs, langs, scores, keep, KEPT_SCHEMA, {"hash_lo": lo})
+            if keep:
+                hi, lo = text_hashes([texts[i] for i in keep], cfg.dedup.normalize)
+                kept_writer.write_table(
+                    _doc_table(part, docs, langs, scores, keep, KEPT_SCHEMA, {"hash_lo": lo})
+                )
+                his.append(hi)
+                los.append(lo)
+                rows.append(np.arange(kept_n, kept_n + len(keep)))
+                if lsh is not None:
+                    band_recs.append(
+                        lsh.records(
+                            [texts[i] for i in keep],
+                            [langs[i] for i in keep],
+                            order_key(part.ordinal, rows[-1]),
+                        )
                     )
-                    his.append(hi)
-                    los.append(lo)
-                    rows.append(np.arange(kept_n, kept_n + len(keep)))
-                    if lsh is not None:
-                        band_recs.append(
-                            lsh.records(
-                                [texts[i] for i in keep],
-                                [langs[i] for i in keep],
-                                order_key(part.ordinal, rows[-1]),
-                            )
+                kept_n += len(keep)
+                kept_bytes += sum(docs[i][1].nbytes for i in keep)
+            if removed_writer is not None:
+                gone = [i for i, r in enumerate(reasons) if r is not None]
+                if gone:
+                    removed_writer.write_table(
+                        _doc_table(
+                            part,
+                            docs,
+                            langs,
+                            scores,
+                            gone,
+                            REMOVED_SCHEMA,
+                            {"reason": [reasons[i] for i in gone]},
                         )
-                    kept_n += len(keep)
-                    kept_bytes += sum(docs[i][1].nbytes for i in keep)
-                if removed_writer is not None:
-                    gone = [i for i, r in enumerate(reasons) if r is not None]
-                    if gone:
-                        removed_writer.write_table(
-                            _doc_table(
-                                part,
-                                docs,
-                                langs,
-                                scores,
-                                gone,
-                                REMOVED_SCHEMA,
-                                {"reason": [reasons[i] for i in gone]},
-                            )
-                        )
-        except FileError as e:
+                    )
+        for e in damage:
             # Everything before the damage is kept and counted; the damage is reported.
-            errors.append({"path": part.path, "reason": e.reason, "detail": e.detail})
+            detail = e.detail if part.path in e.detail else f"{part.path}: {e.detail}"
+            errors.append({"path": part.path, "reason": e.reason, "detail": detail})
         kept_writer.close()
         if removed_writer is not None:
             removed_writer.close()
@@ -290,7 +381,7 @@ def process_partition(
         "removed": dict(removed),
         "languages": languages,
         "histograms": {"chars_in": length_hist(chars_in)},
-        "errors": errors,
+        "errors": errors + [e for got in examples.values() for e in got],
         "bucket_offsets": offsets.tolist(),
         "band_offsets": band_offsets,
         "ordinal": part.ordinal,

@@ -23,7 +23,7 @@ import numpy as np
 
 from tokenmill.filters.registry import apply_filters
 from tokenmill.report import hist
-from tokenmill.report.stats import empty_counts
+from tokenmill.report.stats import EXAMPLES_PER_REASON, empty_counts, merge_errors
 
 BATCH_DOCS = 1024
 UNDETERMINED = "und"
@@ -305,7 +305,7 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
     import xxhash
 
     from tokenmill.filters.exact import normalize
-    from tokenmill.pipelines.readers import FileError, read_records
+    from tokenmill.pipelines.readers import FileError, meta_json, read_records
 
     t0 = time.perf_counter()
     langid = tok = None
@@ -337,22 +337,43 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
         inp.path, inp.fmt, text_key=inp.text_key, stop=st.limit, max_doc_bytes=st.max_doc_bytes
     )
     batch: list = []
+    examples: dict[str, list[dict]] = {}  # the first records set aside per reason, as prepare
+
+    def example(idx: int, reason: str, line: int | None) -> None:
+        got = examples.setdefault(reason, [])
+        if len(got) < EXAMPLES_PER_REASON:
+            where = f"record {idx}" + (f", line {line}" if line is not None else "")
+            got.append(
+                {
+                    "path": inp.path,
+                    "reason": reason,
+                    "record": idx,
+                    "line": line,
+                    "detail": f"{inp.path}: {where} set aside as {reason}",
+                }
+            )
 
     def flush() -> None:
         nonlocal b_in, n_kept, b_kept, t_in, t_kept
         docs = []
-        for item in batch:
+        for idx, item in batch:
             if isinstance(item, str):
-                removed[item] += 1
+                reason = str(item)
+                removed[reason] += 1
                 langs[UNDETERMINED]["documents_in"] += 1
-                langs[UNDETERMINED]["removed"][item] += 1
-            elif item.nbytes > st.max_doc_bytes:
-                removed["input:too_large"] += 1
+                langs[UNDETERMINED]["removed"][reason] += 1
+                example(idx, reason, getattr(item, "line", None))
+            # as prepare does: too large, or a meta it could not write out (input:invalid_record)
+            elif item.nbytes > st.max_doc_bytes or meta_json(item.meta) is None:
+                too_large = item.nbytes > st.max_doc_bytes
+                reason = "input:too_large" if too_large else "input:invalid_record"
+                removed[reason] += 1
                 lc = langs[UNDETERMINED]
                 lc["documents_in"] += 1
                 lc["bytes_in"] += item.nbytes
-                lc["removed"]["input:too_large"] += 1
+                lc["removed"][reason] += 1
                 b_in += item.nbytes
+                example(idx, reason, None)
             else:
                 docs.append(item)
                 b_in += item.nbytes
@@ -418,14 +439,18 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
         scores.clear()
 
     try:
-        for _, item in records:
+        for rec in records:
             n_in += 1
-            batch.append(item)
+            batch.append(rec)
             if len(batch) == BATCH_DOCS:
                 flush()
                 fold()
-    except FileError as e:
+    except FileError as e:  # the records before the damage are counted (flush below)
         errors.append({"path": inp.path, "reason": e.reason, "detail": e.detail})
+    except Exception as e:  # noqa: BLE001 - one file never ends the scan: report it
+        errors.append(
+            {"path": inp.path, "reason": "input:read_error", "detail": f"{type(e).__name__}: {e}"}
+        )
     flush()
     fold()
     languages = {}
@@ -446,7 +471,7 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
         "removed": dict(removed),
         "languages": languages,
         "histograms": hists,
-        "errors": errors,
+        "errors": errors + [e for got in examples.values() for e in got],
         "wall_s": time.perf_counter() - t0,
         "sample": sample,
     }
@@ -484,7 +509,7 @@ def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: 
         if with_tokens:
             s["tokens"] += r["tokens"]
         s["removed"].update(r["removed"])
-        s["errors"].extend(r["errors"])
+        s["errors"].append(r["errors"])
         for name, h in r["histograms"].items():
             s["histograms"][name] = hist.add(s["histograms"].get(name), h)
         for la, c in r["languages"].items():
@@ -501,6 +526,7 @@ def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: 
     everything = HashSample(st.sample_cap)
     for name, s in sources.items():
         s["format"] = ", ".join(sorted(formats[name]))
+        s["errors"] = merge_errors(s["errors"])
         s["removed"] = dict(sorted(s["removed"].items()))
         s["languages"] = {
             la: {**c, "removed": dict(sorted(c["removed"].items()))}

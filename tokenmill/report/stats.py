@@ -2,6 +2,10 @@
 
 Per source and per language: documents and bytes in, documents kept, tokens, and every removed
 document under one reason, so that documents_in == documents_kept + sum(removed).
+
+A source's `errors` lists every file that could not be read to its end (path, reason, detail
+with the compressed offset of the damage), then, per `input:*` reason, the first
+EXAMPLES_PER_REASON records set aside for it (path, reason, record, line, detail).
 """
 
 from __future__ import annotations
@@ -12,6 +16,23 @@ from tokenmill.config import Config
 from tokenmill.report import hist
 
 STATS_VERSION = 1
+EXAMPLES_PER_REASON = 5
+
+
+def merge_errors(lists) -> list[dict]:
+    """One source's errors from its tasks' lists, in task order: every file error, and the
+    first EXAMPLES_PER_REASON record examples (entries with a `record`) per reason."""
+    files: list[dict] = []
+    examples: dict[str, list[dict]] = {}
+    for errors in lists:
+        for e in errors:
+            if "record" not in e:
+                files.append(e)
+                continue
+            got = examples.setdefault(e["reason"], [])
+            if len(got) < EXAMPLES_PER_REASON:
+                got.append(e)
+    return files + [e for reason in sorted(examples) for e in examples[reason]]
 
 
 def empty_counts() -> dict:
@@ -38,14 +59,14 @@ def build_stats(
     sources: dict[str, dict] = {}
     langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(empty_counts))
     files: dict[str, set] = defaultdict(set)
-    errors: dict[str, list] = defaultdict(list)
+    errors: dict[str, list[list]] = defaultdict(list)
     for s in cfg.sources:
         sources[s.name] = {**empty_counts(), "partitions": 0, "shards": 0, "histograms": {}}
     for part, pc, tc in zip(partitions, proc_counts, tok_counts, strict=True):
         src = sources[part.source]
         src["partitions"] += 1
         files[part.source].add(part.path)
-        errors[part.source].extend(pc.get("errors", []))
+        errors[part.source].append(pc.get("errors", []))
         src["documents_in"] += pc["documents_in"]
         src["bytes_in"] += pc["bytes_in"]
         src["removed"].update(pc["removed"])
@@ -76,7 +97,7 @@ def build_stats(
     totals = empty_counts()
     for name, src in sources.items():
         src["files"] = len(files[name])
-        src["errors"] = errors[name]
+        src["errors"] = merge_errors(errors[name])
         src["removed"] = dict(sorted(src["removed"].items()))
         src["languages"] = {
             lang: {**c, "removed": dict(sorted(c["removed"].items()))}
