@@ -252,19 +252,23 @@ def plan(
     implies and its shards. With --gpu-hours: the tokens each model size can see (6·N·D, and
     8·N·D as Megatron counts with recomputation).
 
+    Every shard OUT lists is checked first (structure and sizes against the manifest, not
+    SHA-256: `tokenmill verify OUT` does that): a damaged or missing one is named and stops
+    the plan, so the printed --data-path only lists whole shards.
+
     Example: tokenmill plan out --budget 112B --budget 350B; tokenmill plan --gpu-hours 1e6
     """
+    from tokenmill.shards.manifest import load_manifest, manifest_path
     from tokenmill.shards.plan import budget_plan, compute_plan, human, parse_count
+    from tokenmill.shards.verify import require_intact
 
     if out is None and gpu_hours is None:
         _fail("give an OUT folder with --budget, and/or --gpu-hours")
     result: dict = {}
     try:
         if out is not None:
-            path = out / "manifest.json"
-            if not path.exists():
-                _fail(f"{path} not found: run `tokenmill prepare --out {out}` first")
-            manifest = json.loads(path.read_text())
+            manifest = load_manifest(out)  # ManifestError, DamagedShards: ValueErrors
+            require_intact(manifest_path(out).parent, manifest)
             result["budgets"] = {
                 b: budget_plan(manifest, parse_count(b), max_epochs) for b in (budget or ["112B"])
             }
@@ -333,15 +337,23 @@ def inspect(
         Path | None, typer.Option(help="tokenizer.json (default: OUT/tokenizer.json)")
     ] = None,
 ) -> None:
-    """Decode and print documents from a shard, with their provenance id."""
+    """Decode and print documents from a shard, with their provenance id.
+
+    The shard is checked first (structure and sizes, against OUT/manifest.json when it lists
+    the shard; not SHA-256: `tokenmill verify OUT` does that): a damaged one is refused.
+    """
     import pyarrow.parquet as pq
 
     from tokenmill.shards.megatron import ShardReader
     from tokenmill.tokenize.bpe import load_tokenizer
 
-    p = Path(prefix.removesuffix(".bin").removesuffix(".idx"))
-    if not p.with_name(p.name + ".idx").exists():
-        _fail(f"{p}.idx not found: give a shard prefix such as out/shards/c4/c4_00000")
+    p = Path(prefix.removesuffix(".bin").removesuffix(".idx").removesuffix(".docs.parquet"))
+    status = _check_inspected(p)
+    if not status.ok:
+        _fail(
+            f"{p} is damaged: {'; '.join(status.problems)}. Run `tokenmill verify OUT` to check "
+            "every shard"
+        )
     tok_path = tokenizer or p.parent.parent.parent / "tokenizer.json"
     if not tok_path.exists():
         _fail(f"{tok_path} not found: pass --tokenizer")
@@ -363,14 +375,37 @@ def inspect(
         )
 
 
+def _check_inspected(p: Path):
+    """The structural check of the shard `inspect` was given: against its entry in
+    OUT/manifest.json (OUT = three folders up, as prepare lays shards out) when there is one,
+    else its .idx and .bin alone."""
+    from tokenmill.shards.manifest import ManifestError, load_manifest
+    from tokenmill.shards.verify import check_prefix, check_shard
+
+    root = p.parent.parent.parent
+    if (root / "manifest.json").exists():
+        try:
+            manifest = load_manifest(root)
+        except ManifestError as e:
+            _fail(str(e))
+        for entry in manifest["shards"]:
+            if (root / entry["prefix"]).resolve() == p.resolve():
+                return check_shard(root, entry, manifest["tokenizer"]["dtype"], sidecar=True)
+    if not p.with_name(p.name + ".idx").exists():
+        _fail(f"{p}.idx not found: give a shard prefix such as out/shards/c4/c4_00000")
+    return check_prefix(p)
+
+
 def _register_parts() -> None:
     """Commands that live with their part of the package (their heavy imports are inside)."""
     from tokenmill.pipelines.download_cli import download
     from tokenmill.report.cli import stats
+    from tokenmill.shards.cli import verify
     from tokenmill.trainer.cli import train
 
     app.command()(download)
     app.command()(stats)
+    app.command()(verify)
     app.command()(train)
 
 

@@ -105,7 +105,9 @@ def stats(
     the shards: documents and tokens through every step, removals by reason,
     lengths, languages and LID scores, duplicate clusters, tokens per shard,
     budget coverage (epochs per source for 112B and 350B tokens), throughput
-    per stage, and the config.
+    per stage, and the config. Every shard is checked on disk (structure and
+    sizes, not SHA-256: `tokenmill verify OUT` does that); a damaged or
+    missing one is named in the report and the exit status is 1.
 
     Raw data (files, globs, folders, or a config's sources): streamed once
     with bounded memory, it shows what prepare would see: bad records by
@@ -170,20 +172,37 @@ def stats(
 
 def _run_report(out: Path, html: Path | None, as_json: bool, budgets) -> None:
     from tokenmill.report.html import dumps, write_report
+    from tokenmill.report.summary import damaged_shards
+    from tokenmill.shards.manifest import ManifestError, load_manifest
 
     try:
         data = json.loads((out / "stats.json").read_text())
-        mpath = out / "manifest.json"
-        manifest = json.loads(mpath.read_text()) if mpath.exists() else None
     except ValueError as e:
-        _fail(f"cannot read {out}: {e}")
+        _fail(f"cannot read {out / 'stats.json'}: {e}")
+    try:
+        manifest = load_manifest(out) if (out / "manifest.json").exists() else None
+    except ManifestError as e:
+        _fail(str(e))
     target = html or out / "report.html"
     rep = write_report(data, manifest, target, out=out, budgets=budgets)
+    bad = damaged_shards(rep)
     if as_json:
         sys.stdout.write(dumps(data, rep) + "\n")
     else:
         print_report(data, rep, _out)
         _out.print(f"report: [bold]{target}[/]", highlight=False)
+    if bad:
+        # the report is still written (it shows the damage); the exit status tells scripts
+        for r in bad:
+            _err.print(
+                f"[bold red]damaged shard[/] {r['prefix']}: {r['check'][len('damaged: ') :]}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        _fail(
+            f"{len(bad)} of {len(rep['shards'])} shards in {out} are damaged or missing; "
+            f"run `tokenmill verify {out}` for details and how to rewrite them"
+        )
 
 
 def _raw_report(

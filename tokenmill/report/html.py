@@ -191,6 +191,8 @@ def _summary(stats: dict, rep: dict) -> str:
         cols.append(("partitions", lambda r: r["partitions"], fmt_int))
     cols.append(("files", lambda r: r["files"], fmt_int))
     out = ['<div class="kpis">' + "".join(kpis) + "</div>"]
+    if rep.get("shards"):
+        out.append(_damaged_note(rep["shards"]))
     out.append(table("summary-table", cols, rep["summary"]["sources"], total=t))
     errors = [(n, e) for n, s in stats["sources"].items() for e in s.get("errors", [])]
     if errors:
@@ -599,7 +601,8 @@ def _shards(stats: dict, rep: dict) -> str:
     out = [
         f"<p class='note'>{len(rows)} shards"
         + (f", at most {cap:,} tokens each" if cap else "")
-        + ". Each is checked against its <code>.idx</code> file on disk.</p>"
+        + f". {_SHARD_CHECK}</p>",
+        _damaged_note(rows),
     ]
     out.append(svg.legend([(s, color[s]) for s in sources]))
     out.append(
@@ -633,6 +636,22 @@ def _shards(stats: dict, rep: dict) -> str:
 
 
 MAX_SHARD_ROWS = 200  # above this, shards are summarized per source
+_SHARD_CHECK = (
+    "Each is checked on disk: its <code>.idx</code> structure, the <code>.bin</code> size the "
+    "index implies, and the counts and file sizes manifest.json records "
+    "(<code>tokenmill verify</code> also compares SHA-256)."
+)
+
+
+def _damaged_note(rows: list[dict]) -> str:
+    bad = S.damaged_shards({"shards": rows})
+    if not bad:
+        return ""
+    return (
+        f"<p class='bad'>{len(bad):,} of {len(rows):,} shards are damaged or missing: "
+        + _e(_first([f"{r['prefix']}: {r['check']}" for r in bad]))
+        + ". Do not train on this output: see <code>tokenmill verify</code>.</p>"
+    )
 
 
 def _first(items: list[str], n: int = 3) -> str:
@@ -647,8 +666,8 @@ def _many_shards(rows: list[dict], cap, sources: list[str], color: dict) -> str:
     out = [
         f"<p class='note'>{len(rows):,} shards"
         + (f", at most {cap:,} tokens each" if cap else "")
-        + "; per source below (every shard is in manifest.json), each checked against its "
-        "<code>.idx</code> file on disk.</p>"
+        + f"; per source below (every shard is in manifest.json). {_SHARD_CHECK}</p>",
+        _damaged_note(rows),
     ]
     if cap:
         labels = [f"{10 * k}%" for k in range(10)]

@@ -260,30 +260,32 @@ def _duplicates(stats: dict) -> list[dict]:
 
 
 def check_shards(manifest: dict, out: Path | None) -> list[dict]:
-    """Manifest shards, each checked against its .idx on disk when `out` holds them."""
-    from tokenmill.shards.megatron import ShardReader
+    """Manifest shards, each checked on disk when `out` holds them: the structural and size
+    checks of tokenmill.shards.verify (no SHA-256: `tokenmill verify` does that). `check` is
+    None (not checked), "ok", or "damaged: " and what is wrong."""
+    from tokenmill.shards.verify import check_shards as verify_shards
 
-    rows = []
-    for s in manifest.get("shards", []):
-        row = {k: s[k] for k in ("prefix", "source", "documents", "tokens")}
+    rows = [
+        {k: s[k] for k in ("prefix", "source", "documents", "tokens")}
+        for s in manifest.get("shards", [])
+    ]
+    for row in rows:
         row["check"] = None
-        if out is not None:
-            prefix = Path(out) / s["prefix"]
-            if not prefix.with_name(prefix.name + ".idx").exists():
-                row["check"] = "missing"
-            else:
-                try:
-                    r = ShardReader(prefix)
-                    sizes = r.sizes
-                    row["idx_documents"] = len(r)
-                    row["idx_tokens"] = r.num_tokens
-                    row["max_document_tokens"] = int(sizes.max()) if len(sizes) else 0
-                    same = len(r) == s["documents"] and r.num_tokens == s["tokens"]
-                    row["check"] = "ok" if same else "mismatch"
-                except (OSError, ValueError) as e:
-                    row["check"] = f"unreadable: {e}"
-        rows.append(row)
+    if out is None:
+        return rows
+    for row, st in zip(rows, verify_shards(out, manifest, sidecar=True), strict=True):
+        if st.sequences is not None:
+            row["idx_documents"] = st.sequences
+        if st.tokens is not None:
+            row["idx_tokens"] = st.tokens
+            row["max_document_tokens"] = st.max_sequence
+        row["check"] = "ok" if st.ok else "damaged: " + "; ".join(st.problems)
     return rows
+
+
+def damaged_shards(report: dict) -> list[dict]:
+    """The report's shard rows whose check found damage."""
+    return [r for r in report.get("shards") or [] if r["check"] not in ("ok", None)]
 
 
 def budgets(manifest: dict, names=DEFAULT_BUDGETS, order=()) -> dict[str, list[dict]]:

@@ -168,6 +168,13 @@ class ShardReader:
         if version != VERSION or code not in CODE_DTYPES:
             raise ValueError(f"{prefix}.idx: unsupported version {version} or dtype code {code}")
         self.dtype = CODE_DTYPES[code]
+        need = HEADER_BYTES + 12 * n + 8 * d
+        if os.path.getsize(prefix + ".idx") != need:
+            # a cut .idx would map short arrays and read as fewer documents, silently
+            raise ValueError(
+                f"{prefix}.idx is {os.path.getsize(prefix + '.idx'):,} bytes but its header "
+                f"needs {need:,}: the shard is damaged (`tokenmill verify` checks them all)"
+            )
         # plain ndarray views of the maps: indexing a np.memmap goes through slow Python code
         # (2-3x fewer sequences/s); the pages are still mapped, never read whole
         idx = np.memmap(prefix + ".idx", mode="r", dtype=np.uint8).view(np.ndarray)

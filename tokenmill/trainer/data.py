@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tokenmill.shards.manifest import load_manifest, manifest_path
 from tokenmill.shards.megatron import ShardReader
+from tokenmill.shards.verify import require_intact
 
 
 class SourceSamples:
@@ -129,13 +131,13 @@ class ManifestData:
         valid_fraction: float = 0.01,
         weights: dict[str, float] | None = None,
     ):
-        path = Path(manifest)
-        if path.is_dir():
-            path = path / "manifest.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no manifest; run `tokenmill prepare` first")
-        self.manifest = json.loads(path.read_text())
+        path = manifest_path(manifest)
+        # a manifest that is not tokenmill's, or a damaged or missing shard, is refused here
+        # by name (ManifestError, DamagedShards: ValueErrors), not as an IndexError mid-run;
+        # the check is structural (the .idx files and file sizes), not a SHA-256 of the data
+        self.manifest = load_manifest(path)
         self.root = path.parent
+        require_intact(self.root, self.manifest)
         self.seq_len, self.seed, self.valid_fraction = seq_len, seed, valid_fraction
         self.vocab_size = int(self.manifest["tokenizer"]["vocab_size"])
         self.eod_id = self.manifest["tokenizer"].get("eod_id")
