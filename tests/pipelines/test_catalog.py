@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 from pathlib import Path
 
@@ -156,6 +157,88 @@ def test_plan_builds_urls_under_the_base_url_without_network(tmp_path):
         "http://mirror/c4/en/c4-train.00000-of-01024.json.gz",
         "http://mirror/c4/en/c4-train.00001-of-01024.json.gz",
     ]
-    assert plan.token is None  # an open source on a mirror never gets the token
     assert default_dest("c4", "en") == Path("data/c4")
     assert default_dest("pile", "original") == Path("data/pile/original")
+
+
+@pytest.fixture
+def tokens(monkeypatch, tmp_path):
+    """HF_TOKEN set; no mirror token, no HF_ENDPOINT, no netrc unless a test adds them."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    for var in ("HUGGING_FACE_HUB_TOKEN", "TOKENMILL_MIRROR_TOKEN", "HF_ENDPOINT", "NETRC"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return monkeypatch
+
+
+def test_hf_token_goes_to_the_hub_and_nowhere_else(tmp_path, tokens):
+    hub = plan_source("c4", "en", files="0:2", dest=tmp_path)
+    assert [hub.authorization(f.url) for f in hub.files] == ["Bearer hf_secret"] * 2
+    assert hub.authorization("https://hf.co/datasets/allenai/c4/resolve/main/x") == (
+        "Bearer hf_secret"
+    )
+    for elsewhere in (
+        "https://cdn-lfs.huggingface.co/repos/ab/cd/x?X-Amz-Signature=1",  # signed CDN URL
+        "https://cas-bridge.xethub.hf.co/xet-bridge-us/x",
+        "http://huggingface.co/datasets/allenai/c4/resolve/main/x",  # in clear text
+        "https://huggingface.co:8443/x",  # another port
+        "https://huggingface.co.evil.example/x",
+        "https://mirror.example/c4/en/x",
+    ):
+        assert hub.authorization(elsewhere) is None, elsewhere
+
+    mirror = plan_source(
+        "c4", "en", files="0:2", dest=tmp_path, base_url="https://mirror.example/c4"
+    )
+    assert [mirror.authorization(f.url) for f in mirror.files] == [None, None]
+    assert mirror.credentials == ()  # not even carried along to the workers
+
+    other_host = plan_source("pile", "original", split="validation", dest=tmp_path)
+    assert other_host.root == "https://the-eye.eu/public/AI/pile"
+    assert other_host.credentials == ()
+
+
+def test_mirror_token_goes_to_the_base_url_origin_only(tmp_path, tokens):
+    tokens.setenv("TOKENMILL_MIRROR_TOKEN", "mirror_secret")
+    plan = plan_source("c4", "en", files="0", dest=tmp_path, base_url="https://mirror.example/c4")
+    (f,) = plan.files
+    assert plan.authorization(f.url) == "Bearer mirror_secret"
+    for elsewhere in (
+        "https://mirror.example:8443/c4/x",
+        "http://mirror.example/c4/x",
+        "https://cdn.mirror.example/c4/x",
+        "https://huggingface.co/datasets/allenai/c4/resolve/main/x",
+    ):
+        assert plan.authorization(elsewhere) is None, elsewhere
+    assert all("hf_secret" not in c.value for c in plan.credentials)
+    assert "mirror_secret" not in repr(plan), "secrets stay out of reprs and logs"
+
+    # only a --base-url the user gave gets it, not a host the catalog names
+    eye = plan_source("pile", "original", split="validation", dest=tmp_path)
+    assert eye.credentials == ()
+    # on the hub it is HF_TOKEN that goes, never the mirror's
+    hub = plan_source("c4", "en", files="0", dest=tmp_path)
+    assert hub.authorization(hub.files[0].url) == "Bearer hf_secret"
+
+
+def test_hf_endpoint_is_the_hub_the_token_goes_to(tmp_path, tokens):
+    tokens.setenv("HF_ENDPOINT", "http://127.0.0.1:8080")
+    plan = plan_source("c4", "en", files="0", dest=tmp_path)
+    (f,) = plan.files
+    assert f.url.startswith("http://127.0.0.1:8080/datasets/allenai/c4/resolve/main/")
+    assert plan.authorization(f.url) == "Bearer hf_secret"
+    assert plan.authorization("http://127.0.0.1:8081/x") is None
+
+
+def test_netrc_entry_for_the_mirror_host(tmp_path, tokens):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine mirror.example login alice password s3cret\n")
+    netrc.chmod(0o600)
+    tokens.setenv("NETRC", str(netrc))
+    plan = plan_source("c4", "en", files="0", dest=tmp_path, base_url="https://mirror.example/c4")
+    basic = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert plan.authorization(plan.files[0].url) == basic
+    assert plan.authorization("https://other.example/c4/x") is None
+    assert plan.authorization("https://mirror.example:444/c4/x") is None
+    hub = plan_source("c4", "en", files="0", dest=tmp_path)
+    assert hub.authorization(hub.files[0].url) == "Bearer hf_secret"

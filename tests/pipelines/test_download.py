@@ -1,10 +1,15 @@
 """Downloads against a real HTTP server on 127.0.0.1 serving real-format files (made from the
 bundled sample) in each source's published layout. The server honours Range, logs every
-request, and injects faults on demand: 5xx/429, a connection dropped mid-file, a truncated or
-corrupted body, missing or wrong tokens. Nothing here touches the internet."""
+request with its Authorization header, and injects faults on demand: 5xx/429, a connection
+dropped mid-file, a truncated or corrupted body, missing or wrong credentials, redirects to a
+second server on another port (a CDN, another host). Unreachable hosts are a real closed port
+on 127.0.0.1 and a name under `.invalid` (reserved: it never resolves). Nothing here touches
+the internet."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import socket
 import threading
@@ -20,17 +25,20 @@ from typer.testing import CliRunner
 
 from tokenmill.pipelines.download import (
     AuthError,
+    Credential,
     DownloadError,
     Hints,
     IntegrityError,
     NotFoundError,
     RetryPolicy,
+    UnreachableError,
     UnsafePathError,
     check_file,
     download_file,
     fetch,
     fetch_small_file,
     fetch_source,
+    origin,
     parse_listing,
     safe_join,
 )
@@ -83,9 +91,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _answer(self, srv, path, query, action):
-        for prefix, token in srv.tokens.items():
-            if path.startswith(prefix) and self.headers.get("Authorization") != f"Bearer {token}":
+        for prefix, required in srv.auth.items():
+            if path.startswith(prefix) and self.headers.get("Authorization") != required:
                 return self._send(401, {"X-Error-Message": "Access to this dataset is restricted"})
+        for prefix, target in srv.redirects.items():
+            if path.startswith(prefix):
+                return self._send(302, {"Location": f"{target}{path}"})
         if action in ("500", "503", "429"):
             return self._send(int(action), {"Retry-After": "0"}, b"busy")
         file = srv.root / path.lstrip("/")
@@ -97,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 302,
                 {
-                    "Location": f"{path}?cdn=1",
+                    "Location": f"{srv.cdn or ''}{path}?cdn=1",
                     "X-Linked-Size": str(len(data)),
                     "X-Linked-Etag": f'"{sha}"',
                 },
@@ -138,7 +149,9 @@ class Server:
         self.root = root
         self.log: list[dict] = []
         self.faults: dict[str, list[str]] = {}
-        self.tokens: dict[str, str] = {}  # path prefix -> the token it requires
+        self.auth: dict[str, str] = {}  # path prefix -> the Authorization header it requires
+        self.redirects: dict[str, str] = {}  # path prefix -> server URL it redirects to (302)
+        self.cdn: str | None = None  # where the hub redirects files to (else to itself)
         self.etags: dict[str, str] = {}  # path -> X-Linked-Etag to send instead of the real one
         self.hub = False
         self.ranges = True
@@ -156,14 +169,39 @@ class Server:
         return [r for r in self.log if path_part in r["path"]]
 
 
+@contextlib.contextmanager
+def _serving(root: Path):
+    root.mkdir(exist_ok=True)
+    srv = Server(root)
+    srv.thread.start()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+
+
 @pytest.fixture
 def server(tmp_path):
-    srv = Server(tmp_path / "www")
-    srv.root.mkdir()
-    srv.thread.start()
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    with _serving(tmp_path / "www") as srv:
+        yield srv
+
+
+@pytest.fixture
+def server2(tmp_path, server):
+    """A second server on another port of the same host, serving the same files."""
+    with _serving(server.root) as srv:
+        assert srv.url != server.url
+        yield srv
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    """None of the user's tokens or netrc: each test sets what it means to."""
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "TOKENMILL_MIRROR_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc
+    monkeypatch.delenv("NETRC", raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -197,10 +235,12 @@ def c4_files(root: Path, n: int, per_file: int = 40) -> list[bytes]:
     return out
 
 
-def oscar2301_files(root: Path, lang: str = "fr", parts: int = 2, bad_name: str | None = None):
+def oscar2301_files(
+    root: Path, lang: str = "fr", parts: int = 2, bad_name: str | None = None, under="oscar"
+):
     """OSCAR 23.01 LANG_meta/ files with the checksum.sha256 listing the hub publishes."""
     docs = sample_docs("oscar")
-    folder = root / "oscar" / f"{lang}_meta"
+    folder = root / under / f"{lang}_meta"
     lines = []
     for k in range(1, parts + 1):
         p = write_zst_lines(
@@ -325,46 +365,169 @@ def test_a_file_that_stays_corrupt_is_an_integrity_error(server, tmp_path):
     assert not list(out.iterdir()), "no final file and no partial left"
 
 
+HUB_ROOT = "datasets/oscar-corpus/OSCAR-2301/resolve/main"  # as HF_ENDPOINT/... serves it
+
+
+def _bearer_everywhere(*servers) -> set:
+    return {r["auth"] for srv in servers for r in srv.log}
+
+
 @pytest.mark.distributed
-def test_gated_oscar_401_says_to_set_hf_token_then_token_is_sent_as_bearer(
-    server, client, tmp_path, monkeypatch
+def test_gated_oscar_on_the_hub_401_says_set_hf_token_then_it_goes_to_the_hub_not_its_cdn(
+    server, server2, client, tmp_path, monkeypatch, no_credentials
 ):
-    oscar2301_files(server.root, "fr", parts=2)
-    server.tokens["/oscar/"] = "hf_secret"
+    hub, cdn = server, server2  # the hub redirects every file to a CDN on another port
+    oscar2301_files(hub.root, "fr", parts=2, under=HUB_ROOT)
+    hub.hub, hub.cdn = True, cdn.url
+    hub.auth["/datasets/"] = "Bearer hf_secret"
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
     dest = tmp_path / "dl"
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+
+    def run(**kw):
+        return fetch("oscar", "23.01", "fr", dest=dest, policy=FAST, quiet=True, **kw)
 
     with pytest.raises(AuthError) as e:
-        _fetch(server, "oscar", "23.01", dest, lang="fr", client=client)
+        run(client=client)
     msg = str(e.value)
     assert "401" in msg and "HF_TOKEN" in msg and "Bearer" in msg
     assert "huggingface.co/datasets/oscar-corpus/OSCAR-2301" in msg
 
     monkeypatch.setenv("HF_TOKEN", "wrong")
     with pytest.raises(AuthError, match="HF_TOKEN was refused"):
-        _fetch(server, "oscar", "23.01", dest, lang="fr", client=client)
+        run(client=client)
 
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    server.log.clear()
-    res = _fetch(server, "oscar", "23.01", dest, lang="fr", client=client)
+    hub.log.clear()
+    res = run(client=client)
     assert [Path(p).name for p in res.paths] == [
         "fr_meta_part_1.jsonl.zst",
         "fr_meta_part_2.jsonl.zst",
     ]
-    assert {r["auth"] for r in server.log} == {"Bearer hf_secret"}
+    assert sorted(r["path"] for r in hub.log) == [
+        f"/{HUB_ROOT}/fr_meta/{n}"
+        for n in ("checksum.sha256", "fr_meta_part_1.jsonl.zst", "fr_meta_part_2.jsonl.zst")
+    ]
+    assert _bearer_everywhere(hub) == {"Bearer hf_secret"}
+    assert len(cdn.log) == 3 and _bearer_everywhere(cdn) == {None}, "the CDN URL is signed"
     assert (dest / "fr_meta" / "checksum.sha256").exists(), "the listing is kept for reruns"
-    server.log.clear()
-    assert _fetch(server, "oscar", "23.01", dest, lang="fr").paths == res.paths
-    assert server.log == []
+    hub.log.clear()
+    assert run().paths == res.paths
+    assert hub.log == []
 
 
 @pytest.mark.distributed
-def test_token_is_not_sent_to_mirrors_of_open_sources(server, client, tmp_path, monkeypatch):
-    c4_files(server.root, 1)
+def test_gated_source_on_a_mirror_never_gets_hf_token(
+    server, client, tmp_path, monkeypatch, no_credentials
+):
+    oscar2301_files(server.root, "fr", parts=2)
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    _fetch(server, "c4", "en", tmp_path / "dl", files="0", client=client)
-    assert server.log and all(r["auth"] is None for r in server.log)
+    server.auth["/oscar/"] = "Bearer hf_secret"  # it would even accept it: still not sent
+
+    with pytest.raises(AuthError) as e:
+        _fetch(server, "oscar", "23.01", tmp_path / "dl", lang="fr", client=client)
+    msg = str(e.value)
+    port = server.url.rsplit(":", 1)[1]
+    assert f"127.0.0.1:{port} wants credentials" in msg and "HF_TOKEN is never sent" in msg
+    assert "'machine 127.0.0.1 login USER password SECRET'" in msg and "NETRC" in msg
+    assert f"TOKENMILL_MIRROR_TOKEN (sent as 'Authorization: Bearer' to 127.0.0.1:{port}" in msg
+    assert server.log and _bearer_everywhere(server) == {None}
+
+    server.auth.clear()  # an open mirror: everything comes, and still no token
+    server.log.clear()
+    res = _fetch(server, "oscar", "23.01", tmp_path / "dl", lang="fr", client=client)
+    assert len(res.paths) == 2 and len(server.log) == 3
+    assert _bearer_everywhere(server) == {None}
+
+
+@pytest.mark.distributed
+def test_mirror_token_goes_to_the_mirror_only(
+    server, server2, client, tmp_path, monkeypatch, no_credentials
+):
+    oscar2301_files(server.root, "fr", parts=2)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("TOKENMILL_MIRROR_TOKEN", "wrong")
+    server.auth["/oscar/"] = "Bearer mirror_secret"
+    with pytest.raises(AuthError, match="refused the credentials from TOKENMILL_MIRROR_TOKEN"):
+        _fetch(server, "oscar", "23.01", tmp_path / "dl", lang="fr", client=client)
+
+    monkeypatch.setenv("TOKENMILL_MIRROR_TOKEN", "mirror_secret")
+    server.redirects["/oscar/fr_meta/fr_meta_part_2"] = server2.url  # another port
+    server.log.clear()
+    res = _fetch(server, "oscar", "23.01", tmp_path / "dl", lang="fr", client=client)
+
+    assert len(res.paths) == 2
+    assert (
+        Path(res.paths[1]).read_bytes()
+        == (server.root / "oscar/fr_meta/fr_meta_part_2.jsonl.zst").read_bytes()
+    )
+    assert len(server.log) == 3 and _bearer_everywhere(server) == {"Bearer mirror_secret"}
+    assert [r["path"] for r in server2.log] == ["/oscar/fr_meta/fr_meta_part_2.jsonl.zst"]
+    assert _bearer_everywhere(server2) == {None}
+
+
+def test_a_redirect_keeps_credentials_on_their_origin_only(server, server2, tmp_path):
+    """Hop by hop: a redirect to another port of the same host gets no Authorization, and one
+    from there back to the credential's own origin gets it again."""
+    (data,) = c4_files(server.root, 1)
+    path = "/c4/en/c4-train.00000-of-01024.json.gz"
+    cred = Credential(origin(server.url), "Bearer mirror_secret", "test")
+    out = tmp_path / "x.json.gz"
+
+    server.redirects["/c4/"] = server2.url
+    download_file(server.url + path, str(out), credentials=(cred,), policy=FAST)
+    assert out.read_bytes() == data
+    assert [(r["path"], r["auth"]) for r in server.log] == [(path, "Bearer mirror_secret")]
+    assert [(r["path"], r["auth"]) for r in server2.log] == [(path, None)]
+
+    server.log.clear()
+    server2.log.clear()
+    server.redirects.clear()
+    server2.redirects["/c4/"] = server.url + "/back"  # mirror -> other port -> mirror
+    server.redirects["/c4/"] = server2.url
+    back = server.root / "back" / path.lstrip("/")
+    back.parent.mkdir(parents=True)
+    back.write_bytes(data)
+    download_file(server.url + path, str(tmp_path / "y.json.gz"), credentials=(cred,), policy=FAST)
+    assert [(r["path"], r["auth"]) for r in server.log] == [
+        (path, "Bearer mirror_secret"),
+        ("/back" + path, "Bearer mirror_secret"),
+    ]
+    assert [(r["path"], r["auth"]) for r in server2.log] == [(path, None)]
+
+
+@pytest.mark.distributed
+def test_netrc_gives_credentials_to_the_mirror_host_only(
+    server, server2, client, tmp_path, monkeypatch, no_credentials
+):
+    originals = c4_files(server.root, 2)
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        "machine huggingface.co login hf password not-for-mirrors\n"
+        "machine 127.0.0.1 login alice password s3cret\n"
+    )
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    basic = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    server.auth["/c4/"] = basic
+    server.redirects["/c4/en/c4-train.00001"] = server2.url  # same host, another port
+
+    res = _fetch(server, "c4", "en", tmp_path / "dl", files="0:2", client=client)
+
+    assert [Path(p).read_bytes() for p in res.paths] == originals
+    assert len(server.log) == 2 and _bearer_everywhere(server) == {basic}
+    assert [r["path"] for r in server2.log] == ["/c4/en/c4-train.00001-of-01024.json.gz"]
+    assert _bearer_everywhere(server2) == {None}
+
+    netrc.write_text("machine mirror.example login alice password s3cret\n")
+    server.log.clear()
+    with pytest.raises(AuthError, match="127.0.0.1:[0-9]+ wants credentials"):
+        _fetch(server, "c4", "en", tmp_path / "dl2", files="0", client=client)
+    assert _bearer_everywhere(server) == {None}
+
+    monkeypatch.setenv("NETRC", str(tmp_path / "missing"))
+    with pytest.raises(DownloadError, match="NETRC=.*missing: no such file"):
+        _fetch(server, "c4", "en", tmp_path / "dl3", files="0", client=client)
 
 
 @pytest.mark.distributed
@@ -567,3 +730,117 @@ def test_cli_download_lists_dry_runs_fetches_and_fails_clearly(server, client, t
 
     bad = runner.invoke(app, ["c4", "--variant", "multilingual", *base])
     assert bad.exit_code == 1 and "needs --lang" in bad.output
+
+
+# ---- unreachable hosts: a few quick retries, announced, then one clear line ------------------
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """Connections go straight to the host, whatever this machine's proxy settings."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: bound, then closed."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# The default policy's waits, as documented: 0.5, 1 and 2 s.
+DEFAULT_COUNTDOWN = ["retry 1/3 in 0.5 s", "retry 2/3 in 1 s", "retry 3/3 in 2 s"]
+
+
+def test_refused_port_fails_fast_with_a_countdown(tmp_path, capsys, no_proxy):
+    port = _closed_port()
+    url = f"http://127.0.0.1:{port}/c4/en/c4-train.00000-of-01024.json.gz"
+    t0 = time.monotonic()
+    with pytest.raises(UnreachableError) as e:
+        download_file(url, str(tmp_path / "x.json.gz"))  # the default policy
+    took = time.monotonic() - t0
+
+    assert str(e.value) == (
+        f"cannot connect to 127.0.0.1:{port}: connection refused (3 quick retries). Check "
+        "that a server listens there and that the URL is right."
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"connection refused by 127.0.0.1:{port}; {c}" for c in DEFAULT_COUNTDOWN
+    ]
+    assert 3.5 <= took < 5.5, took  # the waits (0.5 + 1 + 2 s), not ~100 s of backoff
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dns_failure_fails_fast_with_a_countdown(tmp_path, capsys, no_proxy):
+    host = "nonexistent.invalid"  # reserved (RFC 6761): never resolves
+    t0 = time.monotonic()
+    try:
+        socket.getaddrinfo(host, 80)
+    except socket.gaierror:
+        pass
+    else:
+        pytest.skip(f"this machine's resolver answers for {host}")
+    lookup = time.monotonic() - t0  # however slow this resolver is to say no
+    policy = RetryPolicy(connect_backoff=0.05)
+    t0 = time.monotonic()
+    with pytest.raises(UnreachableError) as e:
+        download_file(f"http://{host}/c4/x.json.gz", str(tmp_path / "x.json.gz"), policy=policy)
+    took = time.monotonic() - t0
+
+    msg = str(e.value)
+    assert msg.startswith(f"cannot resolve host {host}: DNS lookup failed (")
+    assert msg.endswith(
+        "; 3 quick retries). Check the host name in the URL and this machine's network and DNS."
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"DNS lookup failed for {host}; retry 1/3 in 0.05 s",
+        f"DNS lookup failed for {host}; retry 2/3 in 0.1 s",
+        f"DNS lookup failed for {host}; retry 3/3 in 0.2 s",
+    ]
+    assert took < 0.35 + 4 * lookup + 2.0, (took, lookup)  # 4 lookups and 3 short waits
+
+
+def test_unreachable_listing_host_fails_while_planning(tmp_path, capsys, no_proxy):
+    """OSCAR's listing is fetched by the client itself: the same countdown, on its stderr,
+    and no Dask cluster is started for a host that cannot be reached."""
+    port = _closed_port()
+    base = f"http://127.0.0.1:{port}/oscar"
+    policy = RetryPolicy(connect_backoff=0.01)
+    with pytest.raises(UnreachableError) as e:
+        fetch("oscar", "23.01", "fr", dest=tmp_path, base_url=base, policy=policy, quiet=True)
+    assert str(e.value) == (
+        f"cannot connect to 127.0.0.1:{port}: connection refused (3 quick retries). Check "
+        f"that a server listens there and that --base-url ({base}) is right."
+    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"connection refused by 127.0.0.1:{port}; retry {k}/3 in {d} s"
+        for k, d in ((1, "0.01"), (2, "0.02"), (3, "0.04"))
+    ]
+
+
+@pytest.mark.distributed
+def test_cli_download_fails_fast_on_a_refused_port(client, tmp_path, no_proxy):
+    port = _closed_port()
+    base = f"http://127.0.0.1:{port}/c4"
+    app = typer.Typer()
+    app.command()(download)
+    args = ["c4", "--files", "0:4", "--base-url", base, "--dest", str(tmp_path / "dl")]
+    t0 = time.monotonic()
+    r = CliRunner().invoke(app, [*args, "--scheduler", client.scheduler.address])
+    took = time.monotonic() - t0
+
+    assert r.exit_code == 1, r.output
+    lines = r.output.splitlines()
+    notices = [ln for ln in lines if "; retry " in ln]
+    # two workers hit the dead port at once: each line is shown once, in order
+    assert notices == [f"connection refused by 127.0.0.1:{port}; {c}" for c in DEFAULT_COUNTDOWN]
+    assert lines[-1] == (
+        f"error: cannot connect to 127.0.0.1:{port}: connection refused (3 quick retries). "
+        f"Check that a server listens there and that --base-url ({base}) is right."
+    )
+    assert took < 3.5 + 3.0, took
+    assert not list((tmp_path / "dl").rglob("*.json.gz"))

@@ -7,9 +7,19 @@ Each file is fetched by `download_file` (a plain function Dask runs on a worker)
 
 - **Resume**: a partial file is continued with an HTTP `Range: bytes=N-` request; a server that
   ignores Range (200) rewrites it from the start, a 416 means it was already whole.
-- **Retries**: connection errors, timeouts, 429 and 5xx are retried with exponential backoff and
-  jitter (honouring `Retry-After`); `attempts` counts consecutive tries that received nothing, so
-  a flaky link that keeps making progress on a 15 GB file is not given up on.
+- **Retries**: timeouts, dropped connections, 429 and 5xx are retried with exponential backoff
+  and jitter (honouring `Retry-After`); `attempts` counts consecutive tries that received
+  nothing, so a flaky link that keeps making progress on a 15 GB file is not given up on.
+- **Fail fast**: a refused connection, a failed DNS lookup or an unreachable network rarely heals
+  by waiting (a wrong --base-url, no network): it gets `connect_retries` quick retries, each
+  announced on stderr (`connection refused by 127.0.0.1:8080; retry 2/3 in 1 s`), then an
+  `UnreachableError` naming the host and what to check (3.5 s in all by default).
+- **Secrets stay home**: a credential is bound to one origin (scheme, host, port) and sent only
+  on requests to it; redirects are followed here, hop by hop, so a redirect to another host or
+  port gets no Authorization. HF_TOKEN goes to the hub only (huggingface.co, hf.co, or the
+  $HF_ENDPOINT origin), never to a --base-url mirror nor to the CDN the hub redirects to (its
+  URLs are pre-signed). A mirror's credentials come from TOKENMILL_MIRROR_TOKEN (Bearer, to the
+  --base-url origin only) or from the netrc file (~/.netrc, or $NETRC) entry for its host.
 - **Integrity**: the finished file's size, its SHA-256 where known (the catalog's listing or
   checksum file, else the hub's `X-Linked-Size`/`X-Linked-Etag` headers) and a full
   decompression pass over .gz/.zst must pass, else it is deleted and downloaded afresh (up to
@@ -17,8 +27,9 @@ Each file is fetched by `download_file` (a plain function Dask runs on a worker)
 - **Atomic**: only a verified file is renamed to its final name, so a file under its final name
   is complete and a rerun skips it without a request.
 - **Errors**: 401/403 and 404 stop with a message that says what to do (set HF_TOKEN for gated
-  OSCAR; check --variant/--lang/--files/--base-url); remote file names that would land outside
-  `dest` (`..`, absolute paths) are refused before anything is written.
+  OSCAR, the mirror's own credentials for a mirror; check --variant/--lang/--files/--base-url);
+  remote file names that would land outside `dest` (`..`, absolute paths) are refused before
+  anything is written.
 
 HTTP is httpx (streaming, raw bytes: a `.gz` is stored as served, never transparently decoded).
 Progress: tasks report bytes as Dask worker events; the client shows one rich bar with the rate.
@@ -26,21 +37,26 @@ Progress: tasks report bytes as Dask worker events; the client shows one rich ba
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import errno
 import fnmatch
 import hashlib
 import logging
+import netrc
 import os
 import posixpath
 import random
 import re
+import socket
+import sys
 import threading
 import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import zstandard
@@ -58,7 +74,13 @@ log = logging.getLogger(__name__)
 
 TOPIC = "tokenmill-download"
 USER_AGENT = "tokenmill (+https://github.com/tokenmill)"
-HF_HOSTS = {"huggingface.co", "hf.co", "cdn-lfs.huggingface.co"}
+# The hub hosts HF_TOKEN belongs to (with the $HF_ENDPOINT origin when set). Not its CDN/LFS
+# hosts (cdn-lfs*.huggingface.co, cas-bridge.xethub.hf.co...): the hub redirects there with
+# pre-signed URLs, which need no token and which S3 refuses alongside an Authorization header.
+HUB_HOSTS = ("huggingface.co", "hf.co")
+MIRROR_TOKEN_ENV = "TOKENMILL_MIRROR_TOKEN"
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 10
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _MAX_SMALL_FILE = 64 << 20  # listing and checksum files are kilobytes
 
@@ -86,6 +108,10 @@ class UnsafePathError(DownloadError):
     """A remote file name that would write outside the destination folder."""
 
 
+class UnreachableError(DownloadError):
+    """The host refused the connection, or its name did not resolve, after the quick retries."""
+
+
 class _Retry(Exception):
     def __init__(self, msg: str, retry_after: float | None = None):
         super().__init__(msg)
@@ -103,6 +129,13 @@ class RetryPolicy:
     fresh_downloads: int = 3  # downloads from zero after a failed integrity check
     connect_timeout: float = 30.0
     read_timeout: float = 120.0
+    connect_retries: int = 3  # after a refused connection, failed DNS lookup, no route
+    connect_backoff: float = 0.5  # seconds before the first of those; doubles, no jitter
+
+    def connect_delay(self, retry: int) -> float:
+        """Seconds before quick retry `retry` (1-based): exact, so the countdown it announces
+        is true (tasks retrying a dead host in lockstep cost nothing)."""
+        return self.connect_backoff * 2 ** (retry - 1)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         d = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
@@ -110,6 +143,113 @@ class RetryPolicy:
         if retry_after is not None:
             d = max(d, min(retry_after, self.max_backoff))
         return d
+
+
+# ---- credentials: each bound to its own origin -------------------------------------------------
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+def origin(url: str | httpx.URL) -> Origin:
+    """(scheme, lower-case host, port with the scheme's default filled in) of a URL."""
+    u = httpx.URL(str(url))
+    port = u.port or {"http": 80, "https": 443}.get(u.scheme, 0)
+    return (u.scheme, u.host.lower(), port)
+
+
+def _hostport(url: str | httpx.URL) -> str:
+    _, host, port = origin(url)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An Authorization header value bound to one origin: sent only on requests to it."""
+
+    origin: Origin
+    value: str = field(repr=False)  # never in a repr, a log line or a Dask dashboard
+    source: str = ""  # where it came from, for messages: HF_TOKEN, TOKENMILL_MIRROR_TOKEN, netrc
+
+    def matches(self, url: str | httpx.URL) -> bool:
+        o = origin(url)
+        if o == self.origin:
+            return True
+        # http -> https on the same host is the same server made safer (httpx and requests
+        # keep credentials across that redirect too); any other change of origin is not.
+        scheme, host, port = self.origin
+        return scheme == "http" and port == 80 and o == ("https", host, 443)
+
+
+def credential_for(url: str | httpx.URL, credentials) -> Credential | None:
+    """The credential a request to `url` may carry: the first bound to its origin, else None."""
+    return next((c for c in credentials or () if c.matches(url)), None)
+
+
+def hub_origins() -> list[Origin]:
+    """The origins HF_TOKEN may go to: https://huggingface.co, https://hf.co and $HF_ENDPOINT
+    (a hub the user named, as huggingface_hub sends the token there)."""
+    out = [("https", h, 443) for h in HUB_HOSTS]
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip()
+    if endpoint:
+        out.append(origin(endpoint))
+    return out
+
+
+def hf_token(explicit: str | None = None) -> tuple[str | None, str]:
+    """The Hugging Face token and where it came from (`explicit`, else HF_TOKEN, else the
+    older HUGGING_FACE_HUB_TOKEN); an explicit "" means none."""
+    if explicit is not None:
+        return explicit or None, "the token argument"
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if os.environ.get(var):
+            return os.environ[var], var
+    return None, ""
+
+
+def netrc_credential(url: str) -> Credential | None:
+    """Basic auth for `url`'s origin from the netrc file entry for its host ($NETRC, else
+    ~/.netrc); None when there is no file or no entry with a password."""
+    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
+    if not os.path.isfile(path):
+        if os.environ.get("NETRC"):
+            raise DownloadError(
+                f"NETRC={path}: no such file; point NETRC at a netrc file or unset it"
+            )
+        return None
+    try:
+        entry = netrc.netrc(path).authenticators(origin(url)[1])
+    except (netrc.NetrcParseError, OSError) as e:
+        raise DownloadError(
+            f"{path}: not a readable netrc file ({e}); fix it or unset NETRC"
+        ) from None
+    if not entry or not entry[2]:
+        return None
+    login, _, password = entry
+    basic = base64.b64encode(f"{login or ''}:{password}".encode()).decode("ascii")
+    return Credential(origin(url), f"Basic {basic}", f"netrc ({path}, machine {origin(url)[1]})")
+
+
+def source_credentials(
+    root: str, base_url: bool, token: str | None = None
+) -> tuple[tuple[Credential, ...], str]:
+    """What may be sent where for files under `root`, and a word on it for messages. On the hub:
+    the HF token, bound to the hub origins. Elsewhere (a --base-url mirror, a catalog host):
+    never the HF token; TOKENMILL_MIRROR_TOKEN bound to the --base-url origin, else the netrc
+    entry for the host, if any."""
+    o = origin(root)
+    if o in hub_origins():
+        tok, where = hf_token(token)
+        if not tok:
+            return (), ""
+        return tuple(Credential(h, f"Bearer {tok}", where) for h in hub_origins()), where
+    mirror_token = os.environ.get(MIRROR_TOKEN_ENV) if base_url else None
+    if mirror_token:
+        return (Credential(o, f"Bearer {mirror_token}", MIRROR_TOKEN_ENV),), MIRROR_TOKEN_ENV
+    cred = netrc_credential(root)
+    return ((cred,), cred.source) if cred else ((), "")
+
+
+# ---- what error messages say --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -121,9 +261,38 @@ class Hints:
     page: str | None = None  # where to accept a gated dataset's terms
     token_set: bool = False
     layout: str = ""  # how to fix a 404: the variant, split, file count and root URL
+    root: str = ""  # where the files come from
+    mirror: bool = False  # root is not the hub: HF_TOKEN is never sent there
+    base_url: bool = False  # root is the user's --base-url
+    credential: str = ""  # where the credential sent to a mirror came from ("" when none)
 
-    def auth(self, status: int, url: str, detail: str = "") -> str:
+    def auth(self, status: int, url: str, detail: str = "", final: str | None = None) -> str:
         extra = f" (server: {detail})" if detail else ""
+        if final and origin(final) != origin(url):
+            there = _hostport(final)
+            return (
+                f"HTTP {status} from {final}{extra}, where {url} redirected: credentials go only "
+                f"to the host they are for, never to a redirect target ({there}). Point "
+                f"--base-url at {there} if you trust it with them, or have the mirror serve the "
+                "files itself."
+            )
+        if self.mirror:
+            host = _hostport(url)
+            if self.credential:
+                return (
+                    f"HTTP {status} from {url}{extra}: {host} refused the credentials from "
+                    f"{self.credential}; check them (HF_TOKEN is never sent to a mirror)."
+                )
+            how = (
+                f"a 'machine {origin(url)[1]} login USER password SECRET' line in ~/.netrc (or "
+                "in the file NETRC names)"
+            )
+            if self.base_url:
+                how += f", or {MIRROR_TOKEN_ENV} (sent as 'Authorization: Bearer' to {host} only)"
+            return (
+                f"HTTP {status} from {url}{extra}: {host} wants credentials. HF_TOKEN is never "
+                f"sent to a mirror; give it its own: {how}."
+            )
         if self.gated and not self.token_set:
             return (
                 f"HTTP {status} from {url}{extra}: {self.title} is gated. Accept its terms with "
@@ -144,6 +313,30 @@ class Hints:
 
     def not_found(self, url: str) -> str:
         return f"HTTP 404 from {url}: no such file. {self.layout}".rstrip()
+
+    def unreachable(self, url: str, kind: str, reason: str, retries: int) -> str:
+        tries = f"{retries} quick retries"
+        if self.base_url:
+            where = f"--base-url ({self.root})"
+        elif self.root:
+            where = ""
+            other = f" (the catalog's host is {self.root}), or give --base-url a reachable mirror"
+        else:
+            where = "the URL"
+        if kind == "dns":
+            head = f"cannot resolve host {origin(url)[1]}: DNS lookup failed ({reason}; {tries})"
+            if where:
+                return f"{head}. Check the host name in {where} and this machine's network and DNS."
+            return f"{head}. Check this machine's network and DNS{other}."
+        if kind == "refused":
+            head = f"cannot connect to {_hostport(url)}: connection refused ({tries})"
+            if where:
+                return f"{head}. Check that a server listens there and that {where} is right."
+            return f"{head}. Check the network{other}."
+        head = f"cannot reach {_hostport(url)}: {reason} ({tries})"
+        if where:
+            return f"{head}. Check this machine's network and {where}."
+        return f"{head}. Check this machine's network{other}."
 
 
 @dataclass(frozen=True)
@@ -296,6 +489,19 @@ class _Reporter:
         with contextlib.suppress(Exception):  # progress must never fail a download
             self.worker.log_event(TOPIC, msg)
 
+    def notice(self, text: str) -> None:
+        """A line for the user's terminal: the client prints it (once, whichever task sent
+        it first); outside a worker it goes to stderr here."""
+        if self.worker is None:
+            _stderr(text)
+            return
+        with contextlib.suppress(Exception):
+            self.worker.log_event(TOPIC, {"rel": self.rel, "notice": text})
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
 
 @dataclass
 class _Remote:
@@ -341,7 +547,7 @@ def _retry_after(r: httpx.Response) -> float | None:
 def _raise_for_status(r: httpx.Response, url: str, hints: Hints) -> None:
     s = r.status_code
     if s in (401, 403):
-        raise AuthError(hints.auth(s, url, r.headers.get("x-error-message", "")))
+        raise AuthError(hints.auth(s, url, r.headers.get("x-error-message", ""), str(r.url)))
     if s == 404:
         raise NotFoundError(hints.not_found(url))
     if s == 429 or s == 408 or 500 <= s < 600:
@@ -352,25 +558,93 @@ def _raise_for_status(r: httpx.Response, url: str, hints: Hints) -> None:
 
 def _http(policy: RetryPolicy) -> httpx.Client:
     return httpx.Client(
-        follow_redirects=True,  # httpx drops Authorization when a redirect changes host
+        follow_redirects=False,  # _get follows them, choosing each hop's credential itself
         timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
         headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
     )
 
 
-def _fetch_into(http, url, part: Path, token, policy, hints, reporter, stats) -> _Remote:
+@contextlib.contextmanager
+def _get(http: httpx.Client, url: str, credentials, headers: dict | None = None):
+    """A streamed GET that follows redirects hop by hop, each hop carrying only the credential
+    bound to its own origin: a redirect to another host or port never sees a secret. The
+    redirect responses are in the final response's `history` (the hub's X-Linked-* headers)."""
+    history: list[httpx.Response] = []
+    for _ in range(_MAX_REDIRECTS + 1):
+        h = dict(headers or {})
+        cred = credential_for(url, credentials)
+        if cred is not None:
+            h["Authorization"] = cred.value
+        r = http.send(http.build_request("GET", url, headers=h), stream=True)
+        location = r.headers.get("location")
+        if r.status_code in _REDIRECTS and location:
+            r.close()
+            history.append(r)
+            url = str(r.url.join(location))
+            continue
+        r.history = history
+        try:
+            yield r
+        finally:
+            r.close()
+        return
+    raise DownloadError(f"{url}: more than {_MAX_REDIRECTS} redirects; check --base-url")
+
+
+def _unreachable(e: BaseException) -> tuple[str, str] | None:
+    """("refused" | "dns" | "unreachable", reason) when a connection failed for a reason that
+    waiting rarely fixes, else None."""
+    if not isinstance(e, httpx.ConnectError):
+        return None
+    seen = set()
+    c: BaseException | None = e
+    while c is not None and id(c) not in seen:
+        seen.add(id(c))
+        if isinstance(c, ConnectionRefusedError):
+            return "refused", "connection refused"
+        if isinstance(c, socket.gaierror):
+            return "dns", str(c.strerror or c)
+        if isinstance(c, OSError) and c.errno in _NO_ROUTE:
+            return "unreachable", os.strerror(c.errno).lower()
+        c = c.__cause__ or c.__context__
+    return None
+
+
+_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+
+
+def _quick_retry(e, url: str, retry: int, policy: RetryPolicy, hints: Hints, notice) -> None:
+    """After a refused connection, failed DNS lookup or unreachable network (`_unreachable`):
+    announce quick retry number `retry` and wait for it, or raise UnreachableError once
+    `policy.connect_retries` are spent."""
+    kind, reason = _unreachable(e) or ("", "")
+    with contextlib.suppress(RuntimeError):  # the hop that failed, after any redirect
+        url = str(e.request.url)
+    n = policy.connect_retries
+    if retry > n:
+        raise UnreachableError(hints.unreachable(url, kind, reason, n)) from None
+    delay = policy.connect_delay(retry)
+    if kind == "dns":
+        said = f"DNS lookup failed for {origin(url)[1]}"
+    else:
+        said = f"{reason} {'by' if kind == 'refused' else 'for'} {_hostport(url)}"
+    notice(f"{said}; retry {retry}/{n} in {delay:g} s")
+    time.sleep(delay)
+
+
+def _fetch_into(http, url, part: Path, credentials, policy, hints, reporter, stats) -> _Remote:
     """Bring `part` up to the whole remote file, resuming and retrying; returns what the
     server said about the file (size, SHA-256)."""
     failures = 0
+    quick = 0  # consecutive quick retries (refused, DNS, no route)
     while True:
         offset = part.stat().st_size if part.exists() else 0
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
         received = 0
         try:
             stats["requests"] += 1
-            with http.stream("GET", url, headers=headers) as r:
+            with _get(http, url, credentials, headers) as r:
+                quick = 0
                 if r.status_code == 416 and offset:
                     total = _content_range(r.headers.get("content-range"))[1]
                     if total == offset:  # the partial file was already whole
@@ -406,10 +680,14 @@ def _fetch_into(http, url, part: Path, token, policy, hints, reporter, stats) ->
         except httpx.UnsupportedProtocol as e:
             raise DownloadError(f"{url}: {e}") from None
         except (httpx.TransportError, _Retry) as e:
+            stats["retries"] += 1
+            if _unreachable(e):
+                quick += 1
+                _quick_retry(e, url, quick, policy, hints, reporter.notice)
+                continue
             if received:  # progress was made: only tries that get nothing count
                 failures = 0
             failures += 1
-            stats["retries"] += 1
             if failures >= policy.attempts:
                 raise DownloadError(
                     f"{url}: gave up after {failures} tries without progress; last: "
@@ -425,14 +703,15 @@ def download_file(
     path: str,
     size: int | None = None,
     sha256: str | None = None,
-    token: str | None = None,
+    credentials: tuple[Credential, ...] = (),
     policy: RetryPolicy | None = None,
     hints: Hints | None = None,
     rel: str | None = None,
 ) -> dict:
     """Download `url` to `path` (resume, retries, integrity check, atomic rename); returns
     counts: status (downloaded/complete), bytes fetched, requests, retries, resumed_from,
-    fresh (re-downloads after failed checks), pid."""
+    fresh (re-downloads after failed checks), pid. Each request, and each redirect hop, carries
+    only the credential bound to its origin (see `source_credentials`)."""
     policy = policy or RetryPolicy()
     hints = hints or Hints()
     out = Path(path)
@@ -445,7 +724,7 @@ def download_file(
     reporter = _Reporter(result["rel"])
     with _http(policy) as http:
         while True:
-            remote = _fetch_into(http, url, part, token, policy, hints, reporter, stats)
+            remote = _fetch_into(http, url, part, credentials, policy, hints, reporter, stats)
             problem = check_file(part, size or remote.size, sha256 or remote.sha256, out.name)
             if problem is None:
                 break
@@ -467,7 +746,7 @@ def download_file(
 def fetch_small_file(
     url: str,
     path: Path,
-    token: str | None,
+    credentials: tuple[Credential, ...],
     policy: RetryPolicy,
     hints: Hints,
     optional: bool = False,
@@ -478,25 +757,34 @@ def fetch_small_file(
     an error page served as 200 is never cached."""
     if path.exists():
         return path.read_text(encoding="utf-8")
-    failures = 0
+    failures = quick = 0
     with _http(policy) as http:
         while True:
             try:
-                headers = {"Authorization": f"Bearer {token}"} if token else {}
-                r = http.get(url, headers=headers)
-                if optional and r.status_code in (404, 403, 401):
-                    log.info("%s: HTTP %d; continuing without it", url, r.status_code)
-                    return None
-                _raise_for_status(r, url, hints)
-                if len(r.content) > _MAX_SMALL_FILE:
-                    raise DownloadError(f"{url}: {len(r.content):,} bytes, too big for a listing")
-                text = r.content.decode("utf-8")
+                with _get(http, url, credentials) as r:
+                    if optional and r.status_code in (404, 403, 401):
+                        log.info("%s: HTTP %d; continuing without it", url, r.status_code)
+                        return None
+                    _raise_for_status(r, url, hints)
+                    body = bytearray()
+                    for chunk in r.iter_bytes():
+                        body += chunk
+                        if len(body) > _MAX_SMALL_FILE:
+                            raise DownloadError(
+                                f"{url}: over {_MAX_SMALL_FILE:,} bytes, too big for a listing"
+                            )
+                text = bytes(body).decode("utf-8")
                 if check is not None:
                     check(text)
                 break
             except UnicodeDecodeError:
                 raise DownloadError(f"{url}: not a UTF-8 text file") from None
             except (httpx.TransportError, _Retry) as e:
+                if _unreachable(e):
+                    quick += 1
+                    _quick_retry(e, url, quick, policy, hints, _stderr)
+                    continue
+                quick = 0
                 failures += 1
                 if failures >= policy.attempts:
                     raise DownloadError(f"{url}: gave up after {failures} tries: {e}") from None
@@ -534,25 +822,19 @@ def parse_listing(text: str, fmt: str, where: str = "listing") -> list[tuple[str
 
 @dataclass
 class Plan:
+    """A source's files, where they come from and what may be sent where."""
+
     variant: Variant
     root: str
     files: list[RemoteFile]
-    token: str | None
+    credentials: tuple[Credential, ...]  # each sent only to its own origin
     hints: Hints
     checksums: dict[str, str] = field(default_factory=dict)  # split's published checksum files
 
-
-def _token(explicit: str | None) -> str | None:
-    if explicit is not None:
-        return explicit or None
-    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
-
-
-def _sends_token(v: Variant, root: str) -> bool:
-    """The token goes to gated sources and Hugging Face hosts only, never to other mirrors."""
-    host = (urlsplit(root).hostname or "").lower()
-    hf = {*HF_HOSTS, (urlsplit(os.environ.get("HF_ENDPOINT", "")).hostname or "").lower()}
-    return bool(v.gated) or host in hf
+    def authorization(self, url: str) -> str | None:
+        """The Authorization header a request to `url` would carry, if any."""
+        cred = credential_for(url, self.credentials)
+        return cred.value if cred else None
 
 
 def _url(root: str, rel: str) -> str:
@@ -588,13 +870,29 @@ def plan_source(
     catalog: Catalog | None = None,
 ) -> Plan:
     """The files to fetch for a catalog source. Template splits need no network; listing splits
-    (OSCAR) fetch their listing file into `dest` once. `lang` may list several: "fr,de"."""
+    (OSCAR) fetch their listing file into `dest` once. `lang` may list several: "fr,de".
+    `token` overrides HF_TOKEN, which goes to the hub only (see `source_credentials`)."""
     policy = policy or RetryPolicy()
     cat = catalog or load_catalog()
     v = cat.variant(name, variant)
     dest = Path(dest) if dest is not None else default_dest(name, v.name, cat)
     root = v.root_url(base_url)
-    tok = _token(token) if _sends_token(v, root) else None
+    creds, cred_from = source_credentials(root, bool(base_url), token)
+    on_hub = origin(root) in hub_origins()
+
+    def hints_for(layout: str) -> Hints:
+        return Hints(
+            cat.title(name, v.name),
+            bool(v.gated),
+            page,
+            on_hub and bool(creds),
+            layout,
+            root=root,
+            mirror=not on_hub,
+            base_url=bool(base_url),
+            credential="" if on_hub else cred_from,
+        )
+
     page = f"https://huggingface.co/datasets/{v.repo}" if v.repo else cat.source(name).homepage
     fs = v.split(split)
     langs = [s.strip() for s in lang.split(",")] if lang else [None]
@@ -610,7 +908,7 @@ def plan_source(
                 f"{count} files: 0:{count}); a --base-url mirror must keep the published layout "
                 f"({root}/{rels[0] if rels else fs.template})."
             )
-            hints = Hints(cat.title(name, v.name), bool(v.gated), page, bool(tok), layout)
+            hints = hints_for(layout)
             out += [RemoteFile(_url(root, r), r) for r in rels]
             continue
         listing = v.listing_path(split, lg)
@@ -619,11 +917,11 @@ def plan_source(
             f"Check --lang ({lg}): {v.source} {v.name} lists a language's files in {listing}; "
             f"a --base-url mirror must keep the published layout ({root}/{listing})."
         )
-        hints = Hints(cat.title(name, v.name), bool(v.gated), page, bool(tok), layout)
+        hints = hints_for(layout)
         text = fetch_small_file(
             _url(root, listing),
             safe_join(dest, listing),
-            tok,
+            creds,
             policy,
             hints,
             check=lambda t, f=fs.listing_format, w=listing: parse_listing(t, f, w),
@@ -653,9 +951,9 @@ def plan_source(
                 out.append(RemoteFile(_url(root, c), c, sha256=sums.get(c), is_input=False))
     for f in out:
         safe_join(dest, f.rel)
-    hints = Hints(cat.title(name, v.name), bool(v.gated), page, bool(tok), layout)
+    hints = hints_for(layout)
     checksums = {split: fs.checksums} if fs.checksums else {}
-    return Plan(v, root, out, tok, hints, checksums)
+    return Plan(v, root, out, creds, hints, checksums)
 
 
 def default_dest(name: str, variant: str, catalog: Catalog | None = None) -> Path:
@@ -691,6 +989,7 @@ class _Progress:
             self.state[f.rel] = {"start": have, "have": have, "total": total}
         self.done = 0
         self.n = len(files)
+        self.noticed: set[str] = set()
         self.progress = Progress(
             TextColumn("[bold]download"),
             BarColumn(bar_width=24),
@@ -716,6 +1015,13 @@ class _Progress:
 
     def event(self, event) -> None:
         msg = event[1] if isinstance(event, tuple) else event
+        if "notice" in msg:
+            with self.lock:
+                if msg["notice"] in self.noticed:  # tasks hitting the same dead host
+                    return
+                self.noticed.add(msg["notice"])
+            self.progress.console.print(msg["notice"], markup=False, highlight=False)
+            return
         with self.lock:
             s = self.state.get(msg.get("rel"))
             if s is None:
@@ -741,7 +1047,7 @@ def fetch_files(
     client=None,
     workers: int | None = None,
     scheduler: str | None = None,
-    token: str | None = None,
+    credentials: tuple[Credential, ...] = (),
     policy: RetryPolicy | None = None,
     hints: Hints | None = None,
     verify: bool = False,
@@ -793,7 +1099,7 @@ def fetch_files(
                 str(safe_join(dest, f.rel)),
                 f.size,
                 f.sha256,
-                token,
+                credentials,
                 policy,
                 hints,
                 f.rel,
@@ -809,7 +1115,7 @@ def fetch_files(
             f = futures[fut]
             try:
                 done[f.rel] = fut.result()
-            except AuthError:
+            except (AuthError, UnreachableError):  # every other file would fail the same way
                 for other in futures:
                     other.cancel()
                 raise
@@ -878,7 +1184,7 @@ def fetch(
         client=client,
         workers=workers,
         scheduler=scheduler,
-        token=plan.token,
+        credentials=plan.credentials,
         policy=policy,
         hints=plan.hints,
         verify=verify,
@@ -893,7 +1199,7 @@ def _with_published_checksums(plan: Plan, dest: Path, policy: RetryPolicy) -> li
         text = fetch_small_file(
             _url(plan.root, rel),
             safe_join(dest, rel),
-            plan.token,
+            plan.credentials,
             policy,
             plan.hints,
             optional=True,
@@ -924,15 +1230,18 @@ def fetch_source(
     """Download a catalog source (or the part of it `variant`, `lang`, `files` select) into
     `dest` in its published layout, on `client` or a new LocalCluster, and return the local
     paths of its input files, in order. Complete files are not fetched again; a gated source
-    reads its token from HF_TOKEN. Keyword options: split, workers, scheduler, token, policy,
-    verify, console, quiet (see `fetch`). Raises CatalogError, DownloadError (AuthError,
-    NotFoundError, IntegrityError, UnsafePathError)."""
+    on the hub reads its token from HF_TOKEN (sent to the hub only; a mirror's credentials
+    come from TOKENMILL_MIRROR_TOKEN or netrc, see `source_credentials`). Keyword options:
+    split, workers, scheduler, token, policy, verify, console, quiet (see `fetch`). Raises
+    CatalogError, DownloadError (AuthError, NotFoundError, IntegrityError, UnreachableError,
+    UnsafePathError)."""
     return fetch(name, variant, lang, files, dest, base_url, client, **kwargs).paths
 
 
 __all__ = [
     "AuthError",
     "CatalogError",
+    "Credential",
     "DownloadError",
     "FetchResult",
     "Hints",
@@ -940,8 +1249,10 @@ __all__ = [
     "NotFoundError",
     "RemoteFile",
     "RetryPolicy",
+    "UnreachableError",
     "UnsafePathError",
     "check_file",
+    "credential_for",
     "download_file",
     "fetch",
     "fetch_files",
@@ -949,4 +1260,5 @@ __all__ = [
     "parse_listing",
     "plan_source",
     "safe_join",
+    "source_credentials",
 ]

@@ -51,7 +51,8 @@ def download(
         typer.Option(
             "--base-url",
             help="A mirror with the published layout; replaces the hub repository root "
-            "(C4 en: BASE/en/c4-train.00000-of-01024.json.gz).",
+            "(C4 en: BASE/en/c4-train.00000-of-01024.json.gz). HF_TOKEN is never sent to it; "
+            "its own credentials come from TOKENMILL_MIRROR_TOKEN or ~/.netrc (see above).",
         ),
     ] = None,
     workers: Annotated[
@@ -71,15 +72,26 @@ def download(
     """Download a corpus from the catalog, in parallel, resumable and verified.
 
     Files keep the published layout under --dest. Partial files resume with HTTP Range
-    requests; connection errors, 429 and 5xx are retried with backoff; each file's size,
-    SHA-256 (where published) and a full decompression pass are checked before it gets its
-    final name, so a rerun fetches only what is missing. Gated datasets (OSCAR 21.09 onward)
-    need HF_TOKEN set to a token whose account accepted their terms.
+    requests; timeouts, dropped connections, 429 and 5xx are retried with backoff; a refused
+    connection or a failed DNS lookup gets 3 quick retries (0.5, 1, 2 s, each announced on
+    stderr), then an error naming the host. Each file's size, SHA-256 (where published) and a
+    full decompression pass are checked before it gets its final name, so a rerun fetches
+    only what is missing.
+
+    Credentials go only to the host (and port) they belong to, never to a host a redirect
+    leads to. Gated datasets on the hub (OSCAR 21.09 onward) need HF_TOKEN, a token whose
+    account accepted their terms: it is sent to huggingface.co / hf.co (or $HF_ENDPOINT)
+    only, never to a --base-url mirror. A mirror that needs credentials gets them from
+    TOKENMILL_MIRROR_TOKEN (sent as 'Authorization: Bearer' to the --base-url host and port
+    only) or from the netrc entry for its host (~/.netrc, or the file $NETRC names:
+    'machine HOST login USER password SECRET', sent as Basic auth).
 
     Examples: `tokenmill download c4 --files 0:8`,
     `tokenmill download oscar --variant 23.01 --lang fr --dest data/oscar`,
     `tokenmill download pile --variant original --base-url https://mirror.example/pile`.
     """
+    from rich.markup import escape
+
     from tokenmill.console import err, out
     from tokenmill.pipelines.catalog import CatalogError, load_catalog
     from tokenmill.pipelines.download import DownloadError, default_dest, fetch, plan_source
@@ -111,7 +123,8 @@ def download(
             quiet=quiet,
         )
     except (CatalogError, DownloadError, FileNotFoundError) as e:
-        err.print(f"[bold red]error:[/] {e}", soft_wrap=True)
+        # one line however narrow the terminal; brackets in it ('[::1]:8080') are not markup
+        err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     if quiet:
         return
