@@ -201,9 +201,7 @@ def _decompressed(raw: IO[bytes], kind: str) -> Iterator[bytes]:
         chunk = raw.read(READ_BUFFER)
         if not chunk:
             if not obj.eof:
-                raise _Damage(
-                    "compressed stream ends before its end marker (truncated)", pos, True
-                )
+                raise _Damage("compressed stream ends before its end marker (truncated)", pos, True)
             return
         end_of_chunk = pos + len(chunk)
         fine = False  # feeding one byte at a time, after an error in this chunk
@@ -868,6 +866,8 @@ def _read_oscar2109(path, start, stop, max_doc_bytes):
                     continue
                 doc = _make_doc(text_str, headers.get("warc-target-uri"), meta_out)
                 yield index, Bad(doc, raw, index + blank + 1) if type(doc) is str else doc
+            while text.read(READ_BUFFER):  # to its end, so damage after the last document shows
+                pass
     except _DAMAGE as e:
         raise _file_error(path, e) from e
 
