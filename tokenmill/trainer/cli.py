@@ -1,6 +1,7 @@
 """`tokenmill train`: a typer command function, registered by tokenmill/cli.py.
 
-torch and deepspeed are imported inside the function, so `tokenmill --help` stays instant.
+torch and deepspeed are imported inside the function, so `tokenmill --help` stays instant and
+works without the `train` extra; `tokenmill train` without it says how to install it.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def train(
     `torchrun --nproc-per-node N -m tokenmill train ...` or
     `deepspeed --num_gpus N --module tokenmill train ...`.
     """
-    from tokenmill.trainer.train import TrainConfig, run
+    from tokenmill.trainer.train import MissingTrainExtra, TrainConfig, run
 
     cfg = TrainConfig(
         data=str(data),
@@ -152,6 +153,6 @@ def train(
     )
     try:
         run(cfg)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, MissingTrainExtra) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e

@@ -23,6 +23,10 @@ and TensorBoard every step): loss, lr, grad norm, tokens/s, achieved TFLOP/s per
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
+import importlib
 import json
 import logging
 import math
@@ -32,6 +36,8 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger("tokenmill.trainer")
 
@@ -170,9 +176,117 @@ def _setup_logging(rank: int) -> None:
     log.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
 
+class MissingTrainExtra(ImportError):
+    """torch or deepspeed cannot be imported: the `train` extra is not installed (or broken)."""
+
+
+def _import_train_extra(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        # the README's install advice: the CPU or CUDA torch wheel first, then the extra, so
+        # that deepspeed does not pull a torch build of its own choosing
+        raise MissingTrainExtra(
+            f"`tokenmill train` needs the train extra ({e}): pip install torch first, then "
+            "pip install 'tokenmill[train]'"
+        ) from e
+
+
+def batch_digest(pairs: list[tuple[int, int]]) -> str:
+    """16 hex digits naming a step's global batch by its (source, sample index) pairs: equal
+    digests, equal samples in the same order (the sample's tokens are a function of the pair)."""
+    rows = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return hashlib.blake2b(rows.tobytes(), digest_size=8).hexdigest()
+
+
+def write_latest(save: Path, tag: str) -> None:
+    """Point SAVE/latest at `tag`, atomically: a kill leaves the old or the new name, never an
+    empty or half-written file."""
+    tmp = save / f".latest.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(tag)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, save / "latest")
+    dir_fd = os.open(save, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def drop_metrics_after(path: Path, step: int) -> int:
+    """Keep the records of steps <= `step` in metrics.jsonl (a resumed run writes the later
+    ones again); returns how many were dropped, a torn last line included."""
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # cut short by a kill
+            dropped += 1
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+    return dropped
+
+
+@dataclass
+class _Held:
+    """What the teardown closes: the engine and rank 0's open logs."""
+
+    engine: object = None
+    logs: list = field(default_factory=list)
+
+
+def _teardown(dist, held: _Held, completed: bool) -> None:
+    """Close logs, destroy the engine, then the process groups, while the interpreter is whole:
+    left to interpreter exit, gloo's threads can abort the process ("terminate called without
+    an active exception"), which DESIGN.md saw with ZeRO-3 + bf16. The barrier only after a
+    completed run: after an error the other ranks may never reach it."""
+    for f in held.logs:
+        f.close()
+    held.logs.clear()
+    if held.engine is not None and hasattr(held.engine, "destroy"):
+        held.engine.destroy()
+    held.engine = None
+    gc.collect()  # the engine's buffers and pending work go now, not at interpreter exit
+    if completed:
+        dist.barrier()
+    _unlink_shm(dist.get_rank())
+    dist.destroy_process_group()
+
+
+def _unlink_shm(rank: int) -> None:
+    # DeepSpeed's CPU shared-memory all-reduce op creates /dev/shm/deepspeed_allreduce_buffer_
+    # UID_ADDR_PORT_RANK (69 MB per rank) at init and never unlinks it: one more per run until
+    # the tmpfs is full. Unlinking our own name leaves peers' mappings valid.
+    name = "_".join(
+        [
+            "deepspeed_allreduce_buffer",
+            str(os.getuid()),
+            os.environ.get("MASTER_ADDR", ""),
+            os.environ.get("MASTER_PORT", ""),
+            str(rank),
+        ]
+    )
+    with contextlib.suppress(OSError):
+        os.unlink(Path("/dev/shm") / name)
+
+
 def run(cfg: TrainConfig) -> dict:
-    """Train; returns a summary (steps, last loss, last validation loss, tokens/s)."""
-    import torch
+    """Train; returns a summary (steps, last loss, last validation loss, tokens/s).
+
+    Raises MissingTrainExtra (an ImportError) where torch or deepspeed cannot be imported.
+    Every path out, an error included, destroys the engine and the process groups."""
+    torch = _import_train_extra("torch")
 
     if "DS_ACCELERATOR" not in os.environ and not torch.cuda.is_available():
         os.environ["DS_ACCELERATOR"] = "cpu"
@@ -181,7 +295,29 @@ def run(cfg: TrainConfig) -> dict:
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
 
+    deepspeed = _import_train_extra("deepspeed")
+    import torch.distributed as dist
+    from deepspeed.accelerator import get_accelerator
+
+    deepspeed.utils.logger.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.\w+` is deprecated")
+    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
+    held = _Held()
+    try:
+        summary = _train(cfg, held)
+    except BaseException:
+        try:
+            _teardown(dist, held, completed=False)
+        except Exception:  # the error that brought us here is the one to report
+            log.exception("teardown after the error failed")
+        raise
+    _teardown(dist, held, completed=True)
+    return summary
+
+
+def _train(cfg: TrainConfig, held: _Held) -> dict:
     import deepspeed
+    import torch
     import torch.distributed as dist
     from deepspeed.accelerator import get_accelerator
 
@@ -189,10 +325,7 @@ def run(cfg: TrainConfig) -> dict:
     from tokenmill.trainer.model import GPT, flops_per_token
     from tokenmill.trainer.presets import PUBLISHED, preset
 
-    deepspeed.utils.logger.setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.\w+` is deprecated")
     accel = get_accelerator()
-    deepspeed.init_distributed(dist_backend=accel.communication_backend_name())
     rank, world = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     _setup_logging(rank)
@@ -265,6 +398,7 @@ def run(cfg: TrainConfig) -> dict:
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
     )
+    held.engine = engine
 
     step = 0
     save = Path(cfg.save) if cfg.save else None
@@ -282,11 +416,24 @@ def run(cfg: TrainConfig) -> dict:
     metrics = writer = None
     if rank == 0 and log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
+        if step:
+            # a run killed after its last checkpoint logged steps that this one does again
+            dropped = drop_metrics_after(log_dir / "metrics.jsonl", step)
+            if dropped:
+                log.info(
+                    "%s: dropped %d records past step %d (logged after the last checkpoint)",
+                    log_dir / "metrics.jsonl",
+                    dropped,
+                    step,
+                )
         metrics = open(log_dir / "metrics.jsonl", "a")
+        held.logs.append(metrics)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(log_dir))
+            # purge_step: TensorBoard hides the events of steps past the checkpoint likewise
+            writer = SummaryWriter(str(log_dir), purge_step=step + 1 if step else None)
+            held.logs.append(writer)
         except ImportError:
             log.warning(
                 "tensorboard is not installed: no TensorBoard logs (pip install tensorboard)"
@@ -328,7 +475,12 @@ def run(cfg: TrainConfig) -> dict:
 
     def save_checkpoint() -> None:
         client = {"step": step, "data": data.state_dict(), "model": asdict(model_cfg)}
-        engine.save_checkpoint(str(save), tag=f"step{step}", client_state=client)
+        # `latest` is ours to write: DeepSpeed's rank 0 writes it before the other ranks have
+        # finished their files, so a kill in between would leave it naming a torn checkpoint
+        engine.save_checkpoint(str(save), tag=f"step{step}", client_state=client, save_latest=False)
+        dist.barrier()  # every rank's files are written
+        if rank == 0:
+            write_latest(save, f"step{step}")
         log.info("saved %s", save / f"step{step}")
 
     stop = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
@@ -353,7 +505,7 @@ def run(cfg: TrainConfig) -> dict:
         steps_timed += 1
         loss = mean_over_ranks(total, torch.tensor(float(accum)))
         last["loss"] = loss
-        values = {"loss": loss, "lr": lr}
+        values = {"loss": loss, "lr": lr, "batch": batch_digest(pairs)}
         grad_norm = engine.get_global_grad_norm()
         if grad_norm is not None:
             values["grad_norm"] = float(grad_norm)
@@ -399,14 +551,6 @@ def run(cfg: TrainConfig) -> dict:
     if steady["step"] is not None and step > steady["step"]:
         dt = time.perf_counter() - steady["t"] - steady["paused_s"]
         steady_tokens_per_s = (step - steady["step"]) * glob * S / dt
-    if metrics:
-        metrics.close()
-    if writer:
-        writer.close()
-    if hasattr(engine, "destroy"):
-        engine.destroy()
-    dist.barrier()
-    dist.destroy_process_group()
     return {
         "steps": step,
         "loss": last["loss"],
