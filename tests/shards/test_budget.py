@@ -80,15 +80,16 @@ def test_compute_plan_for_a_million_a100_hours():
     assert plan["mfu"] == pytest.approx(150 / 312)
 
 
-def test_plan_command_json(tmp_path):
-    (tmp_path / "manifest.json").write_text(json.dumps(MANIFEST))
+def test_plan_command_json(prepared_out):
+    """On a real prepare output (plan checks its shards before planning)."""
+    manifest = json.loads((prepared_out / "manifest.json").read_text())
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "tokenmill",
             "plan",
-            str(tmp_path),
+            str(prepared_out),
             "--budget",
             "112B",
             "--gpu-hours",
@@ -100,5 +101,6 @@ def test_plan_command_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["budgets"]["112B"][0]["source"] == "web"
+    assert data["budgets"]["112B"] == budget_plan(manifest, parse_count("112B"))
+    assert data["data_path"] == manifest["data_path"]
     assert data["compute"]["gpu_hours"] == 1e6
