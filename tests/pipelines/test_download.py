@@ -440,6 +440,16 @@ def test_gated_source_on_a_mirror_never_gets_hf_token(
 
 
 @pytest.mark.distributed
+def test_token_is_not_sent_to_mirrors_of_open_sources(
+    server, client, tmp_path, monkeypatch, no_credentials
+):
+    c4_files(server.root, 1)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    _fetch(server, "c4", "en", tmp_path / "dl", files="0", client=client)
+    assert server.log and all(r["auth"] is None for r in server.log)
+
+
+@pytest.mark.distributed
 def test_mirror_token_goes_to_the_mirror_only(
     server, server2, client, tmp_path, monkeypatch, no_credentials
 ):
