@@ -94,9 +94,36 @@ def prepare(
     Where it runs: local worker processes (--workers), a running Dask cluster (--scheduler)
     or SLURM jobs (--cluster deploy/slurm.yaml --jobs 8). See docs/SCALING.md.
     """
-    from tokenmill.config import load_config
-    from tokenmill.pipelines.engine import ClusterError, slurm_cluster
-    from tokenmill.pipelines.prepare import ConfigMismatch, expand_paths
+    try:
+        stats, target = _prepare(
+            config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_removed, quiet
+        )
+    except KeyboardInterrupt:
+        if _verbose():
+            raise
+        _fail(
+            "interrupted",
+            130,
+            hint="rerun the same command to resume (completed work is kept in OUT/work)",
+        )
+    print_summary(stats, target)
+
+
+def _verbose() -> bool:
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _prepare(config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_removed, quiet):
+    """The prepare command's work; every error a user can act on ends here in one line and a
+    hint (the traceback with -v)."""
+    from tokenmill.config import ConfigError, load_config
+    from tokenmill.pipelines.engine import (
+        ClusterError,
+        OutputLocked,
+        TaskFailed,
+        slurm_cluster,
+    )
+    from tokenmill.pipelines.prepare import ConfigMismatch, InputsChanged, expand_paths
     from tokenmill.pipelines.prepare import prepare as run
 
     if cluster is not None and scheduler is not None:
@@ -113,13 +140,18 @@ def prepare(
         _fail("--jobs needs --cluster CONFIG (a dask-jobqueue SLURM config)")
     try:
         cfg = load_config(config)
-    except Exception as e:  # pydantic / YAML / missing file: say it plainly
-        _fail(f"cannot load config {config or '(bundled sample)'}:\n{e}")
+    except ConfigError as e:
+        _fail(str(e), hint="fix the config (README.md, section Config, lists every key)")
+    except FileNotFoundError as e:
+        _fail(str(e))
     if keep_removed:
         cfg.keep_removed = True
+    # --out is relative to the working directory; the config's `output` to its own folder
+    # (load_config resolved it)
     target = Path(out or cfg.output)
     if scheduler or cluster:
         target = target.resolve()  # remote workers do not share this process's folder
+    resume = f"completed work is kept in {target}/work: rerun the same command to resume"
     try:
         with contextlib.ExitStack() as stack:
             if cluster is not None:
@@ -137,24 +169,26 @@ def prepare(
                 console=err,
                 quiet=quiet,
             )
-    except ClusterError as e:
-        _fail(str(e))
     except KeyboardInterrupt:
-        _fail(
-            f"interrupted. Completed partitions are kept in {target}/work: "
-            "run the same command again to resume.",
-            130,
-        )
-    except (ConfigMismatch, FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        raise
     except Exception as e:
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
+        if _verbose():
             raise
+        if isinstance(e, ConfigMismatch | InputsChanged):
+            _fail(str(e), hint="--fresh deletes the earlier outputs in OUT and starts over")
+        if isinstance(e, OutputLocked):
+            _fail(str(e), hint="one prepare at a time per output folder")
+        if isinstance(e, FileNotFoundError):
+            _fail(str(e), hint="fix the path or pattern in the config, then rerun")
+        if isinstance(e, ClusterError):
+            _fail(str(e))
+        if isinstance(e, TaskFailed):
+            _fail(str(e), hint=f"fix the cause; {resume} (-v shows the traceback)")
         _fail(
-            f"{type(e).__name__}: {e}\nCompleted work is kept in {target}/work; fix the "
-            "cause and rerun to resume (add -v for the traceback)."
+            f"{type(e).__name__}: {' '.join(str(e).split())}",
+            hint=f"{resume} once the cause is fixed (-v shows the traceback)",
         )
-    print_summary(stats, target)
+    return stats, target
 
 
 @app.command("cluster-script")

@@ -10,8 +10,12 @@ err = Console(stderr=True)  # progress, errors
 out = Console()  # results: tables, summaries
 
 
-def fail(msg: str, code: int = 1) -> None:
-    """Print `error: msg` on stderr and leave with `code` (no traceback). `msg` is plain text:
-    brackets in it (paths, `pip install 'tokenmill[slurm]'`) are printed as they are."""
-    err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
+def fail(msg: str, code: int = 1, hint: str | None = None) -> None:
+    """Print `error: msg` (one `error:` line per line of `msg`) and `hint: ...` on stderr and
+    leave with `code` (no traceback). Both are plain text: brackets in them (paths,
+    `pip install 'tokenmill[slurm]'`) are printed as they are."""
+    for line in msg.splitlines() or [""]:
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    if hint:
+        err.print(f"[bold]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)

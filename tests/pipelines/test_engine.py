@@ -22,3 +22,115 @@ def test_workers_share_the_cores_among_their_tokenizer_threads(monkeypatch):
 def test_a_users_rayon_setting_wins(monkeypatch):
     monkeypatch.setenv("RAYON_NUM_THREADS", "3")
     assert _worker_env("RAYON_NUM_THREADS") == ["3", "3"]
+
+
+# ---- failures, interrupts, temporaries and the output lock ----------------------------------
+
+
+def _fails(path: str) -> dict:
+    raise ValueError(f"bad record in {path}\nsecond line of the message")
+
+
+def _sigint_handler() -> object:
+    import signal
+
+    return signal.getsignal(signal.SIGINT)
+
+
+def test_workers_below_one_are_refused_before_a_cluster_starts():
+    import pytest
+
+    for n in (0, -3):
+        with pytest.raises(ValueError, match=rf"workers: must be >= 1 \(got {n}\)"):
+            with dask_client(workers=n):
+                pass
+
+
+def test_a_failing_task_names_stage_and_task_and_keeps_the_original_error(tmp_path):
+    import pytest
+
+    from tokenmill.pipelines.engine import Engine, Task, TaskFailed
+
+    tasks = [Task("part-7", _fails, ("x.jsonl",), tmp_path / "part-7.json")]
+    with dask_client(workers=1) as client:
+        with pytest.raises(TaskFailed) as info:
+            Engine(client, quiet=True).run_stage("process", tasks)
+    assert str(info.value) == (
+        "process task part-7 failed: ValueError: bad record in x.jsonl second line of the message"
+    )
+    assert isinstance(info.value.__cause__, ValueError)
+    assert str(info.value.__cause__) == "bad record in x.jsonl\nsecond line of the message"
+    assert not (tmp_path / "part-7.json").exists()
+
+
+def test_local_workers_ignore_sigint_and_the_client_keeps_its_handler():
+    """A terminal's Ctrl-C reaches every process of the group: only the client may act."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    with dask_client(workers=2) as client:
+        handlers = client.run(_sigint_handler)
+        assert signal.getsignal(signal.SIGINT) is before
+        # a worker its nanny starts again (after a crash) ignores it too
+        client.restart()
+        again = client.run(_sigint_handler)
+    assert list(handlers.values()) == [signal.SIG_IGN, signal.SIG_IGN]
+    assert list(again.values()) == [signal.SIG_IGN, signal.SIG_IGN]
+
+
+def test_sweep_removes_only_what_atomic_writers_leave(tmp_path):
+    from tokenmill.pipelines.engine import atomic_path, sweep_temporaries
+
+    stale = [
+        tmp_path / ".manifest.json.tmp-0123abcd",
+        tmp_path / "work" / "docs" / "c4" / ".00000-0000.parquet.tmp-89abcdef",
+        tmp_path / "shards" / "c4" / ".c4_00000.bin.tmp-deadbeef",
+    ]
+    kept = [
+        tmp_path / "notes.tmp-0123abcd",  # not hidden: not an atomic_path name
+        tmp_path / ".hidden",
+        tmp_path / ".x.tmp-0123abcz",  # not 8 hex digits
+        tmp_path / "work" / "docs" / "c4" / "00000-0000.parquet",
+    ]
+    for p in stale + kept:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    # the name atomic_path really uses matches the pattern the sweep removes
+    with atomic_path(tmp_path / "real.json") as tmp:
+        tmp.write_text("{}")
+        stale_real = tmp_path / "work" / tmp.name
+        stale_real.write_text("{}")
+    stale.append(stale_real)
+    assert sorted(sweep_temporaries(tmp_path)) == sorted(str(p) for p in stale)
+    assert [p.exists() for p in stale] == [False] * len(stale)
+    assert all(p.exists() for p in kept)
+
+
+def test_output_lock_refuses_a_second_holder_and_dies_with_its_holder(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    import pytest
+
+    from tokenmill.pipelines.engine import OutputLocked, output_lock
+
+    with output_lock(tmp_path) as path:
+        holder = json.loads(path.read_text())
+        assert holder["pid"] == os.getpid()
+        with pytest.raises(OutputLocked, match=rf"in use .*\(pid {os.getpid()} on "):
+            with output_lock(tmp_path):
+                pass
+    # a holder killed with SIGKILL leaves the file, but the kernel drops its lock
+    code = (
+        "import os, signal, sys\n"
+        "from tokenmill.pipelines.engine import output_lock\n"
+        "with output_lock(sys.argv[1]):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == proc.pid  # stale content
+    with output_lock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()

@@ -5,14 +5,31 @@ counts it writes last. The engine never looks inside a task. It submits the task
 counts file yet to a dask.distributed `Client` (a `LocalCluster`, or a running cluster given
 by address), shows progress as they finish, and returns every task's counts, read back from
 disk, in task order. A task that was complete before a crash or kill is not run again.
+
+A task that raises stops the stage with `TaskFailed`, which names the stage, the task and the
+task's own error (chained, with its traceback); Dask's "Compute Failed" log block on the
+worker is dropped, as is the shutdown noise of a cluster closed by Ctrl-C or an error. Local
+workers ignore SIGINT: Ctrl-C (sent by a terminal to the whole process group) interrupts the
+client only, which closes the cluster.
+
+Every output is written under a temporary name beside its final one (`.NAME.tmp-XXXXXXXX`)
+and renamed when complete; `sweep_temporaries` removes what a killed run left of them.
+`output_lock` keeps a second run off an output folder that one is using.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import errno
 import json
 import logging
 import os
+import re
+import shutil
+import signal
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,6 +80,84 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+# atomic_path's temporary names: `.NAME.tmp-` and 8 hex digits
+_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")
+
+
+def sweep_temporaries(root: str | os.PathLike) -> list[str]:
+    """Remove the temporaries (`.NAME.tmp-XXXXXXXX`) that killed writers left under `root`;
+    returns their paths. Only safe while no one else writes there (hold `output_lock`)."""
+    removed = []
+    for folder, dirs, files in os.walk(root):
+        for name in [*files, *dirs]:
+            if not _TEMPORARY.match(name):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+                dirs.remove(name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+# ---- one run per output folder --------------------------------------------------------------
+
+
+class OutputLocked(RuntimeError):
+    """Another process holds the output folder's lock."""
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[Path]:
+    """Hold OUT/.lock (an exclusive `flock`) for the block, with this process's pid, host and
+    start time written in it; OutputLocked at once when another process holds it.
+
+    The kernel drops the lock when its holder dies (even by kill -9), so a stale file never
+    blocks a run. On a filesystem without locks (some parallel filesystems) the run goes on
+    with a warning."""
+    import fcntl
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputLocked(
+                f"{out} is in use by another tokenmill prepare ({_holder(path)}): wait for it "
+                "to end or stop it, or use another --out"
+            ) from None
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            log.warning(
+                "%s: this filesystem has no file locks (%s); make sure no other run uses %s",
+                path,
+                e.strerror,
+                out,
+            )
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(path: Path) -> str:
+    try:
+        h = json.loads(path.read_text())
+        return f"pid {h['pid']} on {h['host']}, started {h['started']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "holder unknown"
+
+
 # ---- tasks and stages -----------------------------------------------------------------------
 
 
@@ -85,6 +180,17 @@ def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:
     write_json(done, counts)
     release_free_memory(TRIM_INTERVAL_S)  # what tasks freed, before the next one runs here
     return counts
+
+
+class TaskFailed(RuntimeError):
+    """A task raised: names the stage and task and carries the task's own error as the cause
+    (raised from it, so its traceback comes along)."""
+
+    def __init__(self, stage: str, key: str, error: BaseException):
+        self.stage, self.key, self.error = stage, key, error
+        first = " ".join(str(error).split())  # one line, whatever the error printed
+        detail = f"{type(error).__name__}: {first}" if first else type(error).__name__
+        super().__init__(f"{stage} task {key} failed: {detail}")
 
 
 @dataclass
@@ -131,7 +237,11 @@ class Engine:
                 for t in todo
             }
             for fut in as_completed(futures):
-                counts = fut.result()  # re-raises a task's error here, with its traceback
+                try:
+                    counts = fut.result()  # re-raises a task's error here, with its traceback
+                except Exception as e:
+                    self.client.cancel(list(futures))
+                    raise TaskFailed(name, futures[fut].key, e) from e
                 docs += int(
                     counts.get("documents_in", counts.get("documents", counts.get("records", 0)))
                 )
@@ -177,35 +287,83 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
 
     For SLURM, start the cluster with `slurm_cluster` and pass its `scheduler_address`.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise ValueError(f"workers: must be a whole number (got {workers!r})")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers: must be >= 1 (got {workers})")
     _quiet_dask_logs()
-    if scheduler:
-        with Client(scheduler) as client:
-            yield client
-        return
-    n = workers or os.cpu_count() or 1
-    import dask
+    levels: dict[str, int] = {}
+    try:
+        if scheduler:
+            with Client(scheduler) as client, _quiet_on_error(levels):
+                yield client
+            return
+        n = workers or os.cpu_count() or 1
+        import dask
 
-    with (
         # Dask's statistical profiler samples every worker's stack 100 times a second; no
         # one reads it here (there is no dashboard), so its CPU goes to the pipeline instead.
-        dask.config.set(
-            {
-                "distributed.worker.profile.enabled": False,
-                "distributed.nanny.pre-spawn-environ": worker_environ(n),
-            }
-        ),
-        LocalCluster(
+        settings = {
+            "distributed.worker.profile.enabled": False,
+            "distributed.nanny.pre-spawn-environ": worker_environ(n),
+            "distributed.worker.preload": [WORKER_SETUP],
+        }
+        with (
+            dask.config.set(settings),
+            _local_cluster(n) as cluster,
+            Client(cluster) as client,
+            _quiet_on_error(levels),
+        ):
+            yield client
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+# Run in every local worker process before its first task (a Dask preload module).
+WORKER_SETUP = "tokenmill.pipelines.worker_setup"
+
+
+def _local_cluster(n: int):
+    """A LocalCluster of `n` single-threaded worker processes, spawned with SIGINT ignored:
+    they keep it ignored (a SIG_IGN survives exec, and Python leaves it so), so a terminal's
+    Ctrl-C, sent to the whole process group, interrupts the client alone, which then closes
+    the cluster. (Workers a nanny restarts later get the same from WORKER_SETUP.)"""
+    from distributed import LocalCluster
+
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        # ":0": any free port for the scheduler's web server, not 8787 with a warning when
+        # another cluster has it
+        return LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
             silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+        )
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _quiet_on_error(levels: dict[str, int]) -> Iterator[None]:
+    """A cluster closed by an exception (Ctrl-C, a failed task) logs connection errors and
+    cancelled coroutines while it goes down: noise on top of the one message that matters.
+    Silences Dask's loggers until the cluster is closed (the caller restores `levels`)."""
+    try:
+        yield
+    except BaseException:
+        for name in list(logging.root.manager.loggerDict):
+            if name == "distributed" or name.startswith(("distributed.", "tornado")):
+                logger = logging.getLogger(name)
+                levels.setdefault(name, logger.level)
+                logger.setLevel(logging.CRITICAL + 1)
+        raise
 
 
 def worker_environ(workers: int) -> dict:

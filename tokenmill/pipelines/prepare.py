@@ -4,24 +4,46 @@
          -> tokenizer (train or load) -> tokenize -> shards -> manifest, stats, report
 
 Intermediate files live in OUT/work/ and make a rerun resume: every completed task left a
-counts file there and is skipped. A run refuses an OUT made with a different config unless
-told `--fresh`.
+counts file there and is skipped. What a rerun may reuse is pinned by its first run:
+
+- the config (OUT/work/config.json, without `output` and `workers`, which change how a run
+  is executed, not what it writes): a different one is refused (`ConfigMismatch`);
+- the inputs (OUT/work/inputs.json): each input file's identity, see `input_identity`. A
+  rerun whose inputs were added, removed or modified is refused before any work
+  (`InputsChanged`), naming the files, since completed work belongs to the files it read.
+
+`--fresh` deletes the earlier outputs and starts over. One run at a time holds OUT
+(OUT/.lock, `engine.output_lock`); the lock is taken before `--fresh` deletes anything, and
+the temporaries a killed run left (`.NAME.tmp-*`) are swept while holding it. Every output is
+written under a temporary name and renamed, so a failure (a full disk) leaves either the
+previous file or none, never a truncated one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
 
 from tokenmill.config import Config
 from tokenmill.filters.minhash import LSH
-from tokenmill.pipelines.engine import Engine, Task, dask_client, read_json, write_json
+from tokenmill.pipelines.engine import (
+    Engine,
+    Task,
+    atomic_path,
+    dask_client,
+    output_lock,
+    read_json,
+    sweep_temporaries,
+    write_json,
+)
 from tokenmill.pipelines.stages import (
     Partition,
     dedup_bucket,
@@ -42,7 +64,24 @@ _EXECUTION_ONLY = {"output", "workers"}
 
 
 class ConfigMismatch(RuntimeError):
-    pass
+    """OUT holds work made with another config."""
+
+
+class InputsChanged(RuntimeError):
+    """OUT holds work made from other inputs (files added, removed or modified)."""
+
+
+# Outputs of a run, deleted by --fresh (OUT/.lock stays: it may be held while they go).
+_OUTPUTS = (
+    "work",
+    "shards",
+    "removed",
+    "manifest.json",
+    "stats.json",
+    "report.html",
+    "tokenizer.json",
+    "config.yaml",
+)
 
 
 def expand_paths(patterns: list[str], source: str) -> list[str]:
@@ -59,6 +98,158 @@ def relative_names(files: list[str]) -> list[str]:
         root = os.path.commonpath([os.path.dirname(f) for f in files])
         return [os.path.relpath(f, root) for f in files]
     return [f.split("://", 1)[-1].removeprefix("datasets:") for f in files]
+
+
+# An input's identity reads this much at each end of a local file: a rewrite that keeps the
+# size and the modification time still changes the fingerprint if it touches either end.
+FINGERPRINT_BYTES = 64 << 10
+
+# What fsspec's `info` may report that changes when a remote file does: HTTP headers (ETag,
+# Last-Modified, Content-MD5), S3 (ETag, LastModified, VersionId), GCS (generation, md5Hash,
+# crc32c, updated), Azure (etag, last_modified), the Hugging Face hub (blob_id, lfs sha256),
+# and mtime / created where a filesystem gives them.
+_REMOTE_IDENTITY = (
+    "ETag",
+    "etag",
+    "Content-MD5",
+    "Digest",
+    "Last-Modified",
+    "LastModified",
+    "last_modified",
+    "VersionId",
+    "generation",
+    "md5Hash",
+    "crc32c",
+    "updated",
+    "mtime",
+    "created",
+    "blob_id",
+    "lfs",
+)
+
+
+def input_identity(path: str) -> dict:
+    """What an input is, to tell whether a rerun reads the same files as the first run.
+
+    - a local file: its path, size, modification time (ns) and `ends_sha256`, the SHA-256 of
+      its first and last FINGERPRINT_BYTES (the whole file when smaller than both);
+    - an fsspec URL: its size and whatever of ETag / checksums / last-modified / version
+      fsspec's `info` reports (`_REMOTE_IDENTITY`); its bytes are not read;
+    - a `datasets:` spec: the spec (pin `revision=` for a hub dataset: nothing else tells a
+      hub dataset's versions apart) and the identities of its `data_files`.
+    """
+    from tokenmill.pipelines.readers import HF_SPEC_PREFIX, is_url, local_path
+
+    if path.startswith(HF_SPEC_PREFIX):
+        from tokenmill.pipelines.readers import expand_inputs, parse_hf_spec
+
+        files = parse_hf_spec(path).data_files
+        found = expand_inputs(files, path) if files else []
+        return {"path": path, "data_files": [input_identity(f) for f in found]}
+    if is_url(path):
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(path)
+        info = fs.info(p)
+        ident = {"path": path, "size": info.get("size")}
+        for key in _REMOTE_IDENTITY:
+            if info.get(key) is not None:
+                v = info[key]
+                ident[key] = v if isinstance(v, int | str) else str(v)
+        return ident
+    local = local_path(path)
+    st = os.stat(local)
+    h = hashlib.sha256()
+    with open(local, "rb") as f:
+        if st.st_size <= 2 * FINGERPRINT_BYTES:
+            h.update(f.read())
+        else:
+            h.update(f.read(FINGERPRINT_BYTES))
+            f.seek(st.st_size - FINGERPRINT_BYTES)
+            h.update(f.read(FINGERPRINT_BYTES))
+    return {
+        "path": path,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ends_sha256": h.hexdigest(),
+    }
+
+
+def _identities(files: dict[str, list[str]]) -> dict[str, list[dict]]:
+    # a thread per file at a time, up to 16: remote HEADs and cold-cache reads wait, not work
+    flat = [f for fs in files.values() for f in fs]
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(flat)))) as pool:
+        found = dict(zip(flat, pool.map(input_identity, flat), strict=True))
+    return {name: [found[f] for f in fs] for name, fs in files.items()}
+
+
+def _check_inputs(files: dict[str, list[str]], work: Path) -> None:
+    """Record the inputs at a first run; refuse a rerun whose inputs are not those."""
+    saved = work / "inputs.json"
+    current = _identities(files)
+    if not saved.exists():
+        if any((work / "scan").rglob("*.json")):
+            raise InputsChanged(
+                f"{work} holds completed work but no record of the inputs it read (it was made "
+                "by an older tokenmill): rerun with --fresh to start over"
+            )
+        write_json(saved, {"version": 1, "sources": current})
+        return
+    old = read_json(saved)["sources"]
+    changes = []
+    for name in sorted(set(old) | set(current)):
+        changes += _changes(name, old.get(name, []), current.get(name, []))
+    if changes:
+        raise InputsChanged(
+            f"the inputs changed since the first run in {work.parent}: {'; '.join(changes)}. "
+            "Its completed work was made from the old inputs: rerun with --fresh to start over "
+            f"with the current ones, or restore the old inputs (listed in {saved})"
+        )
+
+
+def _changes(source: str, old: list[dict], new: list[dict], show: int = 3) -> list[str]:
+    """What differs between two identity lists of a source, in words."""
+    before = {i["path"]: i for i in old}
+    after = {i["path"]: i for i in new}
+    added = [p for p in after if p not in before]
+    removed = [p for p in before if p not in after]
+    modified = [_modified(before[p], after[p]) for p in after if p in before]
+    modified = [m for m in modified if m]
+
+    def listed(paths: list[str]) -> str:
+        more = f" and {len(paths) - show} more" if len(paths) > show else ""
+        return ", ".join(paths[:show]) + more
+
+    out = []
+    if added:
+        out.append(f"source {source!r}: {len(added)} added ({listed(added)})")
+    if removed:
+        out.append(f"source {source!r}: {len(removed)} removed ({listed(removed)})")
+    if modified:
+        out.append(f"source {source!r}: {len(modified)} modified ({listed(modified)})")
+    if not out and [i["path"] for i in old] != [i["path"] for i in new]:
+        out.append(f"source {source!r}: the same files in another order")
+    return out
+
+
+def _modified(old: dict, new: dict) -> str | None:
+    if old == new:
+        return None
+    path = new["path"]
+    if old.get("size") != new.get("size"):
+        return f"{path}: size {old.get('size')} -> {new.get('size')}"
+    if "mtime_ns" in new and {**old, "mtime_ns": 0} == {**new, "mtime_ns": 0}:
+        # a copy without -p or a `touch`: the bytes may be the same, but what a writer
+        # changed in the middle of a file keeps its size and both ends; only the time tells
+        return (
+            f"{path}: modification time only (size and first/last "
+            f"{FINGERPRINT_BYTES >> 10} KiB unchanged; `touch -d @{old['mtime_ns'] / 1e9:.9f}` "
+            "restores it if the contents are the same)"
+        )
+    if old.get("ends_sha256") != new.get("ends_sha256"):
+        return f"{path}: contents changed (same size)"
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return f"{path}: {', '.join(changed)} changed"
 
 
 def _fetch_catalog_sources(cfg: Config, client, console, quiet: bool) -> None:
@@ -112,25 +303,38 @@ def prepare(
     console: Console | None = None,
     quiet: bool = False,
 ) -> dict:
-    """Run the whole pipeline; returns the stats dict (also written to OUT/stats.json)."""
+    """Run the whole pipeline; returns the stats dict (also written to OUT/stats.json).
+
+    Raises OutputLocked (another run holds OUT), ConfigMismatch / InputsChanged (OUT holds
+    work made from another config / other inputs; `fresh` starts over), FileNotFoundError (an
+    input pattern matches nothing), TaskFailed (a task raised)."""
     out = Path(out or cfg.output)
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers: must be >= 1 (got {workers})")
+    with output_lock(out):
+        return _prepare(cfg, out, workers, scheduler, fresh, console, quiet)
+
+
+def _prepare(
+    cfg: Config,
+    out: Path,
+    workers: int | None,
+    scheduler: str | None,
+    fresh: bool,
+    console: Console | None,
+    quiet: bool,
+) -> dict:
     work = out / "work"
-    if fresh and out.exists():
-        for name in (
-            "work",
-            "shards",
-            "removed",
-            "manifest.json",
-            "stats.json",
-            "report.html",
-            "tokenizer.json",
-            "config.yaml",
-        ):
+    if fresh:
+        for name in _OUTPUTS:
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
+    swept = sweep_temporaries(out)
+    if swept:
+        log.info("removed %d temporary files a stopped run left in %s", len(swept), out)
     work.mkdir(parents=True, exist_ok=True)
     _check_config(cfg, work)
     console = console or Console(stderr=True)
@@ -139,6 +343,7 @@ def prepare(
     stages: dict[str, dict] = {}
     if not any(s.catalog for s in cfg.sources):  # fail fast, before starting a cluster
         files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
+        _check_inputs(files, work)
 
     with dask_client(workers or cfg.workers, scheduler) as client:
         engine = Engine(client, console, quiet)
@@ -147,6 +352,7 @@ def prepare(
         if any(s.catalog for s in cfg.sources):
             _fetch_catalog_sources(cfg, client, console, quiet)
             files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
+            _check_inputs(files, work)
 
         # scan: records per file, to cut big files into partitions
         scan_tasks = []
@@ -303,7 +509,8 @@ def prepare(
         tok_path = work / "tokenizer.json"
         if cfg.tokenizer.path:
             if not tok_path.exists():
-                shutil.copyfile(cfg.tokenizer.path, tok_path)
+                with atomic_path(tok_path) as tmp:
+                    shutil.copyfile(cfg.tokenizer.path, tmp)
             stages["tokenizer"] = {"path": cfg.tokenizer.path, "trained": False}
         else:
             kept_bytes = sum(c["bytes_kept"] for c in proc.counts)
@@ -394,7 +601,8 @@ def prepare(
         sh = engine.run_stage("shards", shard_tasks)
         stages["shards"] = _stage_json(sh)
 
-    shutil.copyfile(tok_path, out / "tokenizer.json")
+    with atomic_path(out / "tokenizer.json") as tmp:
+        shutil.copyfile(tok_path, tmp)
     from tokenmill.report.stats import build_stats
     from tokenmill.shards.manifest import build_manifest
 
@@ -413,7 +621,8 @@ def prepare(
     from tokenmill.report.html import write_report
 
     write_report(stats, manifest, out / "report.html")
-    (out / "config.yaml").write_text(_yaml(cfg))
+    with atomic_path(out / "config.yaml") as tmp:
+        tmp.write_text(_yaml(cfg))
     return stats
 
 
