@@ -345,3 +345,44 @@ def test_version_1_manifest_without_checksums_is_still_read(out_copy):
     os.truncate(out_copy / (TARGET + ".bin"), 10)
     code, text = cli("plan", out_copy)
     assert code == 1 and f"{TARGET}: .bin is 10 bytes" in text
+
+
+# ---- building the manifest ------------------------------------------------------------------
+
+
+def _counts(out) -> list[dict]:
+    """The shard tasks' counts as prepare hands them to build_manifest (absolute prefixes)."""
+    return [
+        {
+            "prefix": str(out / s["prefix"]),
+            "source": s["source"],
+            "lang": s.get("lang"),
+            "documents": s["documents"],
+            "tokens": s["tokens"],
+        }
+        for s in load_manifest(out)["shards"]
+    ]
+
+
+def test_build_manifest_hashes_shards_whose_counts_carry_no_checksums(out_copy):
+    from tokenmill.config import load_config
+    from tokenmill.shards.manifest import build_manifest
+
+    assert build_manifest(load_config(), out_copy, _counts(out_copy), jobs=2) == load_manifest(
+        out_copy
+    )
+
+
+@pytest.mark.parametrize("kind", ["bin truncated", "idx pointer wrong", "bin missing"])
+def test_build_manifest_refuses_a_shard_damaged_since_it_was_written(out_copy, ref, kind):
+    """A rerun of a finished prepare rebuilds the manifest: it must not bless the damage."""
+    from tokenmill.config import load_config
+    from tokenmill.shards.manifest import build_manifest
+
+    problem = damage(out_copy, kind, ref)
+    with pytest.raises(ValueError) as e:
+        build_manifest(load_config(), out_copy, _counts(out_copy))
+    msg = str(e.value)
+    n = len(load_manifest(out_copy)["shards"])
+    assert f"1 of {n} shards in {out_copy} no longer match what the shard stage wrote: " in msg
+    assert f"{TARGET}: {problem}" in msg and "\n" not in msg

@@ -37,10 +37,20 @@ def build_manifest(
     from tokenizers import Tokenizer
 
     from tokenmill.shards.megatron import dtype_for_vocab
-    from tokenmill.shards.verify import file_records
+    from tokenmill.shards.verify import REWRITE_HINT, check_shard, file_records
 
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
     vocab = tok.get_vocab_size()
+    # A rerun of a finished prepare rebuilds the manifest from the shard tasks' counts: a
+    # shard damaged since it was written must not be listed (nor, below, its damage hashed).
+    dtype = dtype_for_vocab(vocab).name
+    bad = [st for c in shard_counts if not (st := check_shard(out, c, dtype)).ok]
+    if bad:
+        shown = "; ".join(f"{os.path.relpath(st.prefix, out)}: {st.problems[0]}" for st in bad[:3])
+        raise ValueError(
+            f"{len(bad)} of {len(shard_counts)} shards in {out} no longer match what the shard "
+            f"stage wrote: {shown}. The manifest was not written; {REWRITE_HINT}"
+        )
     files = file_records([c["prefix"] for c in shard_counts if not c.get("files")], jobs=jobs)
     shards = [
         {
