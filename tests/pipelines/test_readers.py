@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from test_readers_damage import complete_lines, stream_decode
 from tmfixtures import dumps, sample_docs, write_gz_lines, write_zst_lines
 
 from tokenmill.pipelines import readers
@@ -137,15 +138,18 @@ def test_zstd_frames_padding_and_small_chunks(tmp_path, monkeypatch):
         monkeypatch.setattr(readers, "ZSTD_PIECE", step)
         assert _texts(read_records(str(path), "pile")) == whole
         assert count_records(str(path), "pile") == (40, None)
-        # truncated inside the first frame, then inside the third: the whole frames before
-        # the cut come back, then the error
-        for cut, at_least in ((len(frames[0]) - 1, 0), (len(frames[0]) + len(frames[1]) + 9, 14)):
-            path.write_bytes(b"".join(frames)[:cut])
+        # truncated inside the first frame, then inside the third: exactly the records a
+        # streaming decoder fed byte by byte gets come back, then the error
+        for cut in (len(frames[0]) - 1, len(frames[0]) + len(frames[1]) + 9):
+            data = b"".join(frames)[:cut]
+            path.write_bytes(data)
+            out, damaged = stream_decode(data, "zst")
+            n = len(complete_lines(out, damaged))
             got = []
             with pytest.raises(FileError):
                 got.extend(read_records(str(path), "pile"))
-            assert at_least <= len(got) < 40
-            assert _texts(got) == whole[: len(_texts(got))]
+            assert damaged and _texts(got) == whole[:n]
+            assert count_records(str(path), "pile")[0] == n
             path.write_bytes(b"".join(frames) + b"\x00" * 100)
 
 
@@ -195,11 +199,12 @@ def test_truncated_archive_keeps_what_was_readable_then_reports(tmp_path, suffix
         for item in read_records(str(path), "c4"):
             got.append(item)
     assert err.value.reason == "input:truncated_file"
-    assert 0 < len(got) < len(recs)
-    ok = _texts(got)
-    assert ok == [r["text"] for r in recs[: len(ok)]]
+    out, damaged = stream_decode(data[: len(data) // 2], "gz" if suffix.endswith("gz") else "zst")
+    n_readable = len(complete_lines(out, damaged))
+    assert damaged and n_readable > 0
+    assert _texts(got) == [r["text"] for r in recs[:n_readable]]
     n, error = count_records(str(path), "c4")
-    assert error is not None and n >= len(ok)
+    assert error is not None and n == n_readable
 
 
 def test_slices_partition_a_file_exactly(tmp_path):
