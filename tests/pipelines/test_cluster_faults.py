@@ -13,6 +13,7 @@ pass or fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -107,39 +108,45 @@ class Processes:
         except psutil.NoSuchProcess:
             pass
 
+    def succeed(self, name: str, timeout: float) -> None:
+        """Wait for a process to exit 0; fail with its log's tail if it does not in time.
+        Its descendants (a LocalCluster's workers) are noted on the way, for `close`."""
+        p = self.procs[name]
+        deadline = time.monotonic() + timeout
+        while p.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not finish in {timeout:.0f} s\n{self.tail(name)}")
+            self.remember(p.pid)
+            time.sleep(0.5)
+        assert p.returncode == 0, f"{name} failed (rc {p.returncode})\n{self.tail(name)}"
+
     def tail(self, name: str, lines: int = 30) -> str:
         path = self.logs / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return f"--- last lines of {path} ---\n" + "\n".join(text.splitlines()[-lines:])
 
     def kill_group(self, name: str) -> None:
+        """SIGKILL a started process's whole group, while its leader is not yet reaped (so
+        the group id is still ours), and reap the leader."""
         p = self.procs[name]
-        self.remember(p.pid)
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if p.poll() is None:
+            self.remember(p.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
         p.wait(timeout=30)
 
     def close(self) -> list[str]:
-        for p in self.procs.values():
-            self.remember(p.pid)
+        """Kill everything started here; returns the processes still running after it."""
         for name in self.procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.kill_group(name)
-            except subprocess.TimeoutExpired:
-                pass
+        # descendants that left their group; psutil checks each is still the process seen
         for q in self.seen.values():
-            try:
-                if q.is_running():
-                    q.kill()
-            except psutil.NoSuchProcess:
-                pass
+            with contextlib.suppress(psutil.NoSuchProcess):
+                q.kill()
         _, alive = psutil.wait_procs(list(self.seen.values()), timeout=15)
         # a zombie holds nothing: it waits for its (non-reaping) parent, init here
-        return [
-            f"{q.pid} {q.name()}" for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)
-        ]
+        return [f"pid {q.pid}" for q in alive if _status(q) not in (None, psutil.STATUS_ZOMBIE)]
 
 
 def _status(q: psutil.Process):
@@ -165,6 +172,14 @@ def _wait_for(what: str, cond, timeout: float, procs: Processes, watch: tuple[st
             logs = "\n".join(procs.tail(n) for n in (watch or procs.procs))
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}\n{logs}")
         time.sleep(0.02)
+
+
+def _scheduler_address(path: Path) -> str | None:
+    """The address in a scheduler file, once the scheduler has written it whole."""
+    try:
+        return json.loads(path.read_text()).get("address")
+    except (OSError, ValueError):
+        return None
 
 
 def _workers(procs: Processes) -> list[psutil.Process]:
@@ -257,14 +272,8 @@ def test_killed_workers_and_client_on_a_real_cluster_give_identical_output(tmp_p
 
         # the undisturbed reference: a LocalCluster of 2 worker processes
         ref = tmp_path / "ref"
-        p = procs.start("reference", [*prepare, "--out", str(ref), "--workers", "2"], tmp_path)
-        try:
-            rc = p.wait(timeout=CLIENT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(
-                f"the reference run took over {CLIENT_TIMEOUT_S} s\n" + procs.tail("reference")
-            )
-        assert rc == 0, "the reference run failed\n" + procs.tail("reference")
+        procs.start("reference", [*prepare, "--out", str(ref), "--workers", "2"], tmp_path)
+        procs.succeed("reference", CLIENT_TIMEOUT_S)
         ref_stats = json.loads((ref / "stats.json").read_text())
         n_process = ref_stats["stages"]["process"]["tasks"]
         n_tokenize = ref_stats["stages"]["tokenize"]["tasks"]
@@ -290,9 +299,7 @@ def test_killed_workers_and_client_on_a_real_cluster_give_identical_output(tmp_p
         )
         address = _wait_for(
             f"the scheduler to write {sched_file}",
-            lambda: (
-                sched_file.exists() and json.loads(sched_file.read_text() or "{}").get("address")
-            ),
+            lambda: _scheduler_address(sched_file),
             START_TIMEOUT_S,
             procs,
             ("scheduler",),
@@ -353,15 +360,8 @@ def test_killed_workers_and_client_on_a_real_cluster_give_identical_output(tmp_p
         assert _count(tokens, "*/*.json") < n_tokenize, "tokenize finished before the kill"
         assert not (out / "manifest.json").exists(), "the run finished before it was killed"
 
-        p = procs.start("client-restarted", client, tmp_path)
-        try:
-            rc = p.wait(timeout=CLIENT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(
-                f"the restarted client took over {CLIENT_TIMEOUT_S} s\n"
-                + procs.tail("client-restarted")
-            )
-        assert rc == 0, "the restarted client failed\n" + procs.tail("client-restarted")
+        procs.start("client-restarted", client, tmp_path)
+        procs.succeed("client-restarted", CLIENT_TIMEOUT_S)
         assert procs.procs["scheduler"].poll() is None, procs.tail("scheduler")
         assert procs.procs["worker"].poll() is None, procs.tail("worker")
         # the second kill took the older worker, the one the first kill spared: the nanny
