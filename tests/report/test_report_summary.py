@@ -93,3 +93,50 @@ def test_stage_rates_and_resumed_stages():
     assert tokenize["documents_per_s"] == 5 and tokenize["mb_per_s"] == 2
     assert tokenize["tokens_per_s"] == 500
     assert near["other"] == {"edges": 7}
+
+
+def _two_shards(root):
+    """Two shards written by the project's writer and their manifest entries (version 2)."""
+    import numpy as np
+
+    from tokenmill.shards.megatron import ShardWriter
+    from tokenmill.shards.verify import shard_file_records
+
+    shards = []
+    for name, lengths in (("a_00000", [3, 5, 2]), ("a_00001", [4, 1])):
+        prefix = root / "shards" / "a" / name
+        with ShardWriter(prefix, np.uint16) as w:
+            for n in lengths:
+                w.write(np.arange(n))
+        shards.append(
+            {
+                "prefix": f"shards/a/{name}",
+                "source": "a",
+                "documents": len(lengths),
+                "tokens": sum(lengths),
+                "files": shard_file_records(prefix),
+            }
+        )
+    return {"tokenizer": {"dtype": "uint16", "vocab_size": 100}, "shards": shards}
+
+
+def test_shard_checks_name_damage(tmp_path):
+    manifest = _two_shards(tmp_path)
+    assert [r["check"] for r in summary.check_shards(manifest, None)] == [None, None]
+    rows = summary.check_shards(manifest, tmp_path)
+    assert [(r["check"], r["idx_documents"], r["idx_tokens"]) for r in rows] == [
+        ("ok", 3, 10),
+        ("ok", 2, 5),
+    ]
+    assert [r["max_document_tokens"] for r in rows] == [5, 4]
+    assert summary.damaged_shards({"shards": rows}) == []
+    # 5 uint16 tokens are 10 bytes; cut the second shard's .bin to 7
+    with open(tmp_path / "shards/a/a_00001.bin", "r+b") as f:
+        f.truncate(7)
+    rows = summary.check_shards(manifest, tmp_path)
+    assert rows[0]["check"] == "ok"
+    assert rows[1]["check"] == (
+        "damaged: .bin is 7 bytes but the index's sizes add up to 5 uint16 tokens = 10 bytes "
+        "(truncated)"
+    )
+    assert summary.damaged_shards({"shards": rows}) == [rows[1]]

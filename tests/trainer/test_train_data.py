@@ -111,3 +111,49 @@ def test_real_prepare_output(prepared):
     assert (batch == eod).any(), "samples run across document ends"
     assert np.bincount([s for s, _ in data.train.next_indices(300)]).tolist() == [100] * 3
     assert data.valid_batch(8).shape == (8, 65)
+
+
+def _copy_out(prepared, tmp_path):
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(prepared.parent, out, ignore=shutil.ignore_patterns("work"))
+    return out
+
+
+def test_a_damaged_shard_is_refused_by_name_before_training(prepared, tmp_path):
+    from tokenmill.shards.verify import DamagedShards
+
+    out = _copy_out(prepared, tmp_path)
+    shard = json.loads(prepared.read_text())["shards"][-1]
+    bin_ = out / (shard["prefix"] + ".bin")
+    whole = bin_.stat().st_size
+    with open(bin_, "r+b") as f:  # the last document loses its last token
+        f.truncate(whole - 2)
+    with pytest.raises(DamagedShards) as e:
+        ManifestData(out / "manifest.json", S)
+    assert f"1 of {len(json.loads(prepared.read_text())['shards'])} shards in {out}" in str(e.value)
+    assert f"{shard['prefix']}: .bin is {whole - 2:,} bytes but the index's sizes add up to " in (
+        str(e.value)
+    )
+    (out / (shard["prefix"] + ".bin")).unlink()
+    with pytest.raises(DamagedShards, match=f"{shard['prefix']}: .bin is missing"):
+        ManifestData(out, S)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{}", "is not a tokenmill manifest: it has no 'format' or 'version' key"),
+        ("[1, 2]", "is not a tokenmill manifest: it holds a list, not a JSON object"),
+        ('{"format": "tokenmill-manifest", "version": 2}', "lacks keys 'tokenizer', 'shards'"),
+        ("not json", "is not valid JSON"),
+    ],
+)
+def test_a_manifest_that_is_not_tokenmills_is_refused_in_one_line(tmp_path, text, message):
+    from tokenmill.shards.manifest import ManifestError
+
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ManifestError, match=message) as e:
+        ManifestData(tmp_path, S)
+    assert "\n" not in str(e.value) and str(tmp_path / "manifest.json") in str(e.value)
