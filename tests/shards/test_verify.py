@@ -386,3 +386,10 @@ def test_build_manifest_refuses_a_shard_damaged_since_it_was_written(out_copy, r
     n = len(load_manifest(out_copy)["shards"])
     assert f"1 of {n} shards in {out_copy} no longer match what the shard stage wrote: " in msg
     assert f"{TARGET}: {problem}" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("command", ["plan", "inspect", "stats"])
+def test_help_says_the_check_before_use_is_not_a_checksum(command):
+    code, text = cli(command, "--help")
+    assert code == 0
+    assert "not SHA-256: `tokenmill verify OUT` does that" in text
