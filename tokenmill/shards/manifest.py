@@ -198,7 +198,7 @@ def _check_shard_entry(s, where: str, version: int) -> None:
     if p.is_absolute() or ".." in p.parts:
         # shards are read relative to OUT: a prefix must not point outside it
         raise ManifestError(f"{where}.prefix {s['prefix']!r} is not a path inside OUT: {_REDO}")
-    if version < 2:
+    if version < 2 and "files" not in s:
         return
     files = s.get("files")
     if not isinstance(files, dict) or not {"bin", "idx"} <= files.keys():
