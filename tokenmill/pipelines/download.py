@@ -52,9 +52,11 @@ import socket
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
@@ -594,8 +596,8 @@ def _get(http: httpx.Client, url: str, credentials, headers: dict | None = None)
 def _unreachable(e: BaseException) -> tuple[str, str] | None:
     """("refused" | "dns" | "unreachable", reason) when a connection failed for a reason that
     waiting rarely fixes, else None."""
-    if not isinstance(e, httpx.ConnectError):
-        return None
+    if isinstance(e, httpx.TransportError) and not isinstance(e, httpx.ConnectError):
+        return None  # read errors, timeouts, dropped connections: the usual backoff
     seen = set()
     c: BaseException | None = e
     while c is not None and id(c) not in seen:
@@ -618,7 +620,7 @@ def _quick_retry(e, url: str, retry: int, policy: RetryPolicy, hints: Hints, not
     announce quick retry number `retry` and wait for it, or raise UnreachableError once
     `policy.connect_retries` are spent."""
     kind, reason = _unreachable(e) or ("", "")
-    with contextlib.suppress(RuntimeError):  # the hop that failed, after any redirect
+    with contextlib.suppress(RuntimeError, AttributeError):  # the hop that failed
         url = str(e.request.url)
     n = policy.connect_retries
     if retry > n:
@@ -738,6 +740,27 @@ def download_file(
             log.warning("%s: %s; downloading it again", url, problem)
     os.replace(part, out)
     return {**result, **stats, "status": "downloaded"}
+
+
+def check_reachable(url: str, policy: RetryPolicy, hints: Hints, notice=_stderr) -> None:
+    """Connect to `url`'s host once (TCP only, no request), with a download's quick retries
+    and UnreachableError, so a dead host is reported before a local cluster is started for
+    nothing. Skipped where a proxy carries the traffic (the host may not resolve here); any
+    other failure is left to the downloads and their retries."""
+    scheme, host, port = origin(url)
+    proxies = urllib.request.getproxies()
+    if (proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
+        return
+    retry = 0
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=policy.connect_timeout).close()
+            return
+        except OSError as e:
+            if not _unreachable(e):
+                return
+            retry += 1
+            _quick_retry(e, url, retry, policy, hints, notice)
 
 
 # ---- small files: listings and checksums --------------------------------------------------------
@@ -1056,7 +1079,8 @@ def fetch_files(
 ) -> FetchResult:
     """Download `files` under `dest` in parallel, one Dask task per file. Files already under
     their final name are complete and skipped without a request (`verify` re-checks them
-    first, offline). Without a `client`, a LocalCluster is started only if there is work."""
+    first, offline). Without a `client` or `scheduler`, a LocalCluster is started only if
+    there is work and each host it needs accepts connections (`check_reachable`)."""
     from rich.console import Console
 
     policy = policy or RetryPolicy()
@@ -1080,6 +1104,15 @@ def fetch_files(
             todo.append(f)
     if not todo:
         return result
+
+    if client is None and scheduler is None:
+        hosts: dict[Origin, str] = {}
+        for f in todo:
+            hosts.setdefault(origin(f.url), f.url)
+        for url in hosts.values():
+            check_reachable(
+                url, policy, hints, partial(console.print, markup=False, highlight=False)
+            )
 
     from distributed import as_completed
 
