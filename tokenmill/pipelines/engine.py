@@ -309,6 +309,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             "distributed.worker.profile.enabled": False,
             "distributed.nanny.pre-spawn-environ": worker_environ(n),
             "distributed.worker.preload": [WORKER_SETUP],
+            # the workers' own errors only with -v (worker_setup)
+            "tokenmill.worker-log-level": "ERROR"
+            if log.isEnabledFor(logging.DEBUG)
+            else "CRITICAL",
         }
         with (
             dask.config.set(settings),

@@ -308,7 +308,9 @@ def prepare(
     Raises OutputLocked (another run holds OUT), ConfigMismatch / InputsChanged (OUT holds
     work made from another config / other inputs; `fresh` starts over), FileNotFoundError (an
     input pattern matches nothing), TaskFailed (a task raised)."""
-    out = Path(out or cfg.output)
+    # absolute: the paths tasks get (and record in their counts) must not depend on the
+    # working directory of whoever reads them, a worker or a later command
+    out = Path(out or cfg.output).absolute()
     if workers is not None and workers < 1:
         raise ValueError(f"workers: must be >= 1 (got {workers})")
     with output_lock(out):
