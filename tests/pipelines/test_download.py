@@ -368,7 +368,8 @@ def test_a_file_that_stays_corrupt_is_an_integrity_error(server, tmp_path):
 HUB_ROOT = "datasets/oscar-corpus/OSCAR-2301/resolve/main"  # as HF_ENDPOINT/... serves it
 
 
-def _bearer_everywhere(*servers) -> set:
+def _auth_seen(*servers) -> set:
+    """Every Authorization header (None: none) the servers received."""
     return {r["auth"] for srv in servers for r in srv.log}
 
 
@@ -407,8 +408,8 @@ def test_gated_oscar_on_the_hub_401_says_set_hf_token_then_it_goes_to_the_hub_no
         f"/{HUB_ROOT}/fr_meta/{n}"
         for n in ("checksum.sha256", "fr_meta_part_1.jsonl.zst", "fr_meta_part_2.jsonl.zst")
     ]
-    assert _bearer_everywhere(hub) == {"Bearer hf_secret"}
-    assert len(cdn.log) == 3 and _bearer_everywhere(cdn) == {None}, "the CDN URL is signed"
+    assert _auth_seen(hub) == {"Bearer hf_secret"}
+    assert len(cdn.log) == 3 and _auth_seen(cdn) == {None}, "the CDN URL is signed"
     assert (dest / "fr_meta" / "checksum.sha256").exists(), "the listing is kept for reruns"
     hub.log.clear()
     assert run().paths == res.paths
@@ -430,13 +431,13 @@ def test_gated_source_on_a_mirror_never_gets_hf_token(
     assert f"127.0.0.1:{port} wants credentials" in msg and "HF_TOKEN is never sent" in msg
     assert "'machine 127.0.0.1 login USER password SECRET'" in msg and "NETRC" in msg
     assert f"TOKENMILL_MIRROR_TOKEN (sent as 'Authorization: Bearer' to 127.0.0.1:{port}" in msg
-    assert server.log and _bearer_everywhere(server) == {None}
+    assert server.log and _auth_seen(server) == {None}
 
     server.auth.clear()  # an open mirror: everything comes, and still no token
     server.log.clear()
     res = _fetch(server, "oscar", "23.01", tmp_path / "dl", lang="fr", client=client)
     assert len(res.paths) == 2 and len(server.log) == 3
-    assert _bearer_everywhere(server) == {None}
+    assert _auth_seen(server) == {None}
 
 
 @pytest.mark.distributed
@@ -470,9 +471,9 @@ def test_mirror_token_goes_to_the_mirror_only(
         Path(res.paths[1]).read_bytes()
         == (server.root / "oscar/fr_meta/fr_meta_part_2.jsonl.zst").read_bytes()
     )
-    assert len(server.log) == 3 and _bearer_everywhere(server) == {"Bearer mirror_secret"}
+    assert len(server.log) == 3 and _auth_seen(server) == {"Bearer mirror_secret"}
     assert [r["path"] for r in server2.log] == ["/oscar/fr_meta/fr_meta_part_2.jsonl.zst"]
-    assert _bearer_everywhere(server2) == {None}
+    assert _auth_seen(server2) == {None}
 
 
 def test_a_redirect_keeps_credentials_on_their_origin_only(server, server2, tmp_path):
@@ -525,15 +526,15 @@ def test_netrc_gives_credentials_to_the_mirror_host_only(
     res = _fetch(server, "c4", "en", tmp_path / "dl", files="0:2", client=client)
 
     assert [Path(p).read_bytes() for p in res.paths] == originals
-    assert len(server.log) == 2 and _bearer_everywhere(server) == {basic}
+    assert len(server.log) == 2 and _auth_seen(server) == {basic}
     assert [r["path"] for r in server2.log] == ["/c4/en/c4-train.00001-of-01024.json.gz"]
-    assert _bearer_everywhere(server2) == {None}
+    assert _auth_seen(server2) == {None}
 
     netrc.write_text("machine mirror.example login alice password s3cret\n")
     server.log.clear()
     with pytest.raises(AuthError, match="127.0.0.1:[0-9]+ wants credentials"):
         _fetch(server, "c4", "en", tmp_path / "dl2", files="0", client=client)
-    assert _bearer_everywhere(server) == {None}
+    assert _auth_seen(server) == {None}
 
     monkeypatch.setenv("NETRC", str(tmp_path / "missing"))
     with pytest.raises(DownloadError, match="NETRC=.*missing: no such file"):
