@@ -16,6 +16,15 @@ import pytest
 from tmfixtures import make_corpus
 
 REQUIRE_DEV = "TOKENMILL_REQUIRE_DEV"
+# pytest-timeout: pyproject's `timeout` (300 s) is per test; a `slow` test without its own
+# @pytest.mark.timeout gets this instead (the slow suite's budget is 30 min in all).
+SLOW_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
 
 
 def _required() -> bool:

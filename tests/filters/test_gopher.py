@@ -23,16 +23,30 @@ from tokenmill.filters.gopher import (
 EN = [r["text"] for r in sample_docs("c4")] + [r["text"] for r in sample_docs("pile")]
 
 
-def _prose(min_words: int = 150) -> str:
-    """A real English document that passes every Gopher rule."""
-    q, r = GopherQuality(), GopherRepetition()
+@pytest.fixture(scope="module")
+def datatrove_keeps(require):
+    """text -> (datatrove's GopherQualityFilter keeps it, its GopherRepetitionFilter keeps it):
+    the reference implementation, independent of the rules under test."""
+    filters = require("datatrove.pipeline.filters", "the reference Gopher filters")
+    from datatrove.data import Document
+
+    quality, repetition = filters.GopherQualityFilter(), filters.GopherRepetitionFilter()
+
+    def keeps(text: str, i: int = 0) -> tuple[bool, bool]:
+        # one filter after the other per document: datatrove caches the last words
+        q = quality.filter(Document(text=text, id=str(i))) is True
+        return q, repetition.filter(Document(text=text, id=str(i))) is True
+
+    return keeps
+
+
+@pytest.fixture(scope="module")
+def clean(datatrove_keeps) -> str:
+    """A real English document of 150+ words that datatrove's Gopher filters both keep."""
     for t in EN:
-        if len(t.split()) >= min_words and q([t], ["en"]) == [None] and r([t], ["en"]) == [None]:
+        if len(t.split()) >= 150 and datatrove_keeps(t) == (True, True):
             return t
-    raise AssertionError("no clean document in the sample")
-
-
-CLEAN = _prose()
+    raise AssertionError("no document in the sample passes datatrove's Gopher filters")
 
 
 def perturbed(texts: list[str], seed: int = 0) -> list[str]:
@@ -69,18 +83,18 @@ def perturbed(texts: list[str], seed: int = 0) -> list[str]:
 # ---- quality -------------------------------------------------------------------------------
 
 
-def test_quality_keeps_clean_prose_and_names_each_failure():
+def test_quality_keeps_clean_prose_and_names_each_failure(clean):
     q = GopherQuality()
-    words = CLEAN.split()
-    lines = CLEAN.splitlines()
+    words = clean.split()
+    lines = clean.splitlines()
     cases = {
         "gopher:too_few_words": " ".join(words[:30]),
-        "gopher:too_many_words": CLEAN,  # with max_words below its length, next
+        "gopher:too_many_words": clean,  # with max_words below its length, next
         "gopher:mean_word_length_too_low": " ".join(w[:2] for w in words),
         "gopher:mean_word_length_too_high": " ".join(
             "".join(words[i : i + 3]) for i in range(0, len(words), 3)
         ),
-        "gopher:too_many_hashes": CLEAN.replace(" ", " # ", len(words) // 5),
+        "gopher:too_many_hashes": clean.replace(" ", " # ", len(words) // 5),
         "gopher:too_many_ellipses": " ".join(
             w + " ..." * (i % 5 == 0) for i, w in enumerate(words)
         ),
@@ -89,14 +103,14 @@ def test_quality_keeps_clean_prose_and_names_each_failure():
         "gopher:too_few_alpha_words": " ".join(w if i % 3 else "1234" for i, w in enumerate(words)),
         "gopher:too_few_stop_words": " ".join(w for w in words if w not in GOPHER_STOP_WORDS),
     }
-    assert q([CLEAN], ["en"]) == [None]
+    assert q([clean], ["en"]) == [None]  # datatrove keeps it
     for reason, text in cases.items():
         f = GopherQuality(max_words=len(words) // 2) if reason == "gopher:too_many_words" else q
         assert f([text], ["en"]) == [reason], reason
 
 
-def test_quality_judges_only_its_languages_and_none_disables_a_rule():
-    short = " ".join(CLEAN.split()[:30])
+def test_quality_judges_only_its_languages_and_none_disables_a_rule(clean):
+    short = " ".join(clean.split()[:30])
     q = GopherQuality()
     assert q([short, short, short], ["fr", "en", "und"]) == [None, "gopher:too_few_words"] * 1 + [
         "gopher:too_few_words"
@@ -110,13 +124,13 @@ def test_quality_judges_only_its_languages_and_none_disables_a_rule():
 # ---- repetition ----------------------------------------------------------------------------
 
 
-def test_repetition_keeps_clean_prose_and_names_each_failure():
+def test_repetition_keeps_clean_prose_and_names_each_failure(clean):
     r = GopherRepetition()
-    paras = [p for p in CLEAN.split("\n\n") if p.strip()]
-    lines = [line for line in CLEAN.split("\n") if line.strip()]
-    words = CLEAN.split()
+    paras = [p for p in clean.split("\n\n") if p.strip()]
+    lines = [line for line in clean.split("\n") if line.strip()]
+    words = clean.split()
     long_line = " ".join(words[:120])
-    assert r([CLEAN], ["en"]) == [None]
+    assert r([clean], ["en"]) == [None]  # datatrove keeps it
     cases = {
         "gopher:too_many_duplicate_paragraphs": "\n\n".join(
             ["Short one."] * 3 + ["Other text here."]
@@ -186,19 +200,12 @@ def test_tiny_documents_fail_the_top_bigram_rule_as_in_datatrove():
 
 
 @pytest.fixture(scope="module")
-def agreement() -> tuple[list[str], list[bool], list[bool]]:
+def agreement(datatrove_keeps) -> tuple[list[str], list[bool], list[bool]]:
     """300 real documents, half of them damaged, and datatrove's keep decisions for each."""
-    filters = pytest.importorskip("datatrove.pipeline.filters")
-    from datatrove.data import Document
-
     rng = random.Random(1)
     docs = rng.sample(EN, 150) + perturbed(rng.sample(EN, 150), seed=2)
-    quality, repetition = filters.GopherQualityFilter(), filters.GopherRepetitionFilter()
-    keep_q, keep_r = [], []
-    for i, t in enumerate(docs):  # one after the other: datatrove caches the last words
-        keep_q.append(quality.filter(Document(text=t, id=str(i))) is True)
-        keep_r.append(repetition.filter(Document(text=t, id=str(i))) is True)
-    return docs, keep_q, keep_r
+    keep_q, keep_r = zip(*(datatrove_keeps(t, i) for i, t in enumerate(docs)), strict=True)
+    return docs, list(keep_q), list(keep_r)
 
 
 def test_same_decisions_as_datatrove_quality(agreement):
@@ -215,9 +222,9 @@ def test_same_decisions_as_datatrove_repetition(agreement):
     assert ours == ref
 
 
-def test_words_are_datatrove_words_in_many_languages():
-    text_mod = pytest.importorskip("datatrove.utils.text")
-    english = pytest.importorskip("datatrove.utils.typeshelper").Languages.english
+def test_words_are_datatrove_words_in_many_languages(require):
+    text_mod = require("datatrove.utils.text")
+    english = require("datatrove.utils.typeshelper").Languages.english
     docs = EN[:20] + [r["content"] for r in sample_docs("oscar")][::25]
     sw = SpacyWords()
     for t in docs:
