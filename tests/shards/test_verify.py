@@ -393,3 +393,19 @@ def test_help_says_the_check_before_use_is_not_a_checksum(command):
     code, text = cli(command, "--help")
     assert code == 0
     assert "not SHA-256: `tokenmill verify OUT` does that" in text
+
+
+def test_checksums_the_shard_writer_recorded_are_kept(out_copy, ref):
+    """Counts that carry `files` (recorded when the shard was written) go into the manifest as
+    they are: a byte changed since then is not hashed into it, and verify names it."""
+    from tokenmill.config import load_config
+    from tokenmill.shards.manifest import build_manifest
+    from tokenmill.shards.verify import shard_file_records
+
+    counts = [{**c, "files": shard_file_records(c["prefix"])} for c in _counts(out_copy)]
+    problem = damage(out_copy, "bin byte flipped", ref)
+    m = build_manifest(load_config(), out_copy, counts)
+    assert m == load_manifest(out_copy)
+    (out_copy / "manifest.json").write_text(json.dumps(m))
+    code, text = cli("verify", out_copy)
+    assert code == 1 and f"DAMAGED {TARGET} {problem}" in text
