@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,9 +33,24 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def _launcher(nproc: int, port: int) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "deepspeed"),
+        f"--num_gpus={nproc}",
+        f"--master_port={port}",
+        "--module",
+        "tokenmill.trainer",
+    ]
+
+
 def train(
-    args: list[str], nproc: int = 1, launcher: str = "torchrun"
+    args: list[str],
+    nproc: int = 1,
+    launcher: str = "torchrun",
+    port: int | None = None,
+    check: bool = True,
 ) -> subprocess.CompletedProcess:
+    port = port or _port()
     if nproc == 1:
         cmd = [sys.executable, "-m", "tokenmill.trainer"]
     elif launcher == "torchrun":
@@ -41,21 +59,22 @@ def train(
             "-m",
             "torch.distributed.run",
             f"--nproc-per-node={nproc}",
-            f"--master-port={_port()}",
+            f"--master-port={port}",
             "-m",
             "tokenmill.trainer",
         ]
     else:
-        cmd = [
-            str(Path(sys.executable).parent / "deepspeed"),
-            f"--num_gpus={nproc}",
-            f"--master_port={_port()}",
-            "--module",
-            "tokenmill.trainer",
-        ]
+        cmd = _launcher(nproc, port)
     p = subprocess.run(cmd + args, env=_env(), capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
+    if check:
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     return p
+
+
+def _shm_left(port: int) -> list[str]:
+    """DeepSpeed's CPU all-reduce buffers (69 MB per rank, /dev/shm) of the run on `port`."""
+    pattern = f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"
+    return sorted(f.name for f in Path("/dev/shm").glob(pattern))
 
 
 def metrics(folder: Path) -> dict[int, dict]:
@@ -142,7 +161,10 @@ def test_two_processes_zero2_equal_one_process_with_accumulation(prepared, tmp_p
         "1",
         *FP32,
     ]
-    train([*common, "--log-dir", str(tmp_path / "two")], nproc=2)
+    port = _port()
+    p = train([*common, "--log-dir", str(tmp_path / "two")], nproc=2, port=port)
+    # both ranks tore down (engine, barrier, process groups) and removed DeepSpeed's buffers
+    assert _shm_left(port) == [] and "terminate called" not in p.stderr
     train([*common, "--log-dir", str(tmp_path / "one")])
     two, one = metrics(tmp_path / "two"), metrics(tmp_path / "one")
     for step in range(1, 7):
@@ -151,33 +173,184 @@ def test_two_processes_zero2_equal_one_process_with_accumulation(prepared, tmp_p
     assert two[6]["loss"] < two[1]["loss"]
 
 
+def _group_alive(pgid: int) -> list[int]:
+    """Processes of process group `pgid` that are not zombies."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _unlink_shm(port: int) -> None:
+    for name in _shm_left(port):  # a killed run cannot remove its own
+        (Path("/dev/shm") / name).unlink(missing_ok=True)
+
+
+def _checkpoint(folder: Path) -> dict:
+    """Every file of a checkpoint tag, loaded: module weights, the fp32 master partitions
+    and Adam moments of every rank, LR scheduler, step, data position."""
+    import torch
+
+    return {
+        f.name: torch.load(f, map_location="cpu", weights_only=False)
+        for f in sorted(folder.glob("*.pt"))
+    }
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    """Where two loaded checkpoints differ: tensors bit for bit (dtype and shape too)."""
+    import torch
+
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        same = (
+            torch.is_tensor(a)
+            and torch.is_tensor(b)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and torch.equal(a, b)
+        )
+        return [] if same else [where]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{where}: keys {sorted(a.keys() ^ b.keys())}"]
+        return [d for k in a for d in _differences(a[k], b[k], f"{where}/{k}")]
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if len(a) != len(b):
+            return [f"{where}: length {len(a)} != {len(b)}"]
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in _differences(x, y, f"{where}/{i}")
+        ]
+    if hasattr(a, "__dict__") and type(a) is type(b) and not isinstance(a, type):
+        return _differences(vars(a), vars(b), where)  # e.g. DeepSpeed's LossScaler
+    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", [0, 3])
-def test_deepspeed_launcher_bf16_and_resume(prepared, tmp_path, stage):
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("stage", [2, 3])
+def test_killed_run_resumes_exactly(prepared, tmp_path, stage):
+    """2 ranks (the deepspeed launcher), ZeRO-2 or 3, bf16, checkpoints every 4 of 12 steps. Run B
+    is SIGKILLed, its whole process group, inside step 6 (after checkpoint 4), then resumed:
+    every step's loss, LR, grad norm, batch and validation loss, and the final weights and
+    optimizer state, equal the uninterrupted run A's bit for bit. The runs are deterministic
+    (same ops in the same order on the same CPU, a two-rank sum is commutative), so exact
+    is what a correct resume gives; a tolerance would hide a wrong sample or a lost Adam step."""
+    steps, every, killed_in = 12, 4, 6
     args = [
         "--data",
         str(prepared),
         "--steps",
-        "8",
+        str(steps),
+        "--save-interval",
+        str(every),
         "--zero-stage",
         str(stage),
         "--bf16",
         "--micro-batch",
         "2",
+        "--grad-accum",
+        "2",
         "--eval-interval",
         "4",
-        "--save",
-        str(tmp_path),
+        "--eval-samples",
+        "8",
+        "--log-interval",
+        "1",
         "--lr",
         "5e-3",
         "--warmup",
         "2",
     ]
-    train([*args, "--stop-at", "4"], nproc=2, launcher="deepspeed")
-    p = train(args, nproc=2, launcher="deepspeed")
-    assert "at step 4" in p.stdout + p.stderr
-    m = metrics(tmp_path / "logs")
-    assert sorted(m) == list(range(1, 9)) and m[8]["loss"] < m[1]["loss"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    train([*args, "--save", str(a)], nproc=2, launcher="deepspeed")
+    ref = metrics(a / "logs")
+    assert sorted(ref) == list(range(1, steps + 1))
+    # a step's compute time (8 samples of 128 tokens); the kill lands a quarter of one after
+    # step killed_in - 1 is logged
+    step_s = sorted(8 * 128 / ref[s]["tokens_per_s"] for s in ref)[steps // 2]
+
+    port = _port()
+    log = open(tmp_path / "b_killed.log", "w")
+    proc = subprocess.Popen(
+        _launcher(2, port) + [*args, "--save", str(b)],
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the launcher and both ranks
+    )
+    try:
+        mjson = b / "logs" / "metrics.jsonl"
+        deadline = time.monotonic() + 300
+        while not (mjson.exists() and f'"step": {killed_in - 1},' in mjson.read_text()):
+            assert proc.poll() is None, (tmp_path / "b_killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "run B did not reach the kill point"
+            time.sleep(0.005)
+        time.sleep(step_s / 4)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while _group_alive(proc.pid):
+            assert time.monotonic() < deadline, f"still alive: {_group_alive(proc.pid)}"
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        _unlink_shm(port)
+    killed = metrics(b / "logs")
+    # the kill fell inside step killed_in: logged up to the step before, checkpoint 4 written
+    assert sorted(killed) == list(range(1, killed_in)), sorted(killed)
+    assert (b / "latest").read_text() == f"step{every}"
+    assert not (b / f"step{2 * every}").exists()
+
+    p = train([*args, "--save", str(b)], nproc=2, launcher="deepspeed")
+    assert f"at step {every}" in p.stdout + p.stderr
+    lines = [json.loads(x) for x in (b / "logs" / "metrics.jsonl").read_text().splitlines()]
+    # the killed run's record of step 5 (past its checkpoint) was dropped and written again
+    assert [r["step"] for r in lines] == list(range(1, steps + 1))
+    ours = metrics(b / "logs")
+    keys = ("loss", "lr", "grad_norm", "batch", "valid_loss")
+    for step in range(1, steps + 1):
+        for k in keys:
+            assert ours[step].get(k) == ref[step].get(k), (
+                step,
+                k,
+                ours[step].get(k),
+                ref[step].get(k),
+            )
+    assert len({ref[s]["batch"] for s in ref}) == steps  # each step drew other samples
+    assert sum("valid_loss" in ref[s] for s in ref) == steps // every
+    assert ref[steps]["loss"] < ref[1]["loss"]
+    for tag in (f"step{2 * every}", f"step{steps}"):
+        mine, theirs = _checkpoint(b / tag), _checkpoint(a / tag)
+        assert sorted(mine) == sorted(theirs), sorted(mine)
+        assert sum("optim_states" in f for f in mine) == 2, sorted(mine)  # one per rank
+        assert _differences(mine, theirs) == [], tag
+
+
+def test_an_error_after_start_still_tears_down(prepared, tmp_path):
+    # fp16 is refused after the process group is up: both ranks report it in one line and
+    # still tear down (no abort at exit, DeepSpeed's shared-memory buffers removed)
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"fp16": {"enabled": True}}))
+    port = _port()
+    args = ["--data", str(prepared), "--deepspeed", str(ds), "--no-bf16", "--steps", "2"]
+    p = train(args, nproc=2, port=port, check=False)
+    assert p.returncode != 0
+    error = "error: fp16 is not supported on CPU: use --bf16 or --no-bf16 (fp32)"
+    assert p.stderr.count(error) == 2, p.stderr[-3000:]
+    # torchrun's summary: each rank exited 1 (an abort at exit would read -6 / SIGABRT)
+    assert len(re.findall(r"exitcode\s*:\s*1 \(pid", p.stderr)) == 2, p.stderr[-3000:]
+    assert "terminate called" not in p.stderr
+    assert _shm_left(port) == []
 
 
 def test_batch_sizes_resolve_or_fail_clearly():
