@@ -186,7 +186,8 @@ def _prepare(config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_r
             _fail(str(e), hint=f"fix the cause; {resume} (-v shows the traceback)")
         _fail(
             f"{type(e).__name__}: {' '.join(str(e).split())}",
-            hint=f"{resume} once the cause is fixed (-v shows the traceback)",
+            hint=f"{resume} once the cause is fixed; if it fails the same way again, -v shows "
+            "the traceback to report (--fresh starts over)",
         )
     return stats, target
 
