@@ -74,10 +74,40 @@ def test_page_rules():
     assert run(C4Quality(min_sentences=2), two)[0] is None
 
 
-def test_sentences_are_counted_within_lines():
+@pytest.fixture(scope="module")
+def sentencizer():
+    """spaCy's own sentencizer on its blank English pipeline: the oracle for sentence counts."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sentencizer")
+    return lambda line: len(list(nlp(line).sents))
+
+
+HAND_LINES = [
+    "One short sentence here. Another one follows it! A third?",
+    "Dr. Smith met Mr. Jones at 3.30 p.m. in the U.S. office.",
+    "It was late. We went home. The end came soon after that.",
+    'He said "stop." Then he left... And? "Yes!" (Really.) Done',
+    "Tabs\tand  double  spaces. Still one line; 2 sentences?",
+    "。日本語の文。もう一つ！ Last one",
+    # a space run other than " " is a token of its own: it starts a sentence after a mark
+    'So it ends.  "',
+    "Twice!   !",
+    "",
+]
+
+
+def test_sentences_are_counted_as_spacys_sentencizer_counts(sentencizer):
     f = C4Quality()
-    assert f.count_sentences("One short sentence here. Another one follows it! A third?") == 3
-    assert f.count_sentences("Dr. Smith met Mr. Jones at 3.30 p.m. in the U.S. office.") == 1
+    assert [f.count_sentences(line) for line in HAND_LINES[:3]] == [3, 1, 3]
+    lines = HAND_LINES + [line.strip() for t in C4[:150] + PILE[:60] for line in t.splitlines()]
+    lines = list(dict.fromkeys(lines))
+    assert len(lines) > 1000
+    got = {line: f.count_sentences(line) for line in lines}
+    want = {line: sentencizer(line) for line in lines}
+    assert got == want
+    assert max(want.values()) > 3  # lines of many sentences are among them
     one_line = "It was late. We went home. The end came soon after that."
     assert run(f, one_line)[0] is None  # one line, three sentences
 
@@ -146,8 +176,8 @@ def agreement_docs() -> list[str]:
         (dict(end_marks=(".", "?", "!", '"', "'"), min_words_per_line=3, min_sentences=5), {}),
     ],
 )
-def test_same_decisions_and_text_as_datatrove(agreement_docs, ours, theirs):
-    filters = pytest.importorskip("datatrove.pipeline.filters")
+def test_same_decisions_and_text_as_datatrove(agreement_docs, ours, theirs, require):
+    filters = require("datatrove.pipeline.filters", "the reference C4 filter")
     from datatrove.data import Document
 
     ref = filters.C4QualityFilter(**theirs)

@@ -52,9 +52,20 @@ def _docs(min_words=80):
 def test_bands_match_published_choices():
     # equal weights reproduce datasketch / RedPajama-v2's 9 x 13 for 0.8 and 128 permutations
     assert optimal_bands(0.8, 128, 0.5, 0.5) == (9, 13)
-    assert optimal_bands(0.8, 128) == (14, 9)  # our default leans toward recall
     b, r = optimal_bands(0.7, 112)
     assert b * r <= 112
+
+
+@pytest.mark.parametrize("weights", [(0.1, 0.9), (0.5, 0.5), (0.3, 0.7)])
+def test_bands_equal_datasketchs_optimal_parameters(require, weights):
+    """datasketch's search (scipy's quad for the areas; ours integrates on a grid) is the
+    oracle, for our default 1:9 weights (14 x 9 at 0.8 and 128 permutations) and others."""
+    optimal_param = require("datasketch.lsh", "the reference bands x rows search")._optimal_param
+    assert optimal_bands(0.8, 128) == optimal_param(0.8, 128, 0.1, 0.9) == (14, 9)
+    for threshold in (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9):
+        for num_perm in (64, 112, 128, 256):
+            want = tuple(optimal_param(threshold, num_perm, *weights))
+            assert optimal_bands(threshold, num_perm, *weights) == want, (threshold, num_perm)
 
 
 def test_signature_agreement_estimates_jaccard():
