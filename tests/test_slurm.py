@@ -23,7 +23,11 @@ from typer.testing import CliRunner
 from tokenmill.cli import app
 from tokenmill.pipelines.engine import ClusterError, load_slurm_config, slurm_cluster
 
-pytest.importorskip("dask_jobqueue")
+
+@pytest.fixture(autouse=True)
+def _dask_jobqueue(require):
+    require("dask_jobqueue", "SLURMCluster builds the job scripts")
+
 
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "slurm.yaml"
 
