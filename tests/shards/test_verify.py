@@ -377,10 +377,10 @@ def test_build_manifest_hashes_shards_whose_counts_carry_no_checksums(out_copy):
 def test_build_manifest_refuses_a_shard_damaged_since_it_was_written(out_copy, ref, kind):
     """A rerun of a finished prepare rebuilds the manifest: it must not bless the damage."""
     from tokenmill.config import load_config
-    from tokenmill.shards.manifest import build_manifest
+    from tokenmill.shards.manifest import ShardsChanged, build_manifest
 
     problem = damage(out_copy, kind, ref)
-    with pytest.raises(ValueError) as e:
+    with pytest.raises(ShardsChanged) as e:
         build_manifest(load_config(), out_copy, _counts(out_copy))
     msg = str(e.value)
     n = len(load_manifest(out_copy)["shards"])

@@ -29,6 +29,10 @@ class ManifestError(ValueError):
     """A manifest.json that is missing, not JSON, or not a tokenmill manifest (one line)."""
 
 
+class ShardsChanged(ValueError):
+    """Shards of a run that no longer match what the shard stage wrote: no manifest is built."""
+
+
 def build_manifest(
     cfg: Config, out: Path, shard_counts: list[dict], jobs: int | None = None
 ) -> dict:
@@ -47,7 +51,7 @@ def build_manifest(
     bad = [st for c in shard_counts if not (st := check_shard(out, c, dtype)).ok]
     if bad:
         shown = "; ".join(f"{os.path.relpath(st.prefix, out)}: {st.problems[0]}" for st in bad[:3])
-        raise ValueError(
+        raise ShardsChanged(
             f"{len(bad)} of {len(shard_counts)} shards in {out} no longer match what the shard "
             f"stage wrote: {shown}. The manifest was not written; {REWRITE_HINT}"
         )
