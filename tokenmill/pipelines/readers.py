@@ -208,7 +208,7 @@ def _decompressed(raw: IO[bytes], kind: str) -> Iterator[bytes]:
         i = 0
         while i < len(chunk):
             if obj.eof:  # a further member
-                if not chunk[i:].strip(b"\x00"):
+                if chunk[i] == 0 and not chunk[i:].strip(b"\x00"):
                     pos = end_of_chunk
                     break  # zero padding after the last member
                 obj, begin = _decompressor(kind), pos

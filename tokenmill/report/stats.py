@@ -20,14 +20,19 @@ EXAMPLES_PER_REASON = 5
 
 
 def merge_errors(lists) -> list[dict]:
-    """One source's errors from its tasks' lists, in task order: every file error, and the
-    first EXAMPLES_PER_REASON record examples (entries with a `record`) per reason."""
+    """One source's errors from its tasks' lists, in task order: every file error (once), and
+    the first EXAMPLES_PER_REASON record examples (entries with a `record`) per reason."""
     files: list[dict] = []
+    seen: set[tuple] = set()
     examples: dict[str, list[dict]] = {}
     for errors in lists:
         for e in errors:
             if "record" not in e:
-                files.append(e)
+                # (slices of one file after its damage each meet it: one entry is enough)
+                key = (e.get("path"), e["reason"], e.get("detail"))
+                if key not in seen:
+                    seen.add(key)
+                    files.append(e)
                 continue
             got = examples.setdefault(e["reason"], [])
             if len(got) < EXAMPLES_PER_REASON:
