@@ -171,3 +171,34 @@ def test_inputs_that_match_nothing_are_one_line_and_a_hint(tmp_path):
         f"error: source 'web': no input files match '{tmp_path / 'nothing' / '*.jsonl'}'",
         "hint: fix the path or pattern in the config, then rerun",
     ]
+
+
+@pytest.mark.distributed
+def test_a_shard_damaged_after_its_run_is_one_line_naming_it(tmp_path):
+    from tmfixtures import sample_docs
+
+    from tokenmill.config import load_config
+    from tokenmill.pipelines.prepare import prepare
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.jsonl").write_text(
+        "".join(json.dumps({"text": d["text"]}) + "\n" for d in sample_docs("c4")[:30])
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "sources: [{name: web, format: jsonl, paths: ['data/*.jsonl']}]\n"
+        "tokenizer: {train: {vocab_size: 400}}\ndedup: {minhash: {enabled: false}}\n"
+    )
+    out = tmp_path / "out"
+    prepare(load_config(cfg), out, workers=1, quiet=True)
+    n = len(json.loads((out / "manifest.json").read_text())["shards"])
+    shard = out / "shards" / "web" / "web_00000.bin"
+    shard.write_bytes(shard.read_bytes()[:-2])
+    proc = run("prepare", str(cfg), "--out", str(out), "--workers", "1", "-q", check=False)
+    assert proc.returncode == 1
+    first, hint = proc.stderr.splitlines()
+    assert first.startswith(
+        f"error: 1 of {n} shards in {out} no longer match what the shard stage wrote: "
+        "shards/web/web_00000: "
+    )
+    assert hint == f"hint: `tokenmill verify {out}` checks every shard"

@@ -125,6 +125,7 @@ def _prepare(config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_r
     )
     from tokenmill.pipelines.prepare import ConfigMismatch, InputsChanged, expand_paths
     from tokenmill.pipelines.prepare import prepare as run
+    from tokenmill.shards.manifest import ShardsChanged
 
     if cluster is not None and scheduler is not None:
         _fail(
@@ -182,6 +183,8 @@ def _prepare(config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_r
             _fail(str(e), hint="fix the path or pattern in the config, then rerun")
         if isinstance(e, ClusterError):
             _fail(str(e))
+        if isinstance(e, ShardsChanged):  # its message says how to rewrite them
+            _fail(str(e), hint=f"`tokenmill verify {target}` checks every shard")
         if isinstance(e, TaskFailed):
             _fail(str(e), hint=f"fix the cause; {resume} (-v shows the traceback)")
         _fail(
