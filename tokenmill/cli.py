@@ -89,7 +89,9 @@ def prepare(
 
     Writes OUT/manifest.json, stats.json, report.html, tokenizer.json and
     shards/SOURCE/SOURCE_NNNNN.{bin,idx,docs.parquet}. A stopped run (Ctrl-C, kill -9, a lost
-    worker) resumes where it stopped when run again with the same command.
+    worker) resumes where it stopped when run again with the same command. A rerun whose
+    config or input files changed is refused (--fresh starts over); one run at a time may use
+    an OUT.
 
     Where it runs: local worker processes (--workers), a running Dask cluster (--scheduler)
     or SLURM jobs (--cluster deploy/slurm.yaml --jobs 8). See docs/SCALING.md.
