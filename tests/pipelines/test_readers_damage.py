@@ -68,7 +68,7 @@ def expected_jsonl(data: bytes, damaged: bool, key) -> list[str]:
         try:
             rec = json.loads(line.decode("utf-8"))
             text = key(rec)
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             out.append("bad")
             continue
         out.append(text if isinstance(text, str) and text.strip() else "bad")
