@@ -178,6 +178,30 @@ def test_megatron_reads_every_shard_and_decodes_to_kept_text(run2, corpus_config
     assert stats["totals"]["removed"]["dedup:exact"] == copies - len(kept_texts) > 0
 
 
+def test_the_shards_stage_records_each_files_size_and_sha256(run2):
+    """The shard writer hashes its files on the worker; its done JSON carries them, and the
+    manifest takes them from there."""
+    import hashlib
+
+    out, _ = run2
+    done = sorted((out / "work" / "shards").rglob("*.json"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(done) == len(manifest["shards"]) > 0
+    by_prefix = {s["prefix"]: s for s in manifest["shards"]}
+    for path in done:
+        counts = json.loads(path.read_text())
+        prefix = counts["prefix"]
+        want = {
+            suffix: {
+                "bytes": os.path.getsize(f"{prefix}.{suffix}"),
+                "sha256": hashlib.sha256(Path(f"{prefix}.{suffix}").read_bytes()).hexdigest(),
+            }
+            for suffix in ("bin", "idx", "docs.parquet")
+        }
+        assert counts["files"] == want, path
+        assert by_prefix[os.path.relpath(prefix, out)]["files"] == want
+
+
 def test_one_worker_gives_identical_shards(run2, corpus_config, tmp_path):
     out2, _ = run2
     prepare(load_config(corpus_config), tmp_path, workers=1, quiet=True)

@@ -40,6 +40,7 @@ from tokenmill.pipelines.readers import (
     read_records,
 )
 from tokenmill.report.hist import length_hist, score_hist
+from tokenmill.shards.verify import shard_file_records
 
 BATCH_DOCS = 1024
 UNDETERMINED = "und"  # language of records that never reached language ID
@@ -833,4 +834,7 @@ def write_shard(
         "lang": lang,
         "documents": n_docs,
         "tokens": n_tokens,
+        # hashed here, on the worker that just wrote the files (still in its page cache), so
+        # that build_manifest need not read every shard again in the client
+        "files": shard_file_records(prefix),
     }
