@@ -134,3 +134,28 @@ def test_output_lock_refuses_a_second_holder_and_dies_with_its_holder(tmp_path):
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == proc.pid  # stale content
     with output_lock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+
+
+def _counts_and_mark(marks: str, n: int) -> dict:
+    """A task that leaves a line in `marks` each time it runs."""
+    with open(marks, "a") as f:
+        f.write(f"{n}\n")
+    return {"documents": n}
+
+
+def test_a_task_whose_done_file_exists_is_not_run_again_on_the_worker(tmp_path):
+    """Dask recomputes a finished task whose result a dead worker held: the worker must take
+    the stored counts instead of running the task (and rewriting its outputs) again."""
+    import json
+
+    from tokenmill.pipelines.engine import _run_task
+
+    marks, done = tmp_path / "marks", tmp_path / "t.json"
+    with dask_client(workers=1) as client:
+        first = client.submit(_run_task, _counts_and_mark, (str(marks), 5), str(done), pure=False)
+        assert first.result()["documents"] == 5
+        stored = json.loads(done.read_text())
+        again = client.submit(_run_task, _counts_and_mark, (str(marks), 7), str(done), pure=False)
+        assert again.result() == stored
+    assert marks.read_text() == "5\n"
+    assert json.loads(done.read_text()) == stored

@@ -173,6 +173,11 @@ class Task:
 
 
 def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:
+    """Run one task on a worker and store its counts at `done`; a task whose counts are
+    there already is not run again: Dask recomputes a finished task whose result was held by
+    a worker that died, and the task's outputs are complete on disk."""
+    with contextlib.suppress(FileNotFoundError):
+        return read_json(done)
     defer_pandas_for_arrow()
     t0 = time.perf_counter()
     counts = fn(*args)
