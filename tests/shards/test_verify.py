@@ -409,3 +409,25 @@ def test_checksums_the_shard_writer_recorded_are_kept(out_copy, ref):
     (out_copy / "manifest.json").write_text(json.dumps(m))
     code, text = cli("verify", out_copy)
     assert code == 1 and f"DAMAGED {TARGET} {problem}" in text
+
+
+def test_a_relative_out_given_from_another_folder_is_checked(out_copy, ref, monkeypatch):
+    """OUT as a relative path from elsewhere (`cd somewhere && tokenmill verify ../x/out`)."""
+    from tokenmill.shards.verify import check_shard, check_shards
+
+    elsewhere = out_copy.parent / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    rel = os.path.relpath(out_copy, elsewhere)
+    assert rel.startswith("..")
+    m = load_manifest(rel)
+    statuses = check_shards(rel, m, sidecar=True, checksums=True)
+    assert [s.problems for s in statuses] == [[]] * len(m["shards"])
+    assert all(s.hashed for s in statuses)
+    code, text = cli("verify", rel)
+    assert code == 0, text
+    problem = damage(out_copy, "bin byte flipped", ref)
+    entry = next(e for e in m["shards"] if e["prefix"] == TARGET)
+    assert check_shard(rel, entry, checksums=True).problems == [problem]
+    code, text = cli("verify", rel)
+    assert code == 1 and f"DAMAGED {TARGET} " in text and problem in text

@@ -199,7 +199,9 @@ def check_shard(
     """Check one manifest shard entry under OUT `root` (see the module docstring). `sidecar`
     adds the .docs.parquet row count; `checksums` the SHA-256 of every recorded file."""
     status = ShardStatus(entry["prefix"], entry.get("source"))
-    prefix = Path(root) / entry["prefix"]
+    # absolute: a relative OUT means the folder the command was started in, whichever
+    # thread or later step opens the files
+    prefix = Path(root).resolve() / entry["prefix"]
     check_index(prefix, status, dtype)
     if status.sequences is not None and status.sequences != entry["documents"]:
         status.problems.append(
