@@ -21,7 +21,7 @@ def run(*args, check=True):
     return proc
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["stats"], ["inspect"]])
+@pytest.mark.parametrize("command", [[], ["prepare"], ["stats"], ["inspect"], ["verify"]])
 def test_every_command_has_help(command):
     out = run(*command, "--help").stdout
     assert "Usage" in out and "--help" in out
