@@ -201,3 +201,62 @@ def test_new_reasons_and_stages_render_generically(prepared, tmp_path, page):
     assert {r["copies"] for r in p.rows("duplicates-dedup.near")} == {"2", "7", "total"}
     assert "dedup.near" in {r["stage"] for r in p.rows("throughput-table")}
     assert rep["unaccounted"][src] == 0
+
+
+@pytest.fixture(scope="module")
+def damaged_run(corpus_config, tmp_path_factory) -> dict:
+    """A prepare run over the conftest corpus (its bad c4 records) with one pile file cut
+    short: stats with both a damaged file and record examples in its errors."""
+    import shutil
+
+    from tokenmill.config import load_config
+    from tokenmill.pipelines.prepare import prepare
+
+    tmp = tmp_path_factory.mktemp("damaged-run")
+    root = tmp / "corpus"
+    shutil.copytree(corpus_config.parent, root)
+    damaged = root / "pile" / "train" / "01.jsonl.zst"
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[: int(len(whole) * 0.9)])
+    cfg = load_config(root / "config.yaml")
+    cfg.dedup.minhash.enabled = False
+    stats = prepare(cfg, tmp / "out", workers=1, quiet=True)
+    return {"out": tmp / "out", "stats": stats, "damaged": str(damaged)}
+
+
+def test_file_damage_and_record_examples_are_shown_apart(damaged_run, page):
+    st = damaged_run["stats"]
+    p = page(damaged_run["out"] / "report.html")
+    files = [(n, e) for n, s in st["sources"].items() for e in s["errors"] if "record" not in e]
+    records = [(n, e) for n, s in st["sources"].items() for e in s["errors"] if "record" in e]
+    # what the run met: the cut pile file, and the conftest corpus's three bad c4 records
+    assert [(n, e["reason"], e["path"]) for n, e in files] == [
+        ("pile", "input:truncated_file", damaged_run["damaged"])
+    ]
+    c4 = sorted((e["reason"], e["record"], e["line"]) for n, e in records if n == "c4")
+    assert c4 == [
+        ("input:invalid_json", 60, 61),
+        ("input:invalid_utf8", 62, 63),
+        ("input:missing_text", 61, 62),
+    ]
+    assert p.rows("errors-table") == [
+        {"source": n, "reason": e["reason"], "detail": e["detail"]} for n, e in files
+    ]
+    assert p.rows("records-table") == [
+        {
+            "source": n,
+            "file": e["path"],
+            "record": f"{e['record']:,}",
+            "line": "–" if e["line"] is None else f"{e['line']:,}",
+            "reason": e["reason"],
+        }
+        for n, e in records
+    ]
+    text = (damaged_run["out"] / "report.html").read_text(encoding="utf-8")
+    assert text.count("Everything readable before the damage") == 1
+    assert "<h3>Records set aside: first examples</h3>" in text
+    # the summary's error count is the damaged files alone
+    rep = summary.build(st)
+    errors = {r["source"]: r["errors"] for r in rep["summary"]["sources"]}
+    assert errors == {"c4": 0, "pile": 1, "oscar": 0}
+    assert rep["summary"]["total"]["errors"] == 1

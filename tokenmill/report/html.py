@@ -195,7 +195,11 @@ def _summary(stats: dict, rep: dict) -> str:
         out.append(_damaged_note(rep["shards"]))
     out.append(table("summary-table", cols, rep["summary"]["sources"], total=t))
     errors = [(n, e) for n, s in stats["sources"].items() for e in s.get("errors", [])]
-    if errors:
+    # a source's errors hold files damaged partway and, apart, the first records set aside
+    # per reason (those with a `record`): the note on lost file tails fits only the first
+    damaged = [{0: n, 1: e} for n, e in errors if "record" not in e]
+    examples = [{0: n, 1: e} for n, e in errors if "record" in e]
+    if damaged:
         out.append(
             "<h3>File errors</h3><p class='note'>Everything readable before the damage "
             "was used; the rest of each file is missing.</p>"
@@ -208,7 +212,26 @@ def _summary(stats: dict, rep: dict) -> str:
                     ("reason", lambda r: r[1]["reason"], None),
                     ("detail", lambda r: r[1]["detail"], None),
                 ],
-                [{0: n, 1: e} for n, e in errors],
+                damaged,
+            )
+        )
+    if examples:
+        out.append(
+            "<h3>Records set aside: first examples</h3><p class='note'>The first few records "
+            "set aside for each reason, with the file, record number and line they came from; "
+            "every one is counted under removed.</p>"
+        )
+        out.append(
+            table(
+                "records-table",
+                [
+                    ("source", lambda r: r[0], None),
+                    ("file", lambda r: r[1]["path"], None),
+                    ("record", lambda r: r[1]["record"], fmt_int),
+                    ("line", lambda r: r[1].get("line"), fmt_int),
+                    ("reason", lambda r: r[1]["reason"], None),
+                ],
+                examples,
             )
         )
     bad = {n: v for n, v in rep["unaccounted"].items() if v}
