@@ -365,6 +365,46 @@ def test_a_file_that_stays_corrupt_is_an_integrity_error(server, tmp_path):
     assert not list(out.iterdir()), "no final file and no partial left"
 
 
+def _compressed_file(root: Path, kind: str) -> tuple[str, bytes]:
+    """A Pile-style .jsonl.bz2 / .jsonl.xz under root/pile/ (the standard library's own
+    compressors); returns its URL path and bytes."""
+    import bz2
+    import lzma
+
+    body = b"".join(dumps(r) + b"\n" for r in sample_docs("pile")[:60])
+    data = bz2.compress(body) if kind == "bz2" else lzma.compress(body)
+    path = f"/pile/train/00.jsonl.{kind}"
+    (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    (root / path.lstrip("/")).write_bytes(data)
+    return path, data
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz"])
+@pytest.mark.parametrize("fault", ["truncate", "corrupt"])
+def test_a_damaged_bz2_or_xz_fails_the_decompression_pass_and_is_fetched_again(
+    server, tmp_path, kind, fault
+):
+    path, data = _compressed_file(server.root, kind)
+    server.faults[path] = [fault]  # a whole-looking response: half the file, or a byte flipped
+    out = tmp_path / f"x.jsonl.{kind}"
+
+    res = download_file(server.url + path, str(out), policy=FAST)
+
+    assert out.read_bytes() == data
+    assert [r["range"] for r in server.requests(path)] == [None, None], "fetched afresh"
+    assert res["fresh"] == 1
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz"])
+def test_a_bz2_or_xz_that_stays_damaged_is_an_integrity_error(server, tmp_path, kind):
+    path, _ = _compressed_file(server.root, kind)
+    server.faults[path] = ["truncate"] * 3
+    out = tmp_path / "out"
+    with pytest.raises(IntegrityError, match="decompression failed"):
+        download_file(server.url + path, str(out / f"x.jsonl.{kind}"), policy=FAST)
+    assert not list(out.iterdir()), "no final file and no partial left"
+
+
 HUB_ROOT = "datasets/oscar-corpus/OSCAR-2301/resolve/main"  # as HF_ENDPOINT/... serves it
 
 

@@ -22,8 +22,8 @@ Each file is fetched by `download_file` (a plain function Dask runs on a worker)
   --base-url origin only) or from the netrc file (~/.netrc, or $NETRC) entry for its host.
 - **Integrity**: the finished file's size, its SHA-256 where known (the catalog's listing or
   checksum file, else the hub's `X-Linked-Size`/`X-Linked-Etag` headers) and a full
-  decompression pass over .gz/.zst must pass, else it is deleted and downloaded afresh (up to
-  `fresh_downloads` times).
+  decompression pass over .gz/.zst/.bz2/.xz must pass, else it is deleted and downloaded
+  afresh (up to `fresh_downloads` times).
 - **Atomic**: only a verified file is renamed to its final name, so a file under its final name
   is complete and a rerun skips it without a request.
 - **Errors**: 401/403 and 404 stop with a message that says what to do (set HF_TOKEN for gated
@@ -421,9 +421,10 @@ def check_file(
     sha256: str | None = None,
     name: str | None = None,
 ) -> str | None:
-    """None if the file is whole, else what is wrong: its size, its SHA-256, or (for .gz and
-    .zst, by `name` or the path's name) a full decompression pass. One read of the file."""
-    from tokenmill.pipelines.readers import READ_BUFFER, _Decompressed
+    """None if the file is whole, else what is wrong: its size, its SHA-256, or (for a name
+    the readers decompress: .gz, .zst, .bz2, .xz, by `name` or the path's name) a full
+    decompression pass. One read of the file."""
+    from tokenmill.pipelines.readers import READ_BUFFER, _compression, _Decompressed
 
     path = Path(path)
     name = name or path.name
@@ -431,7 +432,7 @@ def check_file(
     if size is not None and actual != size:
         return f"size is {actual:,} bytes, expected {size:,}"
     h = hashlib.sha256() if sha256 else None
-    kind = "gz" if name.endswith(".gz") else "zst" if name.endswith((".zst", ".zstd")) else None
+    kind = _compression(name)  # what prepare's readers will decompress, checked the same way
     src = _Hashing(open(path, "rb"), h)
     try:
         if kind:
