@@ -145,6 +145,10 @@ def test_the_inclusive_edges_of_every_range_load(tmp_path):
     assert (cfg.workers, cfg.dedup.minhash.bands * cfg.dedup.minhash.rows) == (1, 8)
 
 
+# the modules whose models make up the config (the rule sets' parameters live with the filters)
+CONFIG_MODULES = ("tokenmill.config", "tokenmill.filters.registry")
+
+
 def _numbers(model: type[BaseModel], prefix: str = ""):
     """(key, FieldInfo-or-metadata) of every int / float in the config's own models."""
     for name, field in model.model_fields.items():
@@ -154,7 +158,7 @@ def _numbers(model: type[BaseModel], prefix: str = ""):
         args = [a for a in typing.get_args(ann) if a is not type(None)] if unpack else [ann]
         for a in args:
             if isinstance(a, type) and issubclass(a, BaseModel):
-                if a.__module__ == "tokenmill.config":
+                if a.__module__ in CONFIG_MODULES:
                     yield from _numbers(a, key + ".")
             elif a in (int, float):
                 yield key, field.metadata
@@ -164,17 +168,105 @@ def _numbers(model: type[BaseModel], prefix: str = ""):
                     yield key + ".*", [m for f in value.__metadata__ for m in f.metadata]
                 elif value in (int, float):
                     yield key + ".*", []
+                elif isinstance(value, type) and issubclass(value, BaseModel):
+                    if value.__module__ in CONFIG_MODULES:
+                        yield from _numbers(value, key + ".*.")
 
 
 def test_every_number_in_the_config_models_has_a_lower_bound():
     keys = dict(_numbers(Config))
     assert "workers" in keys and "langid.thresholds.*" in keys and "dedup.minhash.rows" in keys
+    # the rule sets' parameters too, a per-language override's included
+    assert "quality.basic.max_symbol_fraction" in keys
+    assert "quality.gopher_repetition.top_ngram_max_char_fraction.*" in keys
+    assert "quality.bigscience.overrides.*.max_perplexity" in keys
     unbounded = [
         k
         for k, meta in keys.items()
         if not any(isinstance(m, annotated_types.Ge | annotated_types.Gt) for m in meta)
     ]
     assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (
+            "quality: {basic: {max_symbol_fraction: 2}}",
+            "quality.basic.max_symbol_fraction: must be <= 1.0 (got 2)",
+        ),
+        ("quality: {basic: {min_chars: -1}}", "quality.basic.min_chars: must be >= 0 (got -1)"),
+        ("quality: {c4: {max_word_length: 0}}", "quality.c4.max_word_length: must be > 0 (got 0)"),
+        (
+            "quality: {gopher_quality: {min_alpha_words_fraction: 1.5}}",
+            "quality.gopher_quality.min_alpha_words_fraction: must be <= 1.0 (got 1.5)",
+        ),
+        (
+            "quality: {gopher_quality: {min_mean_word_length: 0}}",
+            "quality.gopher_quality.min_mean_word_length: must be > 0.0 (got 0)",
+        ),
+        (
+            "quality: {gopher_quality: {min_stop_words: -2}}",
+            "quality.gopher_quality.min_stop_words: must be >= 0 (got -2)",
+        ),
+        (
+            "quality: {gopher_repetition: {max_duplicate_line_fraction: -0.1}}",
+            "quality.gopher_repetition.max_duplicate_line_fraction: must be >= 0.0 (got -0.1)",
+        ),
+        (
+            "quality: {gopher_repetition: {top_ngram_max_char_fraction: {2: 1.2}}}",
+            "quality.gopher_repetition.top_ngram_max_char_fraction[2]: must be <= 1.0 (got 1.2)",
+        ),
+        (
+            "quality: {gopher_repetition: {duplicate_ngram_max_char_fraction: {1: 0.1}}}",
+            "quality.gopher_repetition.duplicate_ngram_max_char_fraction[1]: must be >= 2 (got 1)",
+        ),
+        (
+            "quality: {bigscience: {overrides: {en: {max_word_rep: 3}}}}",
+            "quality.bigscience.overrides.en.max_word_rep: must be <= 1.0 (got 3)",
+        ),
+        (
+            "quality: {bigscience: {overrides: {default: {max_perplexity: 0}}}}",
+            "quality.bigscience.overrides.default.max_perplexity: must be > 0.0 (got 0)",
+        ),
+        (
+            "quality: {bigscience: {overrides: {en: {min_lang_id: .nan}}}}",
+            "quality.bigscience.overrides.en.min_lang_id: must be a finite number (got NaN)",
+        ),
+        (
+            "quality: {gopher_quality: {max_symbol_word_ratio: .inf}}",
+            "quality.gopher_quality.max_symbol_word_ratio: must be a finite number (got Infinity)",
+        ),
+    ],
+)
+def test_a_rule_set_number_out_of_range_is_one_line_naming_its_key(tmp_path, text, line):
+    assert _refusal(tmp_path, text) == [line]
+
+
+def test_the_rule_sets_defaults_and_published_values_pass_their_ranges():
+    """Pydantic does not check defaults: each model is validated with its own defaults given
+    explicitly, and BigScience's published per-language values as overrides."""
+    from dataclasses import asdict
+
+    from tokenmill.filters import registry
+    from tokenmill.filters.bigscience import PUBLISHED
+
+    for model in (
+        registry.BasicQualityConfig,
+        registry.C4Rules,
+        registry.GopherQualityRules,
+        registry.GopherRepetitionRules,
+        registry.BigScienceRules,
+        registry.QualityConfig,
+    ):
+        defaults = model().model_dump()
+        assert model.model_validate(defaults).model_dump() == defaults, model.__name__
+    keys = registry.BigScienceOverride.model_fields
+    for lang, params in PUBLISHED.items():
+        values = {k: v for k, v in asdict(params).items() if k in keys}
+        assert set(values) == set(keys), lang
+        over = registry.BigScienceOverride.model_validate(values)
+        assert over.model_dump() == values, lang
 
 
 def test_yaml_errors_are_one_line_with_the_position(tmp_path):

@@ -26,9 +26,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from tokenmill.filters.quality import BasicQuality
 
@@ -55,16 +55,23 @@ DEFAULT_FILTER_SETS: dict[str, list[str]] = {
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# a share of a page's lines, words, characters...: a cutoff outside [0, 1] is a typo
+Fraction = Annotated[float, Field(ge=0, le=1)]
+NgramSize = Annotated[int, Field(ge=2)]
 
 
 class BasicQualityConfig(_Model):
     """A first, language-agnostic rule set: length, words, symbols."""
 
     enabled: bool = True
-    min_chars: int = 50
-    min_words: int = 5
-    max_symbol_fraction: float = Field(0.5, description="non-letter, non-space characters")
+    min_chars: int = Field(50, ge=0)
+    min_words: int = Field(5, ge=0)
+    max_symbol_fraction: float = Field(
+        0.5, ge=0, le=1, description="non-letter, non-space characters"
+    )
 
 
 class C4Rules(_Model):
@@ -72,7 +79,7 @@ class C4Rules(_Model):
 
     min_words_per_line: int = Field(5, ge=0)
     min_sentences: int = Field(3, ge=0, description="per page, after line filtering")
-    max_word_length: int | None = Field(1000, description="lines with a longer word go")
+    max_word_length: int | None = Field(1000, gt=0, description="lines with a longer word go")
     end_marks: list[str] = Field(default_factory=lambda: list(END_MARKS), min_length=1)
     remove_citations: bool = True
     filter_javascript: bool = True
@@ -86,15 +93,16 @@ class C4Rules(_Model):
 class GopherQualityRules(_Model):
     """Gopher's quality rules (Rae et al. 2021); null disables a rule."""
 
-    min_words: int | None = 50
-    max_words: int | None = 100_000
-    min_mean_word_length: float | None = 3
-    max_mean_word_length: float | None = 10
-    max_symbol_word_ratio: float | None = Field(0.1, description="'#' and ellipses per word")
-    max_bullet_lines_fraction: float | None = 0.9
-    max_ellipsis_lines_fraction: float | None = 0.3
-    min_alpha_words_fraction: float | None = 0.8
-    min_stop_words: int | None = 2
+    min_words: int | None = Field(50, ge=0)
+    max_words: int | None = Field(100_000, ge=0)
+    min_mean_word_length: float | None = Field(3, gt=0)
+    max_mean_word_length: float | None = Field(10, gt=0)
+    # a ratio, not a share: a word may hold several '#' or ellipses
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, description="'#' and ellipses per word")
+    max_bullet_lines_fraction: float | None = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines_fraction: float | None = Field(0.3, ge=0, le=1)
+    min_alpha_words_fraction: float | None = Field(0.8, ge=0, le=1)
+    min_stop_words: int | None = Field(2, ge=0)
     stop_words: list[str] = Field(default_factory=lambda: list(GOPHER_STOP_WORDS))
     languages: list[str] | None = Field(["en"], description="others pass; null: all")
 
@@ -102,42 +110,40 @@ class GopherQualityRules(_Model):
 class GopherRepetitionRules(_Model):
     """Gopher's repetition rules (table A1); null disables a rule."""
 
-    max_duplicate_line_fraction: float | None = 0.3
-    max_duplicate_paragraph_fraction: float | None = 0.3
-    max_duplicate_line_char_fraction: float | None = 0.2
-    max_duplicate_paragraph_char_fraction: float | None = 0.2
-    top_ngram_max_char_fraction: dict[int, float] = Field(default_factory=lambda: TOP_NGRAMS)
-    duplicate_ngram_max_char_fraction: dict[int, float] = Field(default_factory=lambda: DUP_NGRAMS)
+    max_duplicate_line_fraction: float | None = Field(0.3, ge=0, le=1)
+    max_duplicate_paragraph_fraction: float | None = Field(0.3, ge=0, le=1)
+    max_duplicate_line_char_fraction: float | None = Field(0.2, ge=0, le=1)
+    max_duplicate_paragraph_char_fraction: float | None = Field(0.2, ge=0, le=1)
+    # n -> the cutoff (n >= 2: a "repeated n-gram" of one word is just a repeated word)
+    top_ngram_max_char_fraction: dict[NgramSize, Fraction] = Field(
+        default_factory=lambda: TOP_NGRAMS
+    )
+    duplicate_ngram_max_char_fraction: dict[NgramSize, Fraction] = Field(
+        default_factory=lambda: DUP_NGRAMS
+    )
     languages: list[str] | None = Field(None, description="null: every language")
-
-    @field_validator("top_ngram_max_char_fraction", "duplicate_ngram_max_char_fraction")
-    @classmethod
-    def _n_at_least_two(cls, v: dict[int, float]) -> dict[int, float]:
-        if any(n < 2 for n in v):
-            raise ValueError("n-gram sizes must be 2 or more")
-        return v
 
 
 class BigScienceOverride(_Model):
     """Any of one language's BigScience values (tokenmill.filters.bigscience.BigScienceParams)."""
 
-    min_words: int | None = None
-    max_words: int | None = None
+    min_words: int | None = Field(None, ge=0)
+    max_words: int | None = Field(None, ge=0)
     char_rep_length: int | None = Field(None, ge=1)
-    max_char_rep: float | None = None
+    max_char_rep: float | None = Field(None, ge=0, le=1)
     word_rep_length: int | None = Field(None, ge=1)
-    max_word_rep: float | None = None
-    max_special_chars: float | None = None
-    min_stop_words: float | None = None
-    max_flagged_words: float | None = None
+    max_word_rep: float | None = Field(None, ge=0, le=1)
+    max_special_chars: float | None = Field(None, ge=0, le=1)
+    min_stop_words: float | None = Field(None, ge=0, le=1)  # a ratio, as BigScience's
+    max_flagged_words: float | None = Field(None, ge=0, le=1)
     remove_incorrect_substrings: bool | None = None
     remove_long_words: bool | None = None
-    max_word_length: int | None = None
+    max_word_length: int | None = Field(None, gt=0)
     words_augmentation: tuple[int, ...] | None = None
     augmentation_join: str | None = None
     sentencepiece_words: bool | None = None
-    min_lang_id: float | None = None
-    max_perplexity: float | None = None
+    min_lang_id: float | None = Field(None, ge=0, le=1)
+    max_perplexity: float | None = Field(None, gt=0)
 
 
 class BigScienceRules(_Model):
