@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -136,9 +135,10 @@ def test_stopped_run_resumes_to_the_same_loss(prepared, uninterrupted, tmp_path)
     assert "resumed from" in p.stderr and "at step 20" in p.stderr
     ours, ref = metrics(tmp_path / "logs"), metrics(uninterrupted / "logs")
     assert sorted(ours) == list(range(1, 41))  # the resumed run appended steps 21..40
-    for step in (21, 30, 40):
-        assert abs(ours[step]["loss"] - ref[step]["loss"]) <= 1e-6, step
-    assert abs(ours[40]["valid_loss"] - ref[40]["valid_loss"]) <= 1e-6
+    for step in range(21, 41):  # deterministic on CPU: exactly equal (see the slow test)
+        for k in ("loss", "lr", "grad_norm", "batch"):
+            assert ours[step][k] == ref[step][k], (step, k)
+    assert ours[40]["valid_loss"] == ref[40]["valid_loss"]
 
 
 def test_two_processes_zero2_equal_one_process_with_accumulation(prepared, tmp_path):
@@ -337,19 +337,36 @@ def test_killed_run_resumes_exactly(prepared, tmp_path, stage):
 
 
 def test_an_error_after_start_still_tears_down(prepared, tmp_path):
-    # fp16 is refused after the process group is up: both ranks report it in one line and
-    # still tear down (no abort at exit, DeepSpeed's shared-memory buffers removed)
+    # fp16 is refused after the process group is up: both ranks report it in one line, exit 1
+    # (not an abort at exit) and tear down (DeepSpeed's shared-memory buffers removed). The
+    # ranks are started as torchrun would (same environment) but without it: torchrun
+    # SIGTERMs the other ranks as soon as one exits non-zero, so their own exit is unseen.
     ds = tmp_path / "ds.json"
     ds.write_text(json.dumps({"fp16": {"enabled": True}}))
     port = _port()
     args = ["--data", str(prepared), "--deepspeed", str(ds), "--no-bf16", "--steps", "2"]
-    p = train(args, nproc=2, port=port, check=False)
-    assert p.returncode != 0
+    procs = []
+    for rank in range(2):
+        env = dict(
+            _env(),
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+        cmd = [sys.executable, "-m", "tokenmill.trainer", *args]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outs = [p.communicate(timeout=300) for p in procs]
     error = "error: fp16 is not supported on CPU: use --bf16 or --no-bf16 (fp32)"
-    assert p.stderr.count(error) == 2, p.stderr[-3000:]
-    # torchrun's summary: each rank exited 1 (an abort at exit would read -6 / SIGABRT)
-    assert len(re.findall(r"exitcode\s*:\s*1 \(pid", p.stderr)) == 2, p.stderr[-3000:]
-    assert "terminate called" not in p.stderr
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 1, err[-3000:]  # -6 would be SIGABRT
+        assert error in err.splitlines() and "terminate called" not in err, err[-3000:]
     assert _shm_left(port) == []
 
 

@@ -19,6 +19,14 @@ and TensorBoard every step): loss, lr, grad norm, tokens/s, achieved TFLOP/s per
 
     TFLOP/s per device = flops_per_token * tokens/s / devices       (model.flops_per_token:
     MFU = TFLOP/s per device / peak bf16 TFLOP/s of one device      PaLM's 6N + 12*L*H*Q*T)
+
+and, in metrics.jsonl only, `batch`: a digest of the step's samples (which, in which order).
+
+Resume is exact. A checkpoint holds the weights, optimizer and LR state, the step and the
+sampler's position; SAVE/latest names it only once every rank has written its files (atomic
+rename), so a kill at any moment leaves the previous complete checkpoint. A resumed run drops
+the metrics records past its checkpoint and logs those steps again; the per-step seed keeps
+dropout the same.
 """
 
 from __future__ import annotations
@@ -261,7 +269,12 @@ def _teardown(dist, held: _Held, completed: bool) -> None:
     if completed:
         dist.barrier()
     _unlink_shm(dist.get_rank())
-    dist.destroy_process_group()
+    import deepspeed.comm
+
+    # DeepSpeed's, not torch's: it also drops DeepSpeed's module-level handles on the groups
+    # (its clone of the world group), whose gloo threads would otherwise live until exit
+    deepspeed.comm.destroy_process_group()
+    gc.collect()
 
 
 def _unlink_shm(rank: int) -> None:
