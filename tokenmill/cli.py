@@ -394,7 +394,7 @@ def inspect(
             f"{p} is damaged: {'; '.join(status.problems)}. Run `tokenmill verify OUT` to check "
             "every shard"
         )
-    tok_path = tokenizer or p.parent.parent.parent / "tokenizer.json"
+    tok_path = tokenizer or p.absolute().parent.parent.parent / "tokenizer.json"
     if not tok_path.exists():
         _fail(f"{tok_path} not found: pass --tokenizer")
     reader = ShardReader(p)
@@ -422,7 +422,7 @@ def _check_inspected(p: Path):
     from tokenmill.shards.manifest import ManifestError, load_manifest
     from tokenmill.shards.verify import check_prefix, check_shard
 
-    root = p.parent.parent.parent
+    root = p.absolute().parent.parent.parent  # `inspect c4/c4_00000` from inside OUT/shards too
     if (root / "manifest.json").exists():
         try:
             manifest = load_manifest(root)

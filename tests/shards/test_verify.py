@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -431,3 +433,16 @@ def test_a_relative_out_given_from_another_folder_is_checked(out_copy, ref, monk
     assert check_shard(rel, entry, checksums=True).problems == [problem]
     code, text = cli("verify", rel)
     assert code == 1 and f"DAMAGED {TARGET} " in text and problem in text
+
+
+def test_inspect_from_inside_shards_checks_against_the_manifest(out_copy, monkeypatch):
+    """A shard swapped for another intact one is structurally sound: only the manifest sees
+    it. Given as a path relative to OUT/shards, inspect must still find OUT's manifest."""
+    p = out_copy / TARGET
+    other = p.with_name(p.name[:-1] + "1")
+    for suffix in (".bin", ".idx"):
+        shutil.copyfile(other.with_name(other.name + suffix), p.with_name(p.name + suffix))
+    monkeypatch.chdir(out_copy / "shards")
+    code, text = cli("inspect", Path(TARGET).relative_to("shards"), "--limit", "1")
+    assert code == 1, text
+    assert "is damaged: " in text
