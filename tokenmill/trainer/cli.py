@@ -23,7 +23,13 @@ def parse_count(text: str) -> int:
 
 
 def train(
-    data: Annotated[Path, typer.Option(help="OUT/manifest.json of a `tokenmill prepare` run.")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="OUT/manifest.json of a `tokenmill prepare` run. Its shards are checked before "
+            "training (structure and sizes, not SHA-256: `tokenmill verify OUT` does that)."
+        ),
+    ],
     model: Annotated[
         str, typer.Option(help="Preset: tiny, 125m, 350m, 760m, 1b3 (the paper's), 176b (BLOOM).")
     ] = "tiny",
