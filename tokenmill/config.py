@@ -32,13 +32,14 @@ from pydantic import (
 )
 
 from tokenmill.filters.registry import QualityConfig  # the rule sets and their parameters
+from tokenmill.pipelines.readers.formats import FORMAT_NAMES
 
 DATA_DIR = Path(__file__).parent / "data"
 SAMPLE_CONFIG = DATA_DIR / "sample.yaml"
 
-Format = Literal[
-    "c4", "pile", "oscar2301", "oscar2201", "oscar2109", "oscar2019", "jsonl", "parquet", "hf"
-]
+# the names in the readers' table of formats: a source's bad `format:` fails in one line,
+# `sources[0].format: must be one of 'c4', 'pile', ... or 'hf' (got 'csv')`
+Format = Literal[FORMAT_NAMES]  # type: ignore[valid-type]
 
 
 # Source names become folder and file names (OUT/shards/NAME/NAME_00000.bin): no `.`, `/`
