@@ -8,7 +8,12 @@ TORCH_SPEC ?= torch==2.13.0
 OUT    ?= out
 PIP     = $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: demo test install dev lint clean
+# `make mutation`: every module scripts/mutation.py lists (where a silent bug loses data), or
+# one: make mutation MODULE=tokenmill/shards/megatron.py. MUTATION_JOBS mutants at a time.
+MODULE ?=
+MUTATION_JOBS ?= 1
+
+.PHONY: demo test test-slow mutation install dev lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +33,20 @@ dev: $(VENV)/.dev
 demo: $(VENV)/.installed
 	$(BIN)/tokenmill prepare --out $(OUT)
 
+# the default suite: everything but the `slow` marker (pytest's addopts)
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest
+
+# the `slow` marker only (a later -m overrides addopts' -m 'not slow')
+test-slow: $(VENV)/.dev
+	$(BIN)/python -m pytest -m slow
+
+# mutmut over each MODULE with its own test files (scripts/mutation.py; docs/TESTING.md)
+mutation: $(VENV)/.dev
+	$(BIN)/python scripts/mutation.py --jobs $(MUTATION_JOBS) $(MODULE)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check tokenmill tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache build/mutation
