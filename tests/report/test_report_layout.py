@@ -214,7 +214,7 @@ def funnel_ids(stats: dict) -> list[str]:
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("width", [800, 1024, 1400, 1920])
+@pytest.mark.parametrize("width", [800, 1024, 1200, 1400, 1920])
 def test_run_report_funnel_tables_never_overlap(prepared, tmp_path, width):
     png = ARTIFACTS / f"report-funnel-{width}.png" if width in (800, 1400) else None
     boxes = measure(prepared["out"] / "report.html", width, tmp_path / "profile", png)

@@ -18,6 +18,9 @@ from pathlib import Path
 from tokenmill.report import summary as S
 from tokenmill.report import svg
 
+# Side-by-side blocks (.grid) are CSS grid columns of a set minimum width, not content-sized
+# flex items: a table wider than its column then scrolls inside its own wrapper (.tw) instead
+# of running under the next column, at any window width.
 _CSS = """
 :root{--fg:#1f2328;--muted:#667085;--line:#e6e8eb;--accent:#4c78a8}
 *{box-sizing:border-box}
@@ -30,7 +33,7 @@ nav{position:sticky;top:0;background:#fff;border-bottom:1px solid var(--line);pa
  z-index:1;font-size:13px}
 a{color:var(--accent)}
 nav a{margin-right:1.1em;color:var(--accent);text-decoration:none}
-main{max-width:1180px;margin:0 auto;padding:0 2em 3em}
+main{max-width:1280px;margin:0 auto;padding:0 2em 3em}
 section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:.4em 1.4em 1.2em;
  margin-top:1.4em}
 h2{font-size:1.2em;margin:.7em 0 .3em}h3{font-size:1em;margin:1.1em 0 .3em}
@@ -39,7 +42,8 @@ p.note{color:var(--muted);margin:.2em 0 .6em;font-size:13px}
 .kpi{border:1px solid var(--line);border-radius:6px;padding:.5em .9em;min-width:130px}
 .kpi b{display:block;font-size:1.35em;font-variant-numeric:tabular-nums}
 .kpi span{color:var(--muted);font-size:12px}
-table{border-collapse:collapse;margin:.4em 0 .8em;font-size:13px}
+.tw{max-width:100%;overflow-x:auto;margin:.4em 0 .8em}
+table{border-collapse:collapse;font-size:13px}
 th{font-weight:600;text-align:left;border-bottom:2px solid var(--line);padding:.3em .7em;
  white-space:nowrap}
 td{padding:.22em .7em;border-bottom:1px solid var(--line);vertical-align:top}
@@ -47,8 +51,10 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.total td{font-weight:600;border-top:2px solid var(--line)}
 tr.sub td{color:var(--muted);font-size:12px}
 tr.sub td:first-child{padding-left:1.8em}
-.grid{display:flex;flex-wrap:wrap;gap:.5em 1.5em;align-items:flex-start}
-.grid>div{max-width:520px}
+.grid{display:grid;gap:.5em 1.5em;align-items:start;
+ grid-template-columns:repeat(auto-fill,minmax(min(100%,var(--col,340px)),1fr))}
+.grid>*{min-width:0}
+svg{max-width:100%;height:auto}
 .legend{font-size:12px;color:var(--muted);margin:.2em 0}
 .key{margin-right:1em}.key i{display:inline-block;width:10px;height:10px;margin-right:4px;
  vertical-align:-1px}
@@ -130,7 +136,7 @@ def table(
         cells = []
         for _, get, f in cols:
             v = get(row)
-            cells.append(f'<td class="n">{_e(f(v))}</td>' if f else f"<td>{_e(v)}</td>")
+            cells.append(f'<td class="n">{_e(f(v))}</td>' if f else f"<td>{_breakable(v)}</td>")
         return f'<tr class="{cls}">{"".join(cells)}</tr>'
 
     body = []
@@ -141,9 +147,22 @@ def table(
     if total is not None:
         body.append(tr(total, "total"))
     return (
-        f'<table id="{_e(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
-        "</tbody></table>"
+        f'<div class="tw"><table id="{_e(table_id)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def _breakable(text) -> str:
+    """Escaped text that may wrap after ':' and '/': long removal reasons
+    (quality:bigscience:too_many_special_characters) and paths otherwise set a table's
+    narrowest width, too wide for two columns side by side."""
+    return _e(text).replace(":", ":<wbr>").replace("/", "/<wbr>")
+
+
+def _grid(items: list[str], col: int) -> str:
+    """Items in columns at least `col` pixels wide (one column when the page is narrower), as
+    many as fit; an item's table scrolls inside its own column rather than run under the next."""
+    return f'<div class="grid" style="--col:{col}px">' + "".join(items) + "</div>"
 
 
 def _kpi(value: str, label: str) -> str:
@@ -326,7 +345,7 @@ def _funnel(stats: dict, rep: dict) -> str:
         charts.append(f"<div><h3>{_e(name)}</h3>{chart}{tbl}{extra}</div>")
         del i
     out.append(svg.legend([("left after the step", svg.MUTED), ("removed", svg.REMOVED)]))
-    out.append('<div class="grid">' + "".join(charts) + "</div>")
+    out.append(_grid(charts, 540))
     return "".join(out)
 
 
@@ -380,7 +399,7 @@ def _lengths(stats: dict, rep: dict) -> str:
             ]
         )
     )
-    out.append('<div class="grid">' + "".join(grid) + "</div>")
+    out.append(_grid(grid, 340))
     return "".join(out)
 
 
@@ -494,7 +513,7 @@ def _lid(stats: dict, rep: dict) -> str:
                     marker=marker,
                 )
             )
-        grid.append('<div class="grid">' + "".join(row) + "</div>")
+        grid.append(_grid(row, 340))
     if not grid:
         return "<p class='note'>Language ID was off: no scores.</p>"
     out.append("".join(grid))
@@ -603,7 +622,7 @@ def _duplicates(stats: dict, rep: dict) -> str:
                 height=170,
             )
         grid.append(f"<div>{head}{chart}{tbl}{removed}</div>")
-    out.append('<div class="grid">' + "".join(grid) + "</div>" + per_source)
+    out.append(_grid(grid, 380) + per_source)
     return "".join(out)
 
 
@@ -778,7 +797,7 @@ def _budget(stats: dict, rep: dict) -> str:
             else ""
         )
         grid.append(f"<div><h3>{_e(name)} tokens</h3>{chart}{tbl}{warns}</div>")
-    out.append('<div class="grid">' + "".join(grid) + "</div>")
+    out.append(_grid(grid, 460))
     return "".join(out)
 
 
