@@ -1,5 +1,7 @@
 """The quality config: defaults per source format, per-source overrides, strict keys, and
-build_filters turning names into configured filters that run on real batches."""
+build_filters turning names into configured filters that run on real batches; the rule table
+and the base class (language scope, reason prefixes, rewriting, the still-kept documents only)
+the same for every rule."""
 
 from __future__ import annotations
 
@@ -7,8 +9,14 @@ import pytest
 from pydantic import ValidationError
 from tmfixtures import sample_docs
 
-from tokenmill.filters import registry
-from tokenmill.filters.registry import DEFAULT_FILTER_SETS, QualityConfig, build_filters
+from tokenmill.filters.base import Filter, Kept, RuleParams
+from tokenmill.filters.registry import (
+    DEFAULT_FILTER_SETS,
+    RULES,
+    QualityConfig,
+    apply_filters,
+    build_filters,
+)
 
 ALL = ["basic", "c4", "gopher_quality", "gopher_repetition", "bigscience"]
 
@@ -23,9 +31,10 @@ def test_default_filter_sets_by_format():
     assert q.filter_names("oscar", "oscar2109") == ["basic", "bigscience"]
     from tokenmill.config import Format
 
-    # every reader format has a default set, except hf (any dataset: basic, the fallback)
-    assert set(DEFAULT_FILTER_SETS) == set(Format.__args__) - {"hf"}
-    assert q.filter_names("any", "hf") == ["basic"]
+    # every reader format has a default set (the formats table's column); hf (any dataset)
+    # gets basic, as does a format the table does not know
+    assert set(DEFAULT_FILTER_SETS) == set(Format.__args__)
+    assert q.filter_names("any", "hf") == q.filter_names("any", "nope") == ["basic"]
 
 
 def test_per_source_sets_and_basic_switch():
@@ -73,17 +82,24 @@ def test_build_filters_passes_the_parameters():
         build_filters(["gopher"], q)
 
 
-def test_config_defaults_equal_the_filters_defaults():
+def test_each_config_section_is_its_rules_own_model():
+    """Defaults are written once: `quality.<rule>` is the rule's Params, so the config's
+    defaults are the rule's, and a rule built from the config equals one built bare."""
     from tokenmill.filters import c4, gopher
 
-    assert registry.END_MARKS == c4.END_MARKS
-    assert registry.GOPHER_STOP_WORDS == gopher.GOPHER_STOP_WORDS
-    assert registry.TOP_NGRAMS == gopher.TOP_NGRAMS
-    assert registry.DUP_NGRAMS == gopher.DUP_NGRAMS
-    defaults = build_filters(["c4", "gopher_quality", "gopher_repetition"], QualityConfig())
-    assert vars(defaults[0]) == vars(c4.C4Quality())
-    assert vars(defaults[1]) == vars(gopher.GopherQuality())
-    assert vars(defaults[2]) == vars(gopher.GopherRepetition())
+    assert list(RULES) == ALL
+    for name, cls in RULES.items():
+        assert QualityConfig.model_fields[name].annotation is cls.Params, name
+        assert issubclass(cls.Params, RuleParams) and "languages" in cls.Params.model_fields
+    built = build_filters(ALL, QualityConfig())
+    for f, name in zip(built, ALL, strict=True):
+        bare = RULES[name]()
+        assert f.settings == bare.settings, name
+        assert vars(f).keys() == vars(bare).keys(), name
+    assert built[1].end_marks == c4.END_MARKS
+    assert built[2].stop_words == frozenset(gopher.GOPHER_STOP_WORDS)
+    assert dict(built[3].top_ngrams) == gopher.TOP_NGRAMS
+    assert dict(built[3].dup_ngrams) == gopher.DUP_NGRAMS
 
 
 def test_round_trip_through_json():
@@ -112,3 +128,106 @@ def test_filters_pickle_for_dask_after_use():
     for f in build_filters(ALL, QualityConfig()):
         before = f(texts, langs)
         assert pickle.loads(pickle.dumps(f))(texts, langs) == before
+
+
+# ---- the base class: one behaviour for every rule --------------------------------------------
+
+# per rule: a document it removes, and the reason exactly as stats.json counts it
+REMOVED = {
+    "basic": ("Too short.", "quality:too_short"),
+    "c4": ("menu\nhome", "quality:c4:no_lines_left"),
+    "gopher_quality": ("The cat sat on the mat.", "quality:gopher:too_few_words"),
+    "gopher_repetition": ("", "quality:gopher:empty"),
+    "bigscience": ("hello world", "quality:bigscience:too_few_words"),
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_rule_applies_its_language_scope_and_the_prefix(name):
+    text, reason = REMOVED[name]
+    (everywhere,) = build_filters([name], QualityConfig.model_validate({name: {"languages": None}}))
+    (scoped,) = build_filters([name], QualityConfig.model_validate({name: {"languages": ["xx"]}}))
+    langs = ["en", "xx", "und"]  # und: language ID off, judged by every rule
+    texts = [text, text, text]
+    reasons: list = [None, None, None]
+    out = apply_filters([scoped], texts, langs, reasons)
+    assert reasons == [None, reason, reason]
+    assert out[0] is text  # out of scope: passed untouched
+    reasons = [None, None, None]
+    apply_filters([everywhere], texts, langs, reasons)
+    assert reasons == [reason] * 3
+    # called alone, a rule names its reasons as it always has (basic's with `quality:`)
+    alone = everywhere(texts, langs)
+    alone = alone[0] if everywhere.rewrites else alone
+    assert alone == [reason if name == "basic" else reason.removeprefix("quality:")] * 3
+
+
+class _Recorder(Filter):
+    """Removes documents holding "x" and records each batch it is given."""
+
+    label = "rec"
+
+    def setup(self) -> None:
+        self.batches: list[tuple[list[str], list[str]]] = []
+
+    def judge(self, texts, langs):
+        self.batches.append((list(texts), list(langs)))
+        return ["has_x" if "x" in t.split() else None for t in texts]
+
+
+def test_rules_see_only_the_documents_still_kept_in_one_batch():
+    texts = ["a b x", "a b c", "a x c", "keep me"]
+    langs = ["en", "fr", "de", "en"]
+    first, second = _Recorder(), _Recorder()
+    reasons = [None, "quality:earlier", None, None]
+    assert apply_filters([first, second], texts, langs, reasons) == texts
+    assert first.batches == [(["a b x", "a x c", "keep me"], ["en", "de", "en"])]
+    assert second.batches == [(["keep me"], ["en"])]
+    assert reasons == ["quality:rec:has_x", "quality:earlier", "quality:rec:has_x", None]
+    # nothing left: the rule is not called
+    apply_filters([second], texts, langs, ["gone"] * 4)
+    assert len(second.batches) == 1
+
+
+def test_a_rewriting_rule_replaces_kept_texts_only():
+    lines = [
+        "The first line of the page has enough words in it.",
+        "A second line follows the first one here today.",
+        "And the third line closes this very short page.",
+    ]
+    page = "\n".join(["Home | About | Contact", *lines])  # the first line goes (no end mark)
+    texts = [page, "menu\nhome", page]
+    reasons: list = [None, None, None]
+    (c4,) = build_filters(["c4"], QualityConfig())
+    out = apply_filters([c4], texts, ["en", "en", "fr"], reasons)
+    assert reasons == [None, "quality:c4:no_lines_left", None]
+    assert out == ["\n".join(lines), "menu\nhome", page]
+    assert out[2] is page and texts[0] == page  # fr: not judged; the caller's list unchanged
+
+
+class _Rewriter(Filter):
+    label = "up"
+
+    def judge(self, texts, langs):
+        return [Kept(t.upper()) if t else "empty" for t in texts]
+
+
+def test_kept_rewrites_and_reasons_mix_in_one_batch():
+    reasons: list = [None, None, "quality:earlier"]
+    assert apply_filters([_Rewriter()], ["ab", "", "cd"], ["en"] * 3, reasons) == ["AB", "", "cd"]
+    assert reasons == [None, "quality:up:empty", "quality:earlier"]
+
+
+def test_a_rule_takes_its_params_as_a_model_or_keywords_validated():
+    from tokenmill.filters.gopher import GopherQuality
+
+    assert (
+        GopherQuality(min_words=7).settings
+        == GopherQuality(GopherQuality.Params(min_words=7)).settings
+    )
+    with pytest.raises(ValidationError):
+        GopherQuality(min_word=7)  # typo
+    with pytest.raises(ValidationError):
+        GopherQuality(max_bullet_lines_fraction=2)
+    with pytest.raises(TypeError, match="not both"):
+        GopherQuality(GopherQuality.Params(), min_words=7)

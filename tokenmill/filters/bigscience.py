@@ -44,7 +44,9 @@ from itertools import chain
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from tokenmill.filters.base import Filter, RuleParams
 from tokenmill.filters.quality import NO_SPACE_LANGS
 from tokenmill.filters.quality import code_points as _codes
 
@@ -401,7 +403,49 @@ def perplexity(text: str, lm, sp) -> float:
     return round(10.0 ** (-log_score / length), 1)
 
 
-class BigScienceQuality:
+class BigScienceOverride(BaseModel):
+    """Any of one language's BigScience values (`BigScienceParams`); unset keeps the
+    published one."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    min_words: int | None = Field(None, ge=0)
+    max_words: int | None = Field(None, ge=0)
+    char_rep_length: int | None = Field(None, ge=1)
+    max_char_rep: float | None = Field(None, ge=0, le=1)
+    word_rep_length: int | None = Field(None, ge=1)
+    max_word_rep: float | None = Field(None, ge=0, le=1)
+    max_special_chars: float | None = Field(None, ge=0, le=1)
+    min_stop_words: float | None = Field(None, ge=0, le=1)  # a ratio, as BigScience's
+    max_flagged_words: float | None = Field(None, ge=0, le=1)
+    remove_incorrect_substrings: bool | None = None
+    remove_long_words: bool | None = None
+    max_word_length: int | None = Field(None, gt=0)
+    words_augmentation: tuple[int, ...] | None = None
+    augmentation_join: str | None = None
+    sentencepiece_words: bool | None = None
+    min_lang_id: float | None = Field(None, ge=0, le=1)
+    max_perplexity: float | None = Field(None, gt=0)
+
+
+class BigScienceRules(RuleParams):
+    """BigScience's OSCAR rules with their published per-language values (`PUBLISHED`);
+    `overrides` changes them per language ("default" for languages without their own)."""
+
+    overrides: dict[str, BigScienceOverride] = Field(
+        default_factory=dict,
+        description="language -> {parameter: value}, e.g. {en: {max_word_rep: 0.2}}",
+    )
+    kenlm_models: dict[str, tuple[str, str]] = Field(
+        default_factory=dict,
+        description="language -> [KenLM model, SentencePiece model]; perplexity off without",
+    )
+    stop_words_files: dict[str, str] = Field(default_factory=dict, description="language -> file")
+    flagged_words_files: dict[str, str] = Field(default_factory=dict)
+    normalize: bool = Field(True, description="measure the text as BigScience normalized it")
+
+
+class BigScienceQuality(Filter):
     """BigScience's OSCAR quality rules with per-language cutoffs (see the module docstring).
 
     Reasons: `bigscience:too_few_words`, `bigscience:too_many_words`,
@@ -410,21 +454,14 @@ class BigScienceQuality:
     `bigscience:too_many_flagged_words`, `bigscience:perplexity_too_high`.
     """
 
-    name = "bigscience"
+    Params = BigScienceRules
+    label = "bigscience"
 
-    def __init__(
-        self,
-        overrides: Mapping[str, Mapping] | None = None,
-        kenlm_models: Mapping[str, tuple[str, str]] | None = None,
-        stop_words_files: Mapping[str, str] | None = None,
-        flagged_words_files: Mapping[str, str] | None = None,
-        normalize: bool = True,
-    ):
-        self.overrides = {k: dict(v) for k, v in (overrides or {}).items()}
-        self.kenlm = {lang: _KenLM(*paths) for lang, paths in (kenlm_models or {}).items()}
-        self.stop_words_files = dict(stop_words_files or {})
-        self.flagged_words_files = dict(flagged_words_files or {})
-        self.normalize = normalize
+    def setup(self) -> None:
+        self.overrides = {
+            k: v.model_dump(exclude_none=True) for k, v in self.settings.overrides.items()
+        }
+        self.kenlm = {lang: _KenLM(*paths) for lang, paths in self.kenlm_models.items()}
         self._params: dict[str, BigScienceParams] = {}
 
     def params(self, lang: str) -> BigScienceParams:
@@ -433,7 +470,7 @@ class BigScienceQuality:
             p = self._params[lang] = params_for(lang, self.overrides)
         return p
 
-    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+    def judge(self, texts: list[str], langs: list[str]) -> list[str | None]:
         return [self._one(t, lang) for t, lang in zip(texts, langs, strict=True)]
 
     def _one(self, text: str, lang: str) -> str | None:
@@ -442,25 +479,21 @@ class BigScienceQuality:
         word_rules = not p.sentencepiece_words and lang not in NO_SPACE_LANGS
         words = words_of(doc) if word_rules else []
         if word_rules and not p.min_words <= len(words) <= p.max_words:
-            return (
-                "bigscience:too_few_words"
-                if len(words) < p.min_words
-                else ("bigscience:too_many_words")
-            )
+            return "too_few_words" if len(words) < p.min_words else "too_many_words"
         if char_repetition_ratio(doc, p.char_rep_length) > p.max_char_rep:
-            return "bigscience:char_repetition_too_high"
+            return "char_repetition_too_high"
         if word_rules and word_repetition_ratio(words, p.word_rep_length) > p.max_word_rep:
-            return "bigscience:word_repetition_too_high"
+            return "word_repetition_too_high"
         if special_characters_ratio(doc) > p.max_special_chars:
-            return "bigscience:too_many_special_characters"
+            return "too_many_special_characters"
         if word_rules:
             stop = word_list("stopwords", lang, self.stop_words_files.get(lang))
             if stop and list_ratio(words, stop, p) < p.min_stop_words:
-                return "bigscience:too_few_stop_words"
+                return "too_few_stop_words"
             flagged = word_list("flagged_words", lang, self.flagged_words_files.get(lang))
             if flagged and list_ratio(words, flagged, p) > p.max_flagged_words:
-                return "bigscience:too_many_flagged_words"
+                return "too_many_flagged_words"
         lm = self.kenlm.get(lang)
         if lm is not None and perplexity(doc, *lm.load()) > p.max_perplexity:
-            return "bigscience:perplexity_too_high"
+            return "perplexity_too_high"
         return None

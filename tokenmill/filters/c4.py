@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tokenmill.filters.gopher import SpacyWords, in_scope, spacy_words
+from pydantic import Field
+
+from tokenmill.filters.base import Filter, Kept, RuleParams, Verdict
+from tokenmill.filters.gopher import SpacyWords, spacy_words
 
 END_MARKS = (".", "?", "!", '"')
 ELLIPSIS = "..."
@@ -45,60 +47,47 @@ _WORDS = re.compile(r"\S+")
 _NO_WORD_BOUNDARY = frozenset({"ja", "th", "zh"})
 
 
-class C4Quality:
+class C4Params(RuleParams):
+    """C4's rules; defaults are tensorflow_datasets c4_utils' (see the module docstring)."""
+
+    min_words_per_line: int = Field(5, ge=0)
+    min_sentences: int = Field(3, ge=0, description="per page, after line filtering")
+    max_word_length: int | None = Field(1000, gt=0, description="lines with a longer word go")
+    end_marks: list[str] = Field(default_factory=lambda: list(END_MARKS), min_length=1)
+    remove_citations: bool = True
+    filter_javascript: bool = True
+    filter_policy: bool = True
+    filter_lorem_ipsum: bool = True
+    filter_curly_bracket: bool = True
+    bad_words_path: str | None = Field(None, description="one word a line; off when unset")
+    languages: list[str] | None = Field(["en"], description="others pass; null: all")
+    tokenizer_language: str = Field("en", description="spaCy tokenizer counting sentences")
+
+
+class C4Quality(Filter):
     """C4's line and page rules; rewrites kept pages to their kept lines.
 
-    Called on a batch, returns (reasons, texts): per document None (kept, with its cleaned text
-    in `texts`) or the reason (`c4:lorem_ipsum`, `c4:curly_bracket`, `c4:no_lines_left`,
-    `c4:too_few_sentences`, `c4:bad_words`; the original text stays in `texts`). Documents whose
-    language is not in `languages` pass unchanged.
+    Reasons: `c4:lorem_ipsum`, `c4:curly_bracket`, `c4:no_lines_left`, `c4:too_few_sentences`,
+    `c4:bad_words` (counted as `quality:c4:...`); a removed page keeps its original text.
+    Called alone on a batch, returns (reasons, texts), texts cleaned where kept. Documents
+    whose language is not in `languages` pass unchanged.
     """
 
-    name = "c4"
+    Params = C4Params
+    label = "c4"
     rewrites = True
 
-    def __init__(
-        self,
-        min_words_per_line: int = 5,
-        min_sentences: int = 3,
-        max_word_length: int | None = 1000,
-        end_marks: Sequence[str] = END_MARKS,
-        remove_citations: bool = True,
-        filter_javascript: bool = True,
-        filter_policy: bool = True,
-        filter_lorem_ipsum: bool = True,
-        filter_curly_bracket: bool = True,
-        bad_words_path: str | None = None,
-        languages: Iterable[str] | None = ("en",),
-        tokenizer_language: str = "en",
-    ):
-        self.min_words_per_line = min_words_per_line
-        self.min_sentences = min_sentences
-        self.max_word_length = max_word_length
-        self.end_marks = tuple(end_marks)
-        self.remove_citations = remove_citations
-        self.filter_javascript = filter_javascript
-        self.filter_policy = filter_policy
-        self.filter_lorem_ipsum = filter_lorem_ipsum
-        self.filter_curly_bracket = filter_curly_bracket
-        self.bad_words_path = bad_words_path
-        self.languages = None if languages is None else frozenset(languages)
-        self.tokenizer_language = tokenizer_language
+    def setup(self) -> None:
+        self.end_marks = tuple(self.end_marks)
         self._bad_words: dict[bool, re.Pattern] = {}
         self._punct_chars: frozenset[str] | None = None
 
-    def __call__(self, texts: list[str], langs: list[str]) -> tuple[list[str | None], list[str]]:
-        reasons: list[str | None] = []
-        out: list[str] = []
+    def judge(self, texts: list[str], langs: list[str]) -> list[Verdict]:
+        out: list[Verdict] = []
         for text, lang in zip(texts, langs, strict=True):
-            if not in_scope(lang, self.languages):
-                reasons.append(None)
-                out.append(text)
-                continue
             reason, new = self._one(text, lang)
-            reasons.append(reason)
-            out.append(text if reason else new)
-        return reasons, out
+            out.append(reason or Kept(new))
+        return out
 
     def _one(self, text: str, lang: str) -> tuple[str | None, str]:
         kept: list[str] = []
@@ -117,23 +106,23 @@ class C4Quality:
                 continue
             low = line.lower()
             if self.filter_lorem_ipsum and "lorem ipsum" in low:
-                return "c4:lorem_ipsum", text
+                return "lorem_ipsum", text
             if self.filter_javascript and "javascript" in low:
                 continue
             if self.filter_curly_bracket and "{" in line:
-                return "c4:curly_bracket", text
+                return "curly_bracket", text
             if self.filter_policy and any(p in low for p in POLICY_SUBSTRINGS):
                 continue
             kept.append(line)
         if not kept:
-            return "c4:no_lines_left", text
+            return "no_lines_left", text
         if len(kept) < self.min_sentences:
             sw = spacy_words(self.tokenizer_language)
             if sum(self.count_sentences(line, sw) for line in kept) < self.min_sentences:
-                return "c4:too_few_sentences", text
+                return "too_few_sentences", text
         new = "\n".join(kept).strip()
         if self.bad_words_path and self._bad_words_regex(lang).search(new.lower()):
-            return "c4:bad_words", text
+            return "bad_words", text
         return None, new
 
     def count_sentences(self, line: str, sw: SpacyWords | None = None) -> int:

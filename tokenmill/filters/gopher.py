@@ -25,11 +25,15 @@ import contextlib
 import re
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
+
+from tokenmill.filters.base import Filter, RuleParams
 
 WORDLISTS = Path(__file__).parent / "wordlists"
 
@@ -39,8 +43,6 @@ GOPHER_STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 # Table A1 of the paper.
 TOP_NGRAMS = {2: 0.20, 3: 0.18, 4: 0.16}
 DUP_NGRAMS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
-
-UNDETERMINED = "und"  # the pipeline's language when language ID is off
 
 
 def _load_codepoints(path: Path) -> frozenset[str]:
@@ -53,12 +55,6 @@ def _load_codepoints(path: Path) -> frozenset[str]:
 
 # A word made only of these is a symbol, not a word (datatrove's PUNCTUATION_SET).
 SYMBOLS = _load_codepoints(WORDLISTS / "gopher_symbols.txt")
-
-
-def in_scope(lang: str, languages: frozenset[str] | None) -> bool:
-    """Whether a language-specific rule set applies to a document of language `lang`.
-    Documents without a language (language ID off) are judged too."""
-    return languages is None or lang in languages or lang == UNDETERMINED
 
 
 # ---- words ---------------------------------------------------------------------------------
@@ -383,23 +379,39 @@ def spacy_words(lang: str = "en") -> SpacyWords:
 # ---- quality -------------------------------------------------------------------------------
 
 
-class _SpacyRule:
-    """A rule judged one document at a time on spaCy words, for the languages in its scope."""
+class _SpacyRule(Filter):
+    """A rule judged one document at a time on spaCy words."""
 
-    languages: frozenset[str] | None
+    label = "gopher"
     tokenizer_language: str
 
-    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+    def judge(self, texts: list[str], langs: list[str]) -> list[str | None]:
         sw = spacy_words(self.tokenizer_language)
-        out: list[str | None] = [None] * len(texts)
-        judged = [i for i, lang in enumerate(langs) if in_scope(lang, self.languages)]
-        for i, (chunks, _) in zip(judged, sw.chunk_lists(texts[i] for i in judged), strict=True):
-            out[i] = self._one(texts[i], chunks, sw)
-        return out
+        one = self._one
+        pairs = zip(texts, sw.chunk_lists(texts), strict=True)
+        return [one(t, chunks, sw) for t, (chunks, _) in pairs]
 
     def _one(self, text: str, chunks: list[str], sw: SpacyWords) -> str | None:  # pragma: no cover
         """The verdict on one text, given its chunks (all in the SpacyWords cache)."""
         raise NotImplementedError
+
+
+class GopherQualityParams(RuleParams):
+    """Gopher's quality rules (Rae et al. 2021); null disables a rule."""
+
+    min_words: int | None = Field(50, ge=0)
+    max_words: int | None = Field(100_000, ge=0)
+    min_mean_word_length: float | None = Field(3, gt=0)
+    max_mean_word_length: float | None = Field(10, gt=0)
+    # a ratio, not a share: a word may hold several '#' or ellipses
+    max_symbol_word_ratio: float | None = Field(0.1, ge=0, description="'#' and ellipses per word")
+    max_bullet_lines_fraction: float | None = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines_fraction: float | None = Field(0.3, ge=0, le=1)
+    min_alpha_words_fraction: float | None = Field(0.8, ge=0, le=1)
+    min_stop_words: int | None = Field(2, ge=0)
+    stop_words: list[str] = Field(default_factory=lambda: list(GOPHER_STOP_WORDS))
+    languages: list[str] | None = Field(["en"], description="others pass; null: all")
+    tokenizer_language: str = Field("en", description="spaCy tokenizer splitting words")
 
 
 class GopherQuality(_SpacyRule):
@@ -413,35 +425,10 @@ class GopherQuality(_SpacyRule):
     Only documents in `languages` are judged (the stop words are English); others pass.
     """
 
-    name = "gopher_quality"
+    Params = GopherQualityParams
 
-    def __init__(
-        self,
-        min_words: int | None = 50,
-        max_words: int | None = 100_000,
-        min_mean_word_length: float | None = 3,
-        max_mean_word_length: float | None = 10,
-        max_symbol_word_ratio: float | None = 0.1,
-        max_bullet_lines_fraction: float | None = 0.9,
-        max_ellipsis_lines_fraction: float | None = 0.3,
-        min_alpha_words_fraction: float | None = 0.8,
-        min_stop_words: int | None = 2,
-        stop_words: Sequence[str] = GOPHER_STOP_WORDS,
-        languages: Iterable[str] | None = ("en",),
-        tokenizer_language: str = "en",
-    ):
-        self.min_words = min_words
-        self.max_words = max_words
-        self.min_mean_word_length = min_mean_word_length
-        self.max_mean_word_length = max_mean_word_length
-        self.max_symbol_word_ratio = max_symbol_word_ratio
-        self.max_bullet_lines_fraction = max_bullet_lines_fraction
-        self.max_ellipsis_lines_fraction = max_ellipsis_lines_fraction
-        self.min_alpha_words_fraction = min_alpha_words_fraction
-        self.min_stop_words = min_stop_words
-        self.stop_words = frozenset(stop_words)
-        self.languages = None if languages is None else frozenset(languages)
-        self.tokenizer_language = tokenizer_language
+    def setup(self) -> None:
+        self.stop_words = frozenset(self.stop_words)
 
     def _one(self, text: str, chunks: list[str], sw: SpacyWords) -> str | None:
         cache = sw.cache
@@ -456,36 +443,36 @@ class GopherQuality(_SpacyRule):
             tokens.update(toks)
 
         if self.min_words is not None and n_word < self.min_words:
-            return "gopher:too_few_words"
+            return "too_few_words"
         if self.max_words is not None and n_word > self.max_words:
-            return "gopher:too_many_words"
+            return "too_many_words"
         if n_word:
             mean = n_len / n_word
             if self.min_mean_word_length is not None and mean < self.min_mean_word_length:
-                return "gopher:mean_word_length_too_low"
+                return "mean_word_length_too_low"
             if self.max_mean_word_length is not None and mean > self.max_mean_word_length:
-                return "gopher:mean_word_length_too_high"
+                return "mean_word_length_too_high"
         if n_words and self.max_symbol_word_ratio is not None:
             if text.count("#") / n_words > self.max_symbol_word_ratio:
-                return "gopher:too_many_hashes"
+                return "too_many_hashes"
             if (text.count("...") + text.count("…")) / n_words > self.max_symbol_word_ratio:
-                return "gopher:too_many_ellipses"
+                return "too_many_ellipses"
         lines = text.splitlines()
         if lines:
             if self.max_bullet_lines_fraction is not None:
                 bullets = sum(1 for s in lines if s.lstrip().startswith(("•", "-")))
                 if bullets / len(lines) > self.max_bullet_lines_fraction:
-                    return "gopher:too_many_bullet_lines"
+                    return "too_many_bullet_lines"
             if self.max_ellipsis_lines_fraction is not None:
                 ell = sum(1 for s in lines if s.rstrip().endswith(("...", "…")))
                 if ell / len(lines) > self.max_ellipsis_lines_fraction:
-                    return "gopher:too_many_ellipsis_lines"
+                    return "too_many_ellipsis_lines"
         if n_words and self.min_alpha_words_fraction is not None:
             if n_alpha / n_words < self.min_alpha_words_fraction:
-                return "gopher:too_few_alpha_words"
+                return "too_few_alpha_words"
         if self.min_stop_words is not None:
             if len(self.stop_words & tokens) < self.min_stop_words:
-                return "gopher:too_few_stop_words"
+                return "too_few_stop_words"
         return None
 
 
@@ -508,6 +495,25 @@ def _duplicates(parts: list[str]) -> tuple[int, int]:
     return n, chars
 
 
+# n -> the cutoff (n >= 2: a "repeated n-gram" of one word is just a repeated word)
+NgramCutoffs = dict[Annotated[int, Field(ge=2)], Annotated[float, Field(ge=0, le=1)]]
+
+
+class GopherRepetitionParams(RuleParams):
+    """Gopher's repetition rules (table A1); null disables a rule."""
+
+    max_duplicate_line_fraction: float | None = Field(0.3, ge=0, le=1)
+    max_duplicate_paragraph_fraction: float | None = Field(0.3, ge=0, le=1)
+    max_duplicate_line_char_fraction: float | None = Field(0.2, ge=0, le=1)
+    max_duplicate_paragraph_char_fraction: float | None = Field(0.2, ge=0, le=1)
+    top_ngram_max_char_fraction: NgramCutoffs = Field(default_factory=lambda: dict(TOP_NGRAMS))
+    duplicate_ngram_max_char_fraction: NgramCutoffs = Field(
+        default_factory=lambda: dict(DUP_NGRAMS)
+    )
+    languages: list[str] | None = Field(None, description="null: every language")
+    tokenizer_language: str = Field("en", description="spaCy tokenizer splitting words")
+
+
 class GopherRepetition(_SpacyRule):
     """Gopher's repetition rules (table A1): duplicate paragraphs and lines (by count and by
     characters), the most frequent 2-4-gram's share of characters, and the share of characters
@@ -518,42 +524,23 @@ class GopherRepetition(_SpacyRule):
     `gopher:top_{n}gram_too_frequent`, `gopher:too_many_duplicate_{n}grams`, `gopher:empty`.
     """
 
-    name = "gopher_repetition"
+    Params = GopherRepetitionParams
 
-    def __init__(
-        self,
-        max_duplicate_line_fraction: float | None = 0.3,
-        max_duplicate_paragraph_fraction: float | None = 0.3,
-        max_duplicate_line_char_fraction: float | None = 0.2,
-        max_duplicate_paragraph_char_fraction: float | None = 0.2,
-        top_ngram_max_char_fraction: dict[int, float] | None = None,
-        duplicate_ngram_max_char_fraction: dict[int, float] | None = None,
-        languages: Iterable[str] | None = None,
-        tokenizer_language: str = "en",
-    ):
-        self.max_dup_line = max_duplicate_line_fraction
-        self.max_dup_para = max_duplicate_paragraph_fraction
-        self.max_dup_line_chars = max_duplicate_line_char_fraction
-        self.max_dup_para_chars = max_duplicate_paragraph_char_fraction
-        top = TOP_NGRAMS if top_ngram_max_char_fraction is None else top_ngram_max_char_fraction
-        dup = (
-            DUP_NGRAMS
-            if duplicate_ngram_max_char_fraction is None
-            else duplicate_ngram_max_char_fraction
-        )
-        self.top_ngrams = sorted(top.items())
-        self.dup_ngrams = sorted(dup.items())
-        self.languages = None if languages is None else frozenset(languages)
-        self.tokenizer_language = tokenizer_language
+    def setup(self) -> None:
+        self.max_dup_line = self.max_duplicate_line_fraction
+        self.max_dup_para = self.max_duplicate_paragraph_fraction
+        self.max_dup_line_chars = self.max_duplicate_line_char_fraction
+        self.max_dup_para_chars = self.max_duplicate_paragraph_char_fraction
+        self.top_ngrams = sorted(self.top_ngram_max_char_fraction.items())
+        self.dup_ngrams = sorted(self.duplicate_ngram_max_char_fraction.items())
 
-    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+    def judge(self, texts: list[str], langs: list[str]) -> list[str | None]:
         sw = spacy_words(self.tokenizer_language)
         out: list[str | None] = [None] * len(texts)
-        judged = [i for i, lang in enumerate(langs) if in_scope(lang, self.languages)]
         # the line rules one document at a time; the n-gram rules on the rest, together
         rest, ids, lens = [], [], []
-        for i, (_, rows) in zip(judged, sw.chunk_lists(texts[i] for i in judged), strict=True):
-            out[i] = self._line_rules(texts[i])
+        for i, (_, rows) in enumerate(sw.chunk_lists(texts)):
+            out[i] = self._line_verdict(texts[i])
             if out[i] is None:
                 doc_ids, doc_lens = sw.token_arrays(rows)  # (ids valid for this text only)
                 if len(doc_ids) >= 2:
@@ -567,21 +554,26 @@ class GopherRepetition(_SpacyRule):
         return out
 
     def _line_rules(self, text: str) -> str | None:
+        """The line rules alone on one text, the reason named as a direct call names it."""
+        r = self._line_verdict(text)
+        return None if r is None else f"{self.label}:{r}"
+
+    def _line_verdict(self, text: str) -> str | None:
         if not text:
-            return "gopher:empty"
+            return "empty"
         n_chars = len(text)
         paragraphs = _PARAGRAPHS.split(text.strip())
         dup, chars = _duplicates(paragraphs)
         if self.max_dup_para is not None and dup / len(paragraphs) > self.max_dup_para:
-            return "gopher:too_many_duplicate_paragraphs"
+            return "too_many_duplicate_paragraphs"
         if self.max_dup_para_chars is not None and chars / n_chars > self.max_dup_para_chars:
-            return "gopher:too_many_duplicate_paragraph_chars"
+            return "too_many_duplicate_paragraph_chars"
         lines = _LINES.split(text)
         dup, chars = _duplicates(lines)
         if self.max_dup_line is not None and dup / len(lines) > self.max_dup_line:
-            return "gopher:too_many_duplicate_lines"
+            return "too_many_duplicate_lines"
         if self.max_dup_line_chars is not None and chars / n_chars > self.max_dup_line_chars:
-            return "gopher:too_many_duplicate_line_chars"
+            return "too_many_duplicate_line_chars"
         return None
 
     def _ngram_rules(
@@ -648,7 +640,7 @@ class GopherRepetition(_SpacyRule):
                 at = first[live]
                 share = (cum[at + n] - cum[at] + n - 1) * most[live] / n_chars[live]
                 for d in live[share > top[n]]:
-                    verdicts[d] = f"gopher:top_{n}gram_too_frequent"
+                    verdicts[d] = f"top_{n}gram_too_frequent"
                     done[d] = True
             if n in dup and repeated.any():
                 r_pos, r_inv, r_doc = pos[repeated], inv[repeated], where[repeated]
@@ -661,7 +653,7 @@ class GopherRepetition(_SpacyRule):
                         r_pos[a:b].tolist(), r_inv[a:b].tolist(), cum, n
                     )
                     if dup_chars / int(n_chars[d]) > dup[n]:
-                        verdicts[d] = f"gopher:too_many_duplicate_{n}grams"
+                        verdicts[d] = f"too_many_duplicate_{n}grams"
                         done[d] = True
             pos, rank = pos[repeated], inv[repeated]
             if not len(pos) and n >= last_top:  # nothing repeats any more

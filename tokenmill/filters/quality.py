@@ -1,15 +1,29 @@
-"""Quality rules. `BasicQuality` is a first, language-agnostic set; the C4, Gopher and
-BigScience rule sets build on the same interface."""
+"""The basic quality rules (`BasicQuality`): a first, language-agnostic rule set, and the
+code-point helpers other rules share."""
 
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
+
+from tokenmill.filters.base import Filter, RuleParams
 
 # Languages written without spaces between words: a word count means nothing there.
 NO_SPACE_LANGS = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "wuu", "yue"})
 
 
-class BasicQuality:
+class BasicParams(RuleParams):
+    """A first, language-agnostic rule set: length, words, symbols."""
+
+    enabled: bool = Field(True, description="false: no source runs it (filter_sets included)")
+    min_chars: int = Field(50, ge=0)
+    min_words: int = Field(5, ge=0)
+    max_symbol_fraction: float = Field(
+        0.5, ge=0, le=1, description="non-letter, non-space characters"
+    )
+
+
+class BasicQuality(Filter):
     """Removes documents too short to be useful or made mostly of symbols.
 
     Reasons: `quality:too_short` (< min_chars characters), `quality:too_few_words`
@@ -18,25 +32,21 @@ class BasicQuality:
     above max_symbol_fraction).
     """
 
-    name = "quality:basic"
+    Params = BasicParams
+    label = ""  # the first rule set: its reasons are `quality:<reason>`
 
-    def __init__(self, min_chars: int = 50, min_words: int = 5, max_symbol_fraction: float = 0.5):
-        self.min_chars = min_chars
-        self.min_words = min_words
-        self.max_symbol_fraction = max_symbol_fraction
-
-    def __call__(self, texts: list[str], langs: list[str]) -> list[str | None]:
+    def judge(self, texts: list[str], langs: list[str]) -> list[str | None]:
         return [self._one(t, lang) for t, lang in zip(texts, langs, strict=True)]
 
     def _one(self, text: str, lang: str) -> str | None:
         n = len(text)
         if n < self.min_chars:
-            return "quality:too_short"
+            return "too_short"
         if lang not in NO_SPACE_LANGS and len(text.split()) < self.min_words:
-            return "quality:too_few_words"
+            return "too_few_words"
         letters_or_space = int(np.count_nonzero(_letter_or_space()[code_points(text)]))
         if (n - letters_or_space) / n > self.max_symbol_fraction:
-            return "quality:too_many_symbols"
+            return "too_many_symbols"
         return None
 
 
