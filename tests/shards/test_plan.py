@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenmill.pipelines.stages import plan_shards
+from tokenmill.shards.write import cut_into_shards as plan_shards
 
 
 def _save(tmp_path, parts):

@@ -25,8 +25,6 @@ import errno
 import json
 import logging
 import os
-import re
-import shutil
 import signal
 import socket
 import threading
@@ -48,59 +46,16 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from tokenmill.fsio import atomic_path, read_json, sweep_temporaries, write_json
 from tokenmill.memory import defer_pandas_for_arrow, release_free_memory
 
 log = logging.getLogger(__name__)
 TRIM_INTERVAL_S = 1.0  # a worker returns freed heap pages to the OS at most this often
 
 
-# ---- atomic outputs -------------------------------------------------------------------------
+# ---- atomic outputs (in the low-level fsio, re-exported here for callers of the engine) ----
 
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it to `path` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-# atomic_path's temporary names: `.NAME.tmp-` and 8 hex digits
-_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{8}$")
-
-
-def sweep_temporaries(root: str | os.PathLike) -> list[str]:
-    """Remove the temporaries (`.NAME.tmp-XXXXXXXX`) that killed writers left under `root`;
-    returns their paths. Only safe while no one else writes there (hold `output_lock`)."""
-    removed = []
-    for folder, dirs, files in os.walk(root):
-        for name in [*files, *dirs]:
-            if not _TEMPORARY.match(name):
-                continue
-            path = os.path.join(folder, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-                dirs.remove(name)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            removed.append(path)
-    return removed
+__all__ = ["atomic_path", "read_json", "sweep_temporaries", "write_json"]
 
 
 # ---- one run per output folder --------------------------------------------------------------
@@ -217,7 +172,16 @@ class Engine:
         self.console = console or Console(stderr=True)
         self.quiet = quiet
 
-    def run_stage(self, name: str, tasks: list[Task], unit: str = "docs") -> StageResult:
+    def run_stage(
+        self,
+        name: str,
+        tasks: list[Task],
+        unit: str = "docs",
+        docs_field: str | None = None,
+        bytes_field: str | None = None,
+    ) -> StageResult:
+        """Run the tasks not done yet; every task's counts, in task order. The progress bar
+        adds up the counts' `docs_field` and `bytes_field` (none where not given)."""
         from distributed import as_completed
 
         t0 = time.perf_counter()
@@ -247,10 +211,8 @@ class Engine:
                 except Exception as e:
                     self.client.cancel(list(futures))
                     raise TaskFailed(name, futures[fut].key, e) from e
-                docs += int(
-                    counts.get("documents_in", counts.get("documents", counts.get("records", 0)))
-                )
-                mb += counts.get("bytes_in", 0) / 1e6
+                docs += int(counts.get(docs_field, 0)) if docs_field else 0
+                mb += counts.get(bytes_field, 0) / 1e6 if bytes_field else 0.0
                 progress.update(bar, advance=1, docs=docs, mb=mb)
         wall = time.perf_counter() - t0
         counts = [read_json(t.done) for t in tasks]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import shutil
 import time
@@ -33,29 +32,10 @@ from pathlib import Path
 from rich.console import Console
 
 from tokenmill.config import Config
-from tokenmill.filters.minhash import LSH
-from tokenmill.pipelines.engine import (
-    Engine,
-    Task,
-    atomic_path,
-    dask_client,
-    output_lock,
-    read_json,
-    sweep_temporaries,
-    write_json,
-)
-from tokenmill.pipelines.stages import (
-    Partition,
-    dedup_bucket,
-    near_bucket,
-    plan_shards,
-    process_partition,
-    scan_file,
-    tokenize_partition,
-    train_tokenizer,
-    verify_edges,
-    write_shard,
-)
+from tokenmill.fsio import atomic_path, read_json, sweep_temporaries, write_json
+from tokenmill.pipelines.engine import Engine, dask_client, output_lock
+from tokenmill.pipelines.stages import STAGES, Run
+from tokenmill.pipelines.workdir import WorkDir
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +69,6 @@ def expand_paths(patterns: list[str], source: str) -> list[str]:
     from tokenmill.pipelines.readers import expand_inputs
 
     return expand_inputs(patterns, source)
-
-
-def relative_names(files: list[str]) -> list[str]:
-    """Stable names of a source's inputs for document ids: local files relative to their
-    common folder; URLs and specs without their scheme."""
-    if all("://" not in f and not f.startswith("datasets:") for f in files):
-        root = os.path.commonpath([os.path.dirname(f) for f in files])
-        return [os.path.relpath(f, root) for f in files]
-    return [f.split("://", 1)[-1].removeprefix("datasets:") for f in files]
 
 
 # An input's identity reads this much at each end of a local file: a rewrite that keeps the
@@ -185,10 +156,11 @@ def _identities(files: dict[str, list[str]]) -> dict[str, list[dict]]:
 
 def _check_inputs(files: dict[str, list[str]], work: Path) -> None:
     """Record the inputs at a first run; refuse a rerun whose inputs are not those."""
-    saved = work / "inputs.json"
+    wd = WorkDir.of_work(work)
+    saved = wd.inputs()
     current = _identities(files)
     if not saved.exists():
-        if any((work / "scan").rglob("*.json")):
+        if any(wd.scan_dir().rglob("*.json")):
             raise InputsChanged(
                 f"{work} holds completed work but no record of the inputs it read (it was made "
                 "by an older tokenmill): rerun with --fresh to start over"
@@ -280,7 +252,8 @@ def _fetch_catalog_sources(cfg: Config, client, console, quiet: bool) -> None:
 
 
 def _check_config(cfg: Config, work: Path) -> None:
-    saved = work / "config.json"
+    """Record the config at a first run; refuse a rerun with another one."""
+    saved = WorkDir.of_work(work).config()
     current = cfg.model_dump(mode="json", exclude=_EXECUTION_ONLY)
     if saved.exists():
         old = read_json(saved)
@@ -326,377 +299,77 @@ def _prepare(
     console: Console | None,
     quiet: bool,
 ) -> dict:
-    work = out / "work"
-    if fresh:
-        for name in _OUTPUTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    swept = sweep_temporaries(out)
-    if swept:
-        log.info("removed %d temporary files a stopped run left in %s", len(swept), out)
-    work.mkdir(parents=True, exist_ok=True)
-    _check_config(cfg, work)
+    """The stages in order on one cluster, then the outputs made from their counts."""
+    wd = WorkDir(out)
+    _start(wd, cfg, fresh)
     console = console or Console(stderr=True)
     t_start = time.perf_counter()
-
-    stages: dict[str, dict] = {}
+    files = None
     if not any(s.catalog for s in cfg.sources):  # fail fast, before starting a cluster
-        files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
-        _check_inputs(files, work)
-
+        files = _inputs(cfg, wd)
     with dask_client(workers or cfg.workers, scheduler) as client:
         engine = Engine(client, console, quiet)
         if not quiet:
             console.print(f"[bold]tokenmill prepare[/] -> {out}  ({_describe(client)})")
-        if any(s.catalog for s in cfg.sources):
+        if files is None:
             _fetch_catalog_sources(cfg, client, console, quiet)
-            files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
-            _check_inputs(files, work)
+            files = _inputs(cfg, wd)
+        run = Run(cfg, wd, engine, files, t_start=t_start)
+        for stage in STAGES:
+            if stage.enabled(run):
+                stage.run(run)
+    return _finish(run)
 
-        # scan: records per file, to cut big files into partitions
-        scan_tasks = []
-        for s in cfg.sources:
-            for i, f in enumerate(files[s.name]):
-                scan_tasks.append(
-                    Task(
-                        f"{s.name}-{i}",
-                        scan_file,
-                        (f, s.format, cfg.input.max_doc_bytes),
-                        work / "scan" / s.name / f"{i:05d}.json",
-                    )
-                )
-        scan = engine.run_stage("scan", scan_tasks)
-        stages["scan"] = _stage_json(scan)
-        partitions = _partitions(cfg, files, scan.counts)
-        total_records = sum(c["records"] for c in scan.counts)
-        buckets = cfg.dedup.buckets or max(1, min(1024, math.ceil(total_records / 1_000_000)))
-        buckets = _pin(work / "buckets.json", buckets)
-        # a document has one exact hash but `bands` LSH keys: size near buckets by keys
-        # (~2M keys, ~170 MB per task), not by documents
-        bands = LSH(
-            cfg.dedup.minhash.threshold,
-            cfg.dedup.minhash.num_perm,
-            1,
-            1,
-            cfg.dedup.minhash.bands,
-            cfg.dedup.minhash.rows,
-        ).bands
-        near_buckets = max(1, min(4096, math.ceil(total_records * bands / 2_000_000)))
-        near_buckets = _pin(work / "near_buckets.json", near_buckets)
 
-        # process: one fused pass per partition
-        proc = engine.run_stage(
-            "process",
-            [
-                Task(
-                    f"{p.source}-{p.key}",
-                    process_partition,
-                    (p, cfg, str(work), buckets, near_buckets),
-                    work / "docs" / p.source / f"{p.key}.json",
-                )
-                for p in partitions
-            ],
-        )
-        stages["process"] = _stage_json(proc)
+def _start(wd: WorkDir, cfg: Config, fresh: bool) -> None:
+    """Delete the earlier outputs (`fresh`) or what a stopped run left; check the config."""
+    if fresh:
+        for name in _OUTPUTS:
+            p = wd.out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    swept = sweep_temporaries(wd.out)
+    if swept:
+        log.info("removed %d temporary files a stopped run left in %s", len(swept), wd.out)
+    wd.work.mkdir(parents=True, exist_ok=True)
+    _check_config(cfg, wd.work)
 
-        # exact dedup: one task per hash bucket
-        bucket_files: list[str] = []
-        if cfg.dedup.exact:
-            tasks = []
-            for b in range(buckets):
-                specs = _bucket_specs(work, partitions, proc.counts, "hashes", b)
-                path = work / "dedup" / f"b{b:04d}.npy"
-                bucket_files.append(str(path))
-                tasks.append(
-                    Task(
-                        f"b{b}",
-                        dedup_bucket,
-                        (b, specs, str(path)),
-                        work / "dedup" / f"b{b:04d}.json",
-                    )
-                )
-            dd = engine.run_stage("dedup", tasks)
-            stages["dedup"] = _stage_json(dd)
-            sizes: dict[str, int] = {}
-            for c in dd.counts:
-                for k, v in c["cluster_sizes"].items():
-                    sizes[k] = sizes.get(k, 0) + v
-            stages["dedup"]["cluster_sizes"] = dict(sorted(sizes.items(), key=lambda x: int(x[0])))
 
-        # near dedup: LSH band buckets -> candidate edges -> connected components on the cluster
-        near_files: list[str] = []
-        if cfg.dedup.minhash.enabled:
-            near_dir = work / "dedup" / "near"
-            tasks = []
-            for b in range(near_buckets):
-                specs = _bucket_specs(work, partitions, proc.counts, "bands", b)
-                tasks.append(
-                    Task(
-                        f"n{b}",
-                        near_bucket,
-                        (b, specs, str(near_dir / f"e{b:04d}.npy")),
-                        near_dir / f"e{b:04d}.json",
-                    )
-                )
-            nb = engine.run_stage("near", tasks)
-            stages["near"] = _stage_json(nb)
-            stages["near"]["edges"] = sum(c["edges"] for c in nb.counts)
-            done = near_dir / "components.json"
-            if not done.exists():
-                edge_files = [
-                    str(near_dir / f"e{c['bucket']:04d}.npy") for c in nb.counts if c["edges"]
-                ]
-                if cfg.dedup.minhash.verify and edge_files:
-                    docs_files = {
-                        p.ordinal: str(work / "docs" / p.source / f"{p.key}.parquet")
-                        for p in partitions
-                    }
-                    mh = cfg.dedup.minhash
-                    vr = engine.run_stage(
-                        "verify",
-                        [
-                            Task(
-                                Path(f).stem,
-                                verify_edges,
-                                (f, docs_files, mh.threshold, mh.ngram, f[:-4] + ".verified.npy"),
-                                Path(f[:-4] + ".verified.json"),
-                            )
-                            for f in edge_files
-                        ],
-                    )
-                    stages["verify"] = _stage_json(vr)
-                    stages["verify"]["rejected"] = sum(c["rejected"] for c in vr.counts)
-                    edge_files = [
-                        f[:-4] + ".verified.npy"
-                        for f, c in zip(edge_files, vr.counts, strict=True)
-                        if c["edges"]
-                    ]
-                info = {"files": [], "cluster_sizes": {}, "rounds": [], "wall_s": 0.0}
-                if edge_files:
-                    import numpy as np
+def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
+    """Each source's input files, checked against those of the first run."""
+    files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
+    _check_inputs(files, wd.work)
+    return files
 
-                    from tokenmill.filters.components import (
-                        LOCAL_MAX_EDGES,
-                        cluster_sizes,
-                        components_local,
-                        connected_components,
-                        save_removed,
-                    )
 
-                    t0 = time.perf_counter()
-                    n_edges = sum(int(np.load(f, mmap_mode="r").shape[0]) for f in edge_files)
-                    info["method"] = "local" if n_edges <= LOCAL_MAX_EDGES else "dask"
-                    if info["method"] == "local":  # a small graph: no Dask shuffle rounds
-                        labels = components_local(edge_files, rounds=info["rounds"])
-                    else:
-                        labels = connected_components(client, edge_files, rounds=info["rounds"])
-                    info["files"] = save_removed(labels, str(near_dir / "removed"))
-                    info["cluster_sizes"] = cluster_sizes(labels)
-                    info["wall_s"] = round(time.perf_counter() - t0, 3)
-                write_json(done, info)
-            info = read_json(done)
-            near_files = info["files"]
-            stages["near"].update(
-                clusters=sum(info["cluster_sizes"].values()),
-                cluster_sizes=info["cluster_sizes"],
-                components_rounds=len(info["rounds"]),
-                components_method=info.get("method"),
-                components_wall_s=info["wall_s"],
-            )
-
-        # tokenizer: train on a deterministic sample, or take the given one
-        tok_path = work / "tokenizer.json"
-        if cfg.tokenizer.path:
-            if not tok_path.exists():
-                with atomic_path(tok_path) as tmp:
-                    shutil.copyfile(cfg.tokenizer.path, tmp)
-            stages["tokenizer"] = {"path": cfg.tokenizer.path, "trained": False}
-        else:
-            kept_bytes = sum(c["bytes_kept"] for c in proc.counts)
-            rate = min(1.0, cfg.tokenizer.train.sample_bytes / max(kept_bytes, 1))
-            docs_files = [
-                (str(work / "docs" / p.source / f"{p.key}.parquet"), p.ordinal) for p in partitions
-            ]
-            tr = engine.run_stage(
-                "tokenizer",
-                [
-                    Task(
-                        "train",
-                        train_tokenizer,
-                        (cfg, docs_files, bucket_files + near_files, rate, str(tok_path)),
-                        work / "tokenizer.done.json",
-                    )
-                ],
-            )
-            stages["tokenizer"] = {**_stage_json(tr), **tr.counts[0], "trained": True}
-
-        # tokenize: one task per partition
-        split = {s.name: s.split_languages for s in cfg.sources}
-        docs_paths = {
-            p.ordinal: str(work / "docs" / p.source / f"{p.key}.parquet") for p in partitions
-        }
-        tok = engine.run_stage(
-            "tokenize",
-            [
-                Task(
-                    f"{p.source}-{p.key}",
-                    tokenize_partition,
-                    (
-                        p.key,
-                        p.ordinal,
-                        str(work / "docs" / p.source / f"{p.key}.parquet"),
-                        bucket_files,
-                        near_files,
-                        str(tok_path),
-                        cfg.tokenizer.eod_token,
-                        str(work / "tokens" / p.source / p.key),
-                        split[p.source],
-                        str(out / "removed" / p.source / f"{p.key}.dedup.parquet")
-                        if cfg.keep_removed
-                        else None,
-                        docs_paths if cfg.keep_removed else None,
-                    ),
-                    work / "tokens" / p.source / f"{p.key}.json",
-                )
-                for p in partitions
-            ],
-        )
-        stages["tokenize"] = _stage_json(tok)
-
-        # shards: cut each source's documents (per language where asked), in order, into
-        # budget-sized shards
-        shard_tasks = []
-        for s in cfg.sources:
-            mine = [
-                (p, c) for p, c in zip(partitions, tok.counts, strict=True) if p.source == s.name
-            ]
-            groups = (
-                sorted({g for _, c in mine for g in c["groups"]}) if s.split_languages else [""]
-            )
-            for group in groups:
-                base = [
-                    str(work / "tokens" / s.name / p.key) + (f".{group}" if group else "")
-                    for p, c in mine
-                    if group in c["groups"]
-                ]
-                name = f"{s.name}_{group}" if group else s.name
-                plan = plan_shards([b + ".sizes.npy" for b in base], cfg.shards.tokens_per_shard)
-                for i, runs in enumerate(plan):
-                    prefix = out / "shards" / s.name / f"{name}_{i:05d}"
-                    shard_tasks.append(
-                        Task(
-                            f"{name}-{i}",
-                            write_shard,
-                            (
-                                str(prefix),
-                                [(base[p], a, b) for p, a, b in runs],
-                                s.name,
-                                mine[0][1]["dtype"],
-                                group or None,
-                            ),
-                            work / "shards" / s.name / f"{name}_{i:05d}.json",
-                        )
-                    )
-        sh = engine.run_stage("shards", shard_tasks)
-        stages["shards"] = _stage_json(sh)
-
-    with atomic_path(out / "tokenizer.json") as tmp:
-        shutil.copyfile(tok_path, tmp)
+def _finish(run: Run) -> dict:
+    """The tokenizer, manifest, stats, report and config of a completed run; the stats."""
+    from tokenmill.report.html import write_report
     from tokenmill.report.stats import build_stats
     from tokenmill.shards.manifest import build_manifest
 
-    manifest = build_manifest(cfg, out, sh.counts)
+    out, cfg = run.wd.out, run.cfg
+    with atomic_path(out / "tokenizer.json") as tmp:
+        shutil.copyfile(run.wd.tokenizer(), tmp)
+    shard_counts = [c.to_json() for c in run.counts["shards"]]
+    manifest = build_manifest(cfg, out, shard_counts)
     write_json(out / "manifest.json", manifest)
     stats = build_stats(
         cfg,
-        partitions,
-        proc.counts,
-        tok.counts,
-        sh.counts,
-        stages,
-        wall_s=time.perf_counter() - t_start,
+        run.partitions,
+        run.counts["process"],
+        run.counts["tokenize"],
+        run.counts["shards"],
+        run.stages,
+        wall_s=time.perf_counter() - run.t_start,
     )
     write_json(out / "stats.json", stats)
-    from tokenmill.report.html import write_report
-
     write_report(stats, manifest, out / "report.html")
     with atomic_path(out / "config.yaml") as tmp:
         tmp.write_text(_yaml(cfg))
     return stats
-
-
-def _partitions(cfg: Config, files: dict[str, list[str]], scans: list[dict]) -> list[Partition]:
-    parts: list[Partition] = []
-    it = iter(scans)
-    step = cfg.input.partition_docs
-    for s in cfg.sources:
-        names = relative_names(files[s.name])
-        for i, f in enumerate(files[s.name]):
-            n = next(it)["records"]
-            slices = max(1, math.ceil(n / step))
-            for k in range(slices):
-                last = k == slices - 1
-                parts.append(
-                    Partition(
-                        source=s.name,
-                        fmt=s.format,
-                        text_key=s.text_key,
-                        path=f,
-                        rel=names[i],
-                        file_idx=i,
-                        slice_idx=k,
-                        start=k * step,
-                        stop=None if last else (k + 1) * step,
-                        ordinal=len(parts),
-                    )
-                )
-    return parts
-
-
-def _bucket_specs(work: Path, partitions, counts, kind: str, b: int) -> list:
-    """(file, start, end) of bucket `b` in every partition's `hashes` or `bands` records."""
-    offsets = "bucket_offsets" if kind == "hashes" else "band_offsets"
-    return [
-        (str(work / "docs" / p.source / f"{p.key}.{kind}.npy"), c[offsets][b], c[offsets][b + 1])
-        for p, c in zip(partitions, counts, strict=True)
-    ]
-
-
-def _pin(path: Path, value: int) -> int:
-    """Keep a value chosen by the first run of an OUT (a resumed run must agree with it)."""
-    if path.exists():
-        return int(read_json(path)["value"])
-    write_json(path, {"value": value})
-    return value
-
-
-def _stage_json(res) -> dict:
-    """Tasks run and skipped, wall and summed task seconds, and the stage's totals of the
-    count fields it reports (documents, bytes, tokens) for throughput."""
-    out = {
-        "tasks": len(res.counts),
-        "ran": res.ran,
-        "skipped": res.skipped,
-        "wall_s": round(res.wall_s, 3),
-        "task_s": round(sum(c.get("wall_s", 0.0) for c in res.counts), 3),
-    }
-    for key in (
-        "records",
-        "documents_in",
-        "documents_kept",
-        "documents",
-        "bytes_in",
-        "bytes_kept",
-        "tokens",
-        "hashes",
-        "duplicates",
-    ):
-        if any(key in c for c in res.counts):
-            out[key] = sum(int(c.get(key, 0)) for c in res.counts)
-    return out
 
 
 def _describe(client) -> str:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from tokenmill import hist
 from tokenmill.config import Config
-from tokenmill.report import hist
+from tokenmill.pipelines.docpass import EXAMPLES_PER_REASON
 
 STATS_VERSION = 1
-EXAMPLES_PER_REASON = 5
+__all__ = ["EXAMPLES_PER_REASON", "build_stats", "empty_counts", "merge_errors"]
 
 
 def merge_errors(lists) -> list[dict]:
@@ -55,12 +56,14 @@ def empty_counts() -> dict:
 def build_stats(
     cfg: Config,
     partitions,
-    proc_counts: list[dict],
-    tok_counts: list[dict],
-    shard_counts: list[dict],
+    proc_counts: list,
+    tok_counts: list,
+    shard_counts: list,
     stages: dict,
     wall_s: float,
 ) -> dict:
+    """stats.json from the partitions and the typed counts of stages process, tokenize and
+    shards (`tokenmill.pipelines.stages`), with the stages' summaries."""
     sources: dict[str, dict] = {}
     langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(empty_counts))
     files: dict[str, set] = defaultdict(set)
@@ -71,23 +74,23 @@ def build_stats(
         src = sources[part.source]
         src["partitions"] += 1
         files[part.source].add(part.path)
-        errors[part.source].append(pc.get("errors", []))
-        src["documents_in"] += pc["documents_in"]
-        src["bytes_in"] += pc["bytes_in"]
-        src["removed"].update(pc["removed"])
-        src["documents_kept"] += tc["documents"]
-        src["bytes_kept"] += tc["bytes_in"]
-        src["tokens"] += tc["tokens"]
-        for name, h in {**pc.get("histograms", {}), **tc.get("histograms", {})}.items():
+        errors[part.source].append(pc.errors)
+        src["documents_in"] += pc.documents_in
+        src["bytes_in"] += pc.bytes_in
+        src["removed"].update(pc.removed)
+        src["documents_kept"] += tc.documents
+        src["bytes_kept"] += tc.bytes_kept
+        src["tokens"] += tc.tokens
+        for name, h in {**pc.histograms, **tc.histograms}.items():
             src["histograms"][name] = hist.add(src["histograms"].get(name), h)
-        for lang, c in pc["languages"].items():
+        for lang, c in pc.languages.items():
             lc = langs[part.source][lang]
             if "lang_score" in c:
                 lc["lang_score"] = hist.add(lc.get("lang_score"), c["lang_score"])
             lc["documents_in"] += c["documents_in"]
             lc["bytes_in"] += c["bytes_in"]
             lc["removed"].update(c["removed"])
-        for lang, c in tc["languages"].items():
+        for lang, c in tc.languages.items():
             lc = langs[part.source][lang]
             lc["documents_kept"] += c.get("documents", 0)
             lc["bytes_kept"] += c.get("bytes", 0)
@@ -97,7 +100,7 @@ def build_stats(
                     lc["removed"][reason] += c[reason]
                     src["removed"][reason] += c[reason]
     for sc in shard_counts:
-        sources[sc["source"]]["shards"] += 1
+        sources[sc.source]["shards"] += 1
 
     totals = empty_counts()
     for name, src in sources.items():

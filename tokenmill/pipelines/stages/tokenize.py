@@ -1,0 +1,180 @@
+"""Stage `tokenize`: per partition, drop the duplicates, encode, write a token series.
+
+Plans one task per partition (from `scan`) with the dedup results (`Run.bucket_files`,
+`Run.near_files`) and the tokenizer; each task writes the partition's series
+(`WorkDir.tokens`, see `tokenmill.tokenize.series`) and, with keep_removed, the duplicates
+it dropped (`WorkDir.removed_duplicates`). Collects, per partition, the series written
+(`groups`) and their token dtype: the shards stage cuts them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tokenmill.fsio import atomic_path
+from tokenmill.pipelines.docpass import BATCH_DOCS
+from tokenmill.pipelines.engine import Task
+from tokenmill.pipelines.stages.base import Counts, Run, Stage
+from tokenmill.pipelines.stages.dedup import duplicate_pairs, duplicate_rows, resolve_ids
+
+
+@dataclass
+class TokenizeCounts(Counts):
+    PROGRESS = ("documents", "bytes_kept")
+    # stats.json keeps its key: `bytes_in` of stage tokenize (the bytes it encoded)
+    TOTALS = {
+        "documents": "documents",
+        "bytes_in": "bytes_kept",
+        "tokens": "tokens",
+        "duplicates": "duplicates",
+    }
+    LEGACY = {"bytes_in": "bytes_kept"}  # its done-JSON key before the rename (a resumed OUT)
+
+    partition: str
+    documents: int
+    tokens: int
+    bytes_kept: int  # UTF-8 bytes of the documents encoded (kept, not duplicates)
+    dtype: str
+    duplicates: int
+    near_duplicates: int
+    groups: list
+    languages: dict
+    histograms: dict
+    wall_s: float = 0.0
+
+
+def _kept_batches(docs_path, dups, near, by_lang, removed_batches):
+    """Each batch of the partition's documents with its duplicates dropped (counted per
+    language in `by_lang`; kept in `removed_batches` when that is a list)."""
+    row0 = 0
+    for batch in pq.ParquetFile(docs_path).iter_batches(
+        batch_size=BATCH_DOCS, columns=["id", "url", "lang", "text"]
+    ):
+        rows = np.arange(row0, row0 + batch.num_rows)
+        row0 += batch.num_rows
+        keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
+        if not keep.all():
+            gone = ~keep
+            is_near = np.isin(rows, near)
+            for lang, n in zip(
+                batch.column("lang").filter(pa.array(gone)).to_pylist(),
+                is_near[gone],
+                strict=True,
+            ):
+                by_lang[lang]["dedup:near" if n else "dedup:exact"] += 1
+            if removed_batches is not None:
+                removed_batches.append((rows[gone], batch.filter(pa.array(gone))))
+            batch = batch.filter(pa.array(keep))
+        if batch.num_rows:
+            yield batch
+
+
+def tokenize_partition(
+    part_key: str,
+    ordinal: int,
+    docs_path: str,
+    bucket_files: list[str],
+    near_files: list[str],
+    tokenizer_path: str,
+    eod_token: str,
+    out_base: str,
+    split_languages: bool = False,
+    removed_path: str | None = None,
+    docs_paths: dict[int, str] | None = None,
+) -> dict:
+    """Encode the kept, non-duplicate documents of one partition into the series OUT_BASE
+    (with `split_languages`, one per language, OUT_BASE.LANG, listed under "groups"); the
+    counts give the token dtype under "dtype". With `removed_path`, the duplicates dropped
+    here go there (Parquet: id, text, url, lang, reason, kept_id)."""
+    from tokenmill.shards.megatron import dtype_for_vocab
+    from tokenmill.tokenize.bpe import load_tokenizer, token_id
+    from tokenmill.tokenize.series import encode_series
+
+    tok = load_tokenizer(tokenizer_path)
+    dtype = dtype_for_vocab(tok.get_vocab_size())
+    exact = duplicate_rows(ordinal, bucket_files)
+    near = np.setdiff1d(duplicate_rows(ordinal, near_files), exact)  # exact copies count as exact
+    dups = np.union1d(exact, near)
+    removed_batches: list | None = [] if removed_path is not None else None
+    dedup_by_lang: dict[str, Counter] = defaultdict(Counter)
+    batches = _kept_batches(docs_path, dups, near, dedup_by_lang, removed_batches)
+    eod = token_id(tok, eod_token)
+    tally = encode_series(tok, batches, eod, dtype, out_base, split_languages)
+    if removed_batches:
+        _write_removed_duplicates(
+            removed_path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths or {}
+        )
+    languages = {k: dict(v) for k, v in dedup_by_lang.items()}
+    for lang, c in tally.by_lang.items():
+        languages[lang] = {**languages.get(lang, {}), **c}
+    return TokenizeCounts(
+        partition=part_key,
+        documents=tally.documents,
+        tokens=tally.tokens,
+        bytes_kept=tally.bytes_kept,
+        dtype=dtype.name,
+        duplicates=int(len(exact)),
+        near_duplicates=int(len(near)),
+        groups=tally.groups,
+        languages=languages,
+        histograms=tally.histograms(),
+    ).to_json()
+
+
+def _write_removed_duplicates(
+    path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths
+) -> None:
+    """The duplicates a partition dropped, each with the id of the document kept instead."""
+    kept_exact = duplicate_pairs(ordinal, bucket_files)
+    kept_near = duplicate_pairs(ordinal, near_files)
+    rows = np.concatenate([r for r, _ in removed_batches])
+    table = pa.concat_tables([pa.Table.from_batches([b]) for _, b in removed_batches])
+    is_near = np.isin(rows, near)
+    # a copy's first occurrence may itself be a near duplicate of an earlier document: the
+    # near cluster's survivor (which the copy's cluster shares) is then the one in the shards
+    kept_keys = [kept_near.get(r, kept_exact.get(r)) for r in rows.tolist()]
+    ids = resolve_ids(kept_keys, docs_paths)
+    table = table.append_column(
+        "reason",
+        pa.array(["dedup:near" if n else "dedup:exact" for n in is_near.tolist()], pa.string()),
+    )
+    table = table.append_column("kept_id", pa.array([ids[k] for k in kept_keys], pa.string()))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+class TokenizeStage(Stage):
+    name = "tokenize"
+    counts = TokenizeCounts
+
+    def tasks(self, run: Run) -> list[Task]:
+        wd, cfg = run.wd, run.cfg
+        split = {s.name: s.split_languages for s in cfg.sources}
+        docs = {p.ordinal: str(wd.docs(p.source, p.key)) for p in run.partitions}
+        keep = cfg.keep_removed
+        return [
+            Task(
+                f"{p.source}-{p.key}",
+                tokenize_partition,
+                (
+                    p.key,
+                    p.ordinal,
+                    docs[p.ordinal],
+                    run.bucket_files,
+                    run.near_files,
+                    str(wd.tokenizer()),
+                    cfg.tokenizer.eod_token,
+                    wd.tokens(p.source, p.key),
+                    split[p.source],
+                    str(wd.removed_duplicates(p.source, p.key)) if keep else None,
+                    docs if keep else None,
+                ),
+                wd.done_tokenize(p.source, p.key),
+            )
+            for p in run.partitions
+        ]

@@ -1,0 +1,147 @@
+"""The layout of a prepare output folder, OUT, and of its intermediate files in OUT/work.
+
+`WorkDir` is the one place that names these paths: stages ask it for a partition's documents,
+a bucket's hashes, a series of tokens or a task's done-mark, and never join path parts
+themselves. A partition is named by its source and key (`Partition.key`, FILE-SLICE):
+
+    OUT/work/config.json, inputs.json            what a rerun must agree with
+    OUT/work/buckets.json, near_buckets.json     bucket counts pinned by the first run
+    OUT/work/scan/SOURCE/FILE.json               records per input file (done-mark)
+    OUT/work/docs/SOURCE/KEY.parquet             kept documents; .hashes.npy, .bands.npy
+    OUT/work/dedup/bBUCKET.npy                   exact duplicates of a bucket; .kept.npy
+    OUT/work/dedup/near/eBUCKET.npy              near-duplicate edges; .verified.npy
+    OUT/work/dedup/near/components.json, removed/
+    OUT/work/tokenizer.json                      the tokenizer the tokens were made with
+    OUT/work/tokens/SOURCE/KEY[.LANG].bin        tokens; .sizes.npy, .docs.parquet
+    OUT/work/shards/SOURCE/NAME.json             a shard's done-mark
+    OUT/shards/SOURCE/NAME.bin/.idx              the shards
+    OUT/removed/SOURCE/KEY.parquet               what keep_removed keeps; KEY.dedup.parquet
+
+Each task's done-mark is the JSON of counts it left (`done_*`): the engine skips a task that
+has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _with_suffix(path: str | Path, suffix: str) -> str:
+    """`x.npy` -> `x{suffix}`: the files written beside an .npy output."""
+    path = str(path)
+    return path.removesuffix(".npy") + suffix
+
+
+def kept_file(dups_file: str | Path) -> str:
+    """The `.kept.npy` aligned with a duplicates file: the key kept for each duplicate."""
+    return _with_suffix(dups_file, ".kept.npy")
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """Paths of one prepare output folder `out` (absolute) and its work folder."""
+
+    out: Path
+
+    @classmethod
+    def of_work(cls, work: str | Path) -> WorkDir:
+        """The output folder whose work folder is `work`."""
+        return cls(Path(work).parent)
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+    # ---- pinned by the first run
+
+    def config(self) -> Path:
+        return self.work / "config.json"
+
+    def inputs(self) -> Path:
+        return self.work / "inputs.json"
+
+    def pinned(self, name: str) -> Path:
+        return self.work / f"{name}.json"
+
+    # ---- scan
+
+    def scan_dir(self) -> Path:
+        return self.work / "scan"
+
+    def done_scan(self, source: str, file_idx: int) -> Path:
+        return self.scan_dir() / source / f"{file_idx:05d}.json"
+
+    # ---- process
+
+    def docs(self, source: str, key: str) -> Path:
+        return self.work / "docs" / source / f"{key}.parquet"
+
+    def hashes(self, source: str, key: str) -> Path:
+        return self.work / "docs" / source / f"{key}.hashes.npy"
+
+    def bands(self, source: str, key: str) -> Path:
+        return self.work / "docs" / source / f"{key}.bands.npy"
+
+    def done_process(self, source: str, key: str) -> Path:
+        return self.work / "docs" / source / f"{key}.json"
+
+    def removed(self, source: str, key: str) -> Path:
+        return self.out / "removed" / source / f"{key}.parquet"
+
+    def removed_duplicates(self, source: str, key: str) -> Path:
+        return self.out / "removed" / source / f"{key}.dedup.parquet"
+
+    # ---- exact dedup
+
+    def dups(self, bucket: int) -> Path:
+        return self.work / "dedup" / f"b{bucket:04d}.npy"
+
+    def done_dedup(self, bucket: int) -> Path:
+        return self.work / "dedup" / f"b{bucket:04d}.json"
+
+    # ---- near dedup
+
+    def near_dir(self) -> Path:
+        return self.work / "dedup" / "near"
+
+    def edges(self, bucket: int) -> Path:
+        return self.near_dir() / f"e{bucket:04d}.npy"
+
+    def done_near(self, bucket: int) -> Path:
+        return self.near_dir() / f"e{bucket:04d}.json"
+
+    def verified(self, edges: str | Path) -> str:
+        return _with_suffix(edges, ".verified.npy")
+
+    def done_verify(self, edges: str | Path) -> Path:
+        return Path(_with_suffix(edges, ".verified.json"))
+
+    def components(self) -> Path:
+        return self.near_dir() / "components.json"
+
+    def near_removed(self) -> Path:
+        return self.near_dir() / "removed"
+
+    # ---- tokenizer, tokens, shards
+
+    def tokenizer(self) -> Path:
+        return self.work / "tokenizer.json"
+
+    def done_tokenizer(self) -> Path:
+        return self.work / "tokenizer.done.json"
+
+    def tokens(self, source: str, key: str, group: str = "") -> str:
+        """The base name of a partition's token series (of one language `group`, if any)."""
+        base = str(self.work / "tokens" / source / key)
+        return f"{base}.{group}" if group else base
+
+    def done_tokenize(self, source: str, key: str) -> Path:
+        return self.work / "tokens" / source / f"{key}.json"
+
+    def shard(self, source: str, name: str) -> Path:
+        """A shard's prefix (PREFIX.bin, .idx, .docs.parquet)."""
+        return self.out / "shards" / source / name
+
+    def done_shard(self, source: str, name: str) -> Path:
+        return self.work / "shards" / source / f"{name}.json"
