@@ -121,7 +121,7 @@ def save_removed(labels, out_dir: str) -> list[str]:
 
     from dask import delayed
 
-    from tokenmill.pipelines.engine import atomic_path
+    from tokenmill.fsio import atomic_path
 
     def save_arrays(node: np.ndarray, label: np.ndarray, path: str) -> str:
         gone = node != label
