@@ -99,7 +99,7 @@ def test_huge_line_is_set_aside_without_reading_it_whole(tmp_path):
 
 
 def _readline_lines(data: bytes, max_bytes: int) -> list[bytes | None]:
-    """What `_lines` yields, the way readers did it before: BufferedReader.readline."""
+    """What `split_lines` yields, the way readers did it before: BufferedReader.readline."""
     stream, out = io.BufferedReader(io.BytesIO(data), 7), []
     while line := stream.readline(max_bytes + 1):
         if len(line) > max_bytes and not line.endswith(b"\n"):
@@ -120,7 +120,9 @@ def test_lines_are_the_same_whatever_the_chunk_boundaries():
         cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randrange(6))))
         chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         max_bytes = rng.choice([1, 3, 10, 100])
-        assert list(readers._lines(iter(chunks), max_bytes)) == _readline_lines(data, max_bytes)
+        assert list(readers.split_lines(iter(chunks), max_bytes)) == _readline_lines(
+            data, max_bytes
+        )
 
 
 def test_zstd_frames_padding_and_small_chunks(tmp_path, monkeypatch):
@@ -181,7 +183,7 @@ def test_zstd_end_of_frame_is_told_at_every_cut(monkeypatch):
         for cut in range(len(data) + 1):
             out, damaged = [], False
             try:
-                out.extend(readers._inflate(io.BytesIO(data[:cut]), "zst"))
+                out.extend(readers.inflate(io.BytesIO(data[:cut]), "zst"))
             except (EOFError, zstandard.ZstdError):
                 damaged = True
             assert (b"".join(out), damaged) == _zstd_decompressobj(data[:cut]), cut

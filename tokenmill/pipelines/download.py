@@ -424,7 +424,7 @@ def check_file(
     """None if the file is whole, else what is wrong: its size, its SHA-256, or (for a name
     the readers decompress: .gz, .zst, .bz2, .xz, by `name` or the path's name) a full
     decompression pass. One read of the file."""
-    from tokenmill.pipelines.readers import READ_BUFFER, _compression, _Decompressed
+    from tokenmill.pipelines.readers import READ_BUFFER, Decompressed, compression_of
 
     path = Path(path)
     name = name or path.name
@@ -432,11 +432,11 @@ def check_file(
     if size is not None and actual != size:
         return f"size is {actual:,} bytes, expected {size:,}"
     h = hashlib.sha256() if sha256 else None
-    kind = _compression(name)  # what prepare's readers will decompress, checked the same way
+    kind = compression_of(name)  # what prepare's readers will decompress, checked the same way
     src = _Hashing(open(path, "rb"), h)
     try:
         if kind:
-            stream = _Decompressed(src, kind)
+            stream = Decompressed(src, kind)
             buf = bytearray(READ_BUFFER)
             while stream.readinto(buf):
                 pass

@@ -100,14 +100,6 @@ __all__ = [
     "split_lines",
 ]
 
-# The names these had when readers was one module, still used by download.check_file
-# (_Decompressed, _compression) and tests/pipelines/test_readers.py (_lines, _inflate); drop
-# them once those use the public names.
-_Decompressed = Decompressed
-_compression = compression_of
-_lines = split_lines
-_inflate = inflate
-
 
 def read_records(
     path: str,
