@@ -123,14 +123,15 @@ def test_duplicate_keys_kept_keys_and_cluster_sizes_equal_a_plain_reading():
     rng = random.Random(0)
     # hashes equal in one half only must not count as equal
     hashes = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (2**64 - 1, 0), (0, 2**64 - 1)]
-    picks = [rng.choice(hashes) for _ in range(300)] + [(9, 9)]  # (9, 9): seen once
+    # (9, 9): seen once; (5, 5): exactly twice (the smallest cluster)
+    picks = [rng.choice(hashes) for _ in range(300)] + [(9, 9), (5, 5), (5, 5)]
     keys = rng.sample(range(10**6), len(picks))
     plain = [(h, low, k) for (h, low), k in zip(picks, keys, strict=True)]
     records = np.array(plain, dtype=HASH_DTYPE)
     want_dups, want_kept, want_sizes = plain_duplicates(plain)
     dups, kept, sizes = duplicate_keys(records, with_cluster_sizes=True, with_kept=True)
     assert dups.tolist() == want_dups and kept.tolist() == want_kept and sizes == want_sizes
-    assert sum(int(c) * n for c, n in sizes.items()) == 300  # every repeated copy is counted
+    assert sizes["2"] == 1 and sum(int(c) * n for c, n in sizes.items()) == 302
     only = duplicate_keys(records)
     assert isinstance(only, np.ndarray) and only.tolist() == want_dups
     d, k = duplicate_keys(records, with_kept=True)
