@@ -21,12 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tokenmill.filters.registry import apply_filters
-from tokenmill.report import hist
-from tokenmill.report.stats import EXAMPLES_PER_REASON, empty_counts, merge_errors
+from tokenmill import hist
+from tokenmill.report.stats import empty_counts, merge_errors
 
-BATCH_DOCS = 1024
-UNDETERMINED = "und"
 _SUFFIXES = (
     ".json.gz",
     ".jsonl",
@@ -300,14 +297,78 @@ class HashSample:
 # ---- one file ---------------------------------------------------------------------------------
 
 
-def scan_file(inp: RawInput, st: ScanSettings) -> dict:
-    """Counts of one file (a pure function of the file and the settings)."""
-    import xxhash
+class _RawTally:
+    """What a raw scan counts on top of the shared document pass: kept bytes and tokens per
+    language, the duplicate sample, and the kept-length and token histograms."""
 
-    from tokenmill.filters.exact import normalize
-    from tokenmill.pipelines.readers import FileError, meta_json, read_records
+    def __init__(self, st: ScanSettings, tok):
+        from tokenmill.filters.exact import normalize
 
-    t0 = time.perf_counter()
+        self.tok = tok
+        self.norm = normalize if st.normalize else (lambda t: t)
+        self.sample = HashSample(st.sample_cap)
+        self.langs: dict[str, Counter] = defaultdict(Counter)  # bytes_kept, tokens
+        self.n_kept = self.b_kept = self.t_in = self.t_kept = 0
+        self.hists = {name: [0] * hist.LENGTH_BINS for name in ("chars_in", "chars_kept")}
+        if tok is not None:
+            self.hists |= {n: [0] * hist.LENGTH_BINS for n in ("tokens_in", "tokens_kept")}
+
+    def add(self, b) -> None:
+        """One batch of the pass (a `docpass.Batch`)."""
+        import xxhash
+
+        if not b.docs:
+            return
+        # hashes of the texts as read (before any rule rewrote them)
+        hashes = np.fromiter(
+            (xxhash.xxh3_64_intdigest(self.norm(t).encode("utf-8")) for t in b.texts_in),
+            np.uint64,
+            len(b.texts_in),
+        )
+        self.sample.add(hashes)
+        ntok = None
+        if self.tok is not None:  # + 1: the end-of-document token prepare appends
+            # tokens of the text as prepare would encode it (after any rewriting filter)
+            enc = self.tok.encode_batch(b.texts, add_special_tokens=False)
+            ntok = [len(e.ids) + 1 for e in enc]
+            self.t_in += sum(ntok)
+            self._fold("tokens_in", ntok)
+        kept = b.kept()
+        for i in kept:
+            lc = self.langs[b.langs[i]]
+            nbytes = b.docs[i][1].nbytes  # as the rules left the text
+            self.n_kept += 1
+            self.b_kept += nbytes
+            lc["bytes_kept"] += nbytes
+            if ntok is not None:
+                lc["tokens"] += ntok[i]
+                self.t_kept += ntok[i]
+        self._fold("chars_kept", [len(b.texts[i]) for i in kept])
+        if ntok is not None:
+            self._fold("tokens_kept", [ntok[i] for i in kept])
+
+    def _fold(self, name: str, values: list[int]) -> None:
+        # fixed-bin histograms absorb each batch's lengths, so memory stays flat
+        if values:
+            self.hists[name] = hist.add(self.hists[name], hist.length_hist(values))
+
+    def languages(self, dp) -> dict:
+        """Per language: the pass's counts with kept bytes and tokens."""
+        out = {}
+        for la, c in dp.language_counts().items():
+            extra = self.langs.get(la, {})
+            out[la] = {
+                **empty_counts(),
+                **c,
+                "bytes_kept": extra.get("bytes_kept", 0),
+                "tokens": extra.get("tokens", 0),
+                "removed": dict(sorted(c["removed"].items())),
+            }
+        return out
+
+
+def _scan_tools(inp: RawInput, st: ScanSettings):
+    """The language ID, quality filters and tokenizer a scan of `inp` uses (None: off)."""
     langid = tok = None
     if st.langid is not None:
         from tokenmill.filters.langid import LanguageId
@@ -318,162 +379,45 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
             st.langid.get("thresholds"),
             st.langid.get("model_path"),
         )
-    quality = build_quality(st.quality, inp.source, inp.fmt)
     if st.tokenizer:
         from tokenmill.tokenize.bpe import load_tokenizer
 
         tok = load_tokenizer(st.tokenizer)
+    return langid, build_quality(st.quality, inp.source, inp.fmt), tok
 
-    langs: dict[str, dict] = defaultdict(empty_counts)
-    scores: dict[str, list[float]] = defaultdict(list)  # this batch's, then folded
-    score_hists: dict[str, list[int]] = {}
-    removed: Counter = Counter()
-    n_in = b_in = n_kept = b_kept = t_in = t_kept = 0
-    chars_in, chars_kept, toks_in, toks_kept = [], [], [], []
-    sample = HashSample(st.sample_cap)
-    errors: list[dict] = []
-    norm = normalize if st.normalize else (lambda t: t)
+
+def scan_file(inp: RawInput, st: ScanSettings) -> dict:
+    """Counts of one file (a pure function of the file and the settings): `prepare`'s
+    document pass (`tokenmill.pipelines.docpass`), with the raw scan's extras on top."""
+    from tokenmill.pipelines.docpass import DocumentPass
+    from tokenmill.pipelines.readers import read_records
+
+    t0 = time.perf_counter()
+    langid, quality, tok = _scan_tools(inp, st)
+    dp = DocumentPass(inp.path, langid, quality, st.max_doc_bytes)
+    tally = _RawTally(st, tok)
     records = read_records(
         inp.path, inp.fmt, text_key=inp.text_key, stop=st.limit, max_doc_bytes=st.max_doc_bytes
     )
-    batch: list = []
-    examples: dict[str, list[dict]] = {}  # the first records set aside per reason, as prepare
-
-    def example(idx: int, reason: str, line: int | None) -> None:
-        got = examples.setdefault(reason, [])
-        if len(got) < EXAMPLES_PER_REASON:
-            where = f"record {idx}" + (f", line {line}" if line is not None else "")
-            got.append(
-                {
-                    "path": inp.path,
-                    "reason": reason,
-                    "record": idx,
-                    "line": line,
-                    "detail": f"{inp.path}: {where} set aside as {reason}",
-                }
-            )
-
-    def flush() -> None:
-        nonlocal b_in, n_kept, b_kept, t_in, t_kept
-        docs = []
-        for idx, item in batch:
-            if isinstance(item, str):
-                reason = str(item)
-                removed[reason] += 1
-                langs[UNDETERMINED]["documents_in"] += 1
-                langs[UNDETERMINED]["removed"][reason] += 1
-                example(idx, reason, getattr(item, "line", None))
-            # as prepare does: too large, or a meta it could not write out (input:invalid_record)
-            elif item.nbytes > st.max_doc_bytes or meta_json(item.meta) is None:
-                too_large = item.nbytes > st.max_doc_bytes
-                reason = "input:too_large" if too_large else "input:invalid_record"
-                removed[reason] += 1
-                lc = langs[UNDETERMINED]
-                lc["documents_in"] += 1
-                lc["bytes_in"] += item.nbytes
-                lc["removed"][reason] += 1
-                b_in += item.nbytes
-                example(idx, reason, None)
-            else:
-                docs.append(item)
-                b_in += item.nbytes
-        batch.clear()
-        if not docs:
-            return
-        texts = [d.text for d in docs]
-        if langid is not None:
-            lang, score, reasons = langid(texts)
-            for la, sc in zip(lang, score, strict=True):
-                scores[la].append(sc)
-        else:
-            lang, reasons = [UNDETERMINED] * len(docs), [None] * len(docs)
-        hashes = np.fromiter(
-            (xxhash.xxh3_64_intdigest(norm(t).encode("utf-8")) for t in texts),
-            np.uint64,
-            len(texts),
-        )
-        chars_in.extend(len(t) for t in texts)
-        texts = apply_filters(quality, texts, lang, reasons)
-        ntok = None
-        if tok is not None:  # + 1: the end-of-document token prepare appends
-            ntok = [len(e.ids) + 1 for e in tok.encode_batch(texts, add_special_tokens=False)]
-            # tokens of the text as prepare would encode it (after any rewriting filter)
-            toks_in.extend(ntok)
-            t_in += sum(ntok)
-        sample.add(hashes)
-        for i, (d, r) in enumerate(zip(docs, reasons, strict=True)):
-            lc = langs[lang[i]]
-            lc["documents_in"] += 1
-            lc["bytes_in"] += d.nbytes
-            if r is None:
-                nbytes = d.nbytes if texts[i] is d.text else len(texts[i].encode("utf-8"))
-                n_kept += 1
-                b_kept += nbytes
-                lc["documents_kept"] += 1
-                lc["bytes_kept"] += nbytes
-                chars_kept.append(len(texts[i]))
-                if ntok is not None:
-                    lc["tokens"] += ntok[i]
-                    t_kept += ntok[i]
-                    toks_kept.append(ntok[i])
-            else:
-                removed[r] += 1
-                lc["removed"][r] += 1
-
-    hists = {name: [0] * hist.LENGTH_BINS for name in ("chars_in", "chars_kept")}
-    if tok is not None:
-        hists |= {"tokens_in": [0] * hist.LENGTH_BINS, "tokens_kept": [0] * hist.LENGTH_BINS}
-
-    def fold() -> None:  # histograms absorb the per-batch lengths, so memory stays flat
-        for name, values in (
-            ("chars_in", chars_in),
-            ("chars_kept", chars_kept),
-            ("tokens_in", toks_in),
-            ("tokens_kept", toks_kept),
-        ):
-            if name in hists and values:
-                hists[name] = hist.add(hists[name], hist.length_hist(values))
-                values.clear()
-        for la, values in scores.items():
-            score_hists[la] = hist.add(score_hists.get(la), hist.score_hist(values))
-        scores.clear()
-
-    try:
-        for rec in records:
-            n_in += 1
-            batch.append(rec)
-            if len(batch) == BATCH_DOCS:
-                flush()
-                fold()
-    except FileError as e:  # the records before the damage are counted (flush below)
-        errors.append({"path": inp.path, "reason": e.reason, "detail": e.detail})
-    except Exception as e:  # noqa: BLE001 - one file never ends the scan: report it
-        errors.append(
-            {"path": inp.path, "reason": "input:read_error", "detail": f"{type(e).__name__}: {e}"}
-        )
-    flush()
-    fold()
-    languages = {}
-    for la, c in sorted(langs.items()):
-        entry = {**c, "removed": dict(sorted(c["removed"].items()))}
-        if la in score_hists:
-            entry["lang_score"] = score_hists[la]
-        languages[la] = entry
+    for batch in dp.batches(records):
+        tally.add(batch)
+    # the records before any damage are counted; the damage is reported
+    errors = [{"path": inp.path, "reason": e.reason, "detail": e.detail} for e in dp.damage]
     return {
         "source": inp.source,
         "path": inp.path,
-        "documents_in": n_in,
-        "bytes_in": b_in,
-        "documents_kept": n_kept,
-        "bytes_kept": b_kept,
-        "tokens_in": t_in if tok is not None else None,
-        "tokens": t_kept if tok is not None else None,
-        "removed": dict(removed),
-        "languages": languages,
-        "histograms": hists,
-        "errors": errors + [e for got in examples.values() for e in got],
+        "documents_in": dp.documents_in,
+        "bytes_in": dp.bytes_in,
+        "documents_kept": tally.n_kept,
+        "bytes_kept": tally.b_kept,
+        "tokens_in": tally.t_in if tok is not None else None,
+        "tokens": tally.t_kept if tok is not None else None,
+        "removed": dict(dp.removed),
+        "languages": tally.languages(dp),
+        "histograms": {**tally.hists, "chars_in": dp.chars_in},
+        "errors": errors + dp.example_errors(),
         "wall_s": time.perf_counter() - t0,
-        "sample": sample,
+        "sample": tally.sample,
     }
 
 
