@@ -145,8 +145,12 @@ def test_the_inclusive_edges_of_every_range_load(tmp_path):
     assert (cfg.workers, cfg.dedup.minhash.bands * cfg.dedup.minhash.rows) == (1, 8)
 
 
-# the modules whose models make up the config (the rule sets' parameters live with the filters)
-CONFIG_MODULES = ("tokenmill.config", "tokenmill.filters.registry")
+
+
+def _ours(model: type) -> bool:
+    """A model of tokenmill's own (the config's, and each rule's parameters, which live in the
+    rule's module), not a library's."""
+    return model.__module__ == "tokenmill" or model.__module__.startswith("tokenmill.")
 
 
 def _numbers(model: type[BaseModel], prefix: str = ""):
@@ -158,7 +162,7 @@ def _numbers(model: type[BaseModel], prefix: str = ""):
         args = [a for a in typing.get_args(ann) if a is not type(None)] if unpack else [ann]
         for a in args:
             if isinstance(a, type) and issubclass(a, BaseModel):
-                if a.__module__ in CONFIG_MODULES:
+                if _ours(a):
                     yield from _numbers(a, key + ".")
             elif a in (int, float):
                 yield key, field.metadata
@@ -169,7 +173,7 @@ def _numbers(model: type[BaseModel], prefix: str = ""):
                 elif value in (int, float):
                     yield key + ".*", []
                 elif isinstance(value, type) and issubclass(value, BaseModel):
-                    if value.__module__ in CONFIG_MODULES:
+                    if _ours(value):
                         yield from _numbers(value, key + ".*.")
 
 
