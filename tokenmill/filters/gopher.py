@@ -625,20 +625,8 @@ class GopherRepetition(_SpacyRule):
             where = doc[pos]
             repeated = per_pos > 1
             if n in top:
-                # each document's most frequent n-gram: count, and first place (among equally
-                # frequent ones, the first seen, as Counter.most_common(1)); 1 and the first
-                # n-gram where nothing repeats
-                most = np.ones(n_docs, dtype=np.int64)
-                np.maximum.at(most, where[repeated], per_pos[repeated])
-                first = start[:-1].copy()
-                hit = repeated & (per_pos == most[where])
-                hit_docs, hit_pos = where[hit], pos[hit]
-                lead = np.ones(len(hit_docs), dtype=bool)  # a document's first hit
-                np.not_equal(hit_docs[1:], hit_docs[:-1], out=lead[1:])
-                first[hit_docs[lead]] = hit_pos[lead]
                 live = np.flatnonzero(~done)  # (each at least n tokens long)
-                at = first[live]
-                share = (cum[at + n] - cum[at] + n - 1) * most[live] / n_chars[live]
+                share = _top_ngram_shares(n, live, start, where, pos, per_pos, cum, n_chars)
                 for d in live[share > top[n]]:
                     verdicts[d] = f"top_{n}gram_too_frequent"
                     done[d] = True
@@ -659,6 +647,35 @@ class GopherRepetition(_SpacyRule):
             if not len(pos) and n >= last_top:  # nothing repeats any more
                 break
         return verdicts
+
+
+def _top_ngram_shares(
+    n: int,
+    live: np.ndarray,
+    start: np.ndarray,
+    where: np.ndarray,
+    pos: np.ndarray,
+    per_pos: np.ndarray,
+    cum: np.ndarray,
+    n_chars: np.ndarray,
+) -> np.ndarray:
+    """For the documents `live`, the share of characters their most frequent n-gram covers
+    (`where` / `pos` / `per_pos`: each candidate position's document, place and n-gram count;
+    `start`: each document's first token; `cum`: cumulative token lengths)."""
+    # each document's most frequent n-gram: count, and first place (among equally frequent
+    # ones, the first seen, as Counter.most_common(1)); 1 and the first n-gram where nothing
+    # repeats
+    repeated = per_pos > 1
+    most = np.ones(len(start) - 1, dtype=np.int64)
+    np.maximum.at(most, where[repeated], per_pos[repeated])
+    first = start[:-1].copy()
+    hit = repeated & (per_pos == most[where])
+    hit_docs, hit_pos = where[hit], pos[hit]
+    lead = np.ones(len(hit_docs), dtype=bool)  # a document's first hit
+    np.not_equal(hit_docs[1:], hit_docs[:-1], out=lead[1:])
+    first[hit_docs[lead]] = hit_pos[lead]
+    at = first[live]
+    return (cum[at + n] - cum[at] + n - 1) * most[live] / n_chars[live]
 
 
 def _group(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -47,6 +47,16 @@ def bucket_specs(run: Run, kind: str, b: int) -> list[tuple[str, int, int]]:
     return out
 
 
+def bucket_tasks(run: Run, kind: str, n: int, fn, output, done) -> list[Task]:
+    """One task per bucket of a shuffle (`fn(bucket, its slices of every partition's `kind`
+    file, output(bucket))`): named b0, b1, ... for hashes, n0, n1, ... for bands."""
+    letter = "b" if kind == "hashes" else "n"
+    return [
+        Task(f"{letter}{b}", fn, (b, bucket_specs(run, kind, b), str(output(b))), done(b))
+        for b in range(n)
+    ]
+
+
 def dedup_bucket(bucket: int, hash_files: list[tuple[str, int, int]], out_path: str) -> dict:
     """Find, in one hash bucket, every document whose text appeared earlier in the run."""
     parts = []
@@ -72,15 +82,7 @@ class DedupStage(Stage):
 
     def tasks(self, run: Run) -> list[Task]:
         wd = run.wd
-        return [
-            Task(
-                f"b{b}",
-                dedup_bucket,
-                (b, bucket_specs(run, "hashes", b), str(wd.dups(b))),
-                wd.done_dedup(b),
-            )
-            for b in range(run.buckets)
-        ]
+        return bucket_tasks(run, "hashes", run.buckets, dedup_bucket, wd.dups, wd.done_dedup)
 
     def collect(self, run: Run, result: StageResult, counts: list[DedupCounts]) -> None:
         run.bucket_files = [str(run.wd.dups(b)) for b in range(run.buckets)]

@@ -23,7 +23,7 @@ from tokenmill.filters.minhash import BAND_DTYPE, near_edges
 from tokenmill.fsio import atomic_path, read_json, write_json
 from tokenmill.pipelines.engine import StageResult, Task
 from tokenmill.pipelines.stages.base import Counts, Run, Stage, summary
-from tokenmill.pipelines.stages.dedup import bucket_specs
+from tokenmill.pipelines.stages.dedup import bucket_tasks
 
 
 @dataclass
@@ -141,15 +141,7 @@ class NearStage(Stage):
 
     def tasks(self, run: Run) -> list[Task]:
         wd = run.wd
-        return [
-            Task(
-                f"n{b}",
-                near_bucket,
-                (b, bucket_specs(run, "bands", b), str(wd.edges(b))),
-                wd.done_near(b),
-            )
-            for b in range(run.near_buckets)
-        ]
+        return bucket_tasks(run, "bands", run.near_buckets, near_bucket, wd.edges, wd.done_near)
 
     def collect(self, run: Run, result: StageResult, counts: list[NearCounts]) -> None:
         done = run.wd.components()
