@@ -145,8 +145,6 @@ def test_the_inclusive_edges_of_every_range_load(tmp_path):
     assert (cfg.workers, cfg.dedup.minhash.bands * cfg.dedup.minhash.rows) == (1, 8)
 
 
-
-
 def _ours(model: type) -> bool:
     """A model of tokenmill's own (the config's, and each rule's parameters, which live in the
     rule's module), not a library's."""
