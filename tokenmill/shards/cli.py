@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tokenmill.console import err as _err
 from tokenmill.console import fail as _fail
 from tokenmill.console import out as _out
+
+if TYPE_CHECKING:
+    from tokenmill.shards.verify import ShardStatus
 
 
 def verify(
@@ -48,6 +51,28 @@ def verify(
     unreadable). `plan`, `inspect`, `stats` and `train` run the structural part (no SHA-256)
     before they use shards.
     """
+    from tokenmill.shards.manifest import ManifestError, load_manifest, manifest_path
+
+    try:
+        manifest = load_manifest(out)
+    except ManifestError as e:
+        _fail(str(e))
+    root = manifest_path(out).parent
+    checksums = not quick and manifest["version"] >= 2
+    statuses = _check_with_progress(root, manifest, checksums, jobs, show=not (quiet or as_json))
+    if as_json:
+        _print_json(root, statuses, checksums)
+    else:
+        _print_text(root, statuses, _what_was_checked(checksums, quick))
+    if any(not s.ok for s in statuses):
+        raise typer.Exit(1)
+
+
+def _check_with_progress(
+    root: Path, manifest: dict, checksums: bool, jobs: int | None, show: bool
+) -> list[ShardStatus]:
+    """check_shards with a progress bar on stderr: bytes hashed when `checksums`, else shards
+    checked."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -58,18 +83,11 @@ def verify(
         TransferSpeedColumn,
     )
 
-    from tokenmill.shards.manifest import ManifestError, load_manifest, manifest_path
-    from tokenmill.shards.verify import REWRITE_HINT, check_shards
+    from tokenmill.shards.verify import check_shards
 
-    try:
-        manifest = load_manifest(out)
-    except ManifestError as e:
-        _fail(str(e))
-    root = manifest_path(out).parent
     shards = manifest["shards"]
-    checksums = not quick and manifest["version"] >= 2
-    total_bytes = sum(r["bytes"] for s in shards for r in (s.get("files") or {}).values())
     if checksums:
+        total = sum(r["bytes"] for s in shards for r in (s.get("files") or {}).values())
         columns = [
             TextColumn("verifying"),
             BarColumn(),
@@ -78,10 +96,11 @@ def verify(
             TimeRemainingColumn(),
         ]
     else:
+        total = len(shards)
         columns = [TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("shards")]
-    with Progress(*columns, console=_err, transient=True, disable=quiet or as_json) as progress:
-        task = progress.add_task("", total=total_bytes if checksums else len(shards))
-        statuses = check_shards(
+    with Progress(*columns, console=_err, transient=True, disable=not show) as progress:
+        task = progress.add_task("", total=total)
+        return check_shards(
             root,
             manifest,
             sidecar=True,
@@ -90,27 +109,37 @@ def verify(
             on_shard=None if checksums else lambda s: progress.advance(task),
             on_bytes=(lambda n: progress.advance(task, n)) if checksums else None,
         )
-    bad = [s for s in statuses if not s.ok]
-    checked = sum(s.bytes for s in statuses)
-    what = (
-        "structure, sizes and SHA-256"
-        if checksums
-        else "structure and sizes"
-        + ("" if quick else " (manifest version 1 records no checksums: rerun prepare for them)")
+
+
+def _what_was_checked(checksums: bool, quick: bool) -> str:
+    """The checks run, in words, for the summary line."""
+    if checksums:
+        return "structure, sizes and SHA-256"
+    return "structure and sizes" + (
+        "" if quick else " (manifest version 1 records no checksums: rerun prepare for them)"
     )
-    if as_json:
-        result = {
-            "out": str(root),
-            "ok": not bad,
-            "shards": len(statuses),
-            "damaged": [{"prefix": s.prefix, "problems": s.problems} for s in bad],
-            "checksums": checksums,
-            "bytes": checked,
-        }
-        sys.stdout.write(json.dumps(result, indent=1) + "\n")
-        if bad:
-            raise typer.Exit(1)
-        return
+
+
+def _print_json(root: Path, statuses: list[ShardStatus], checksums: bool) -> None:
+    """The result as one JSON object on stdout (`--json`)."""
+    bad = [s for s in statuses if not s.ok]
+    result = {
+        "out": str(root),
+        "ok": not bad,
+        "shards": len(statuses),
+        "damaged": [{"prefix": s.prefix, "problems": s.problems} for s in bad],
+        "checksums": checksums,
+        "bytes": sum(s.bytes for s in statuses),
+    }
+    sys.stdout.write(json.dumps(result, indent=1) + "\n")
+
+
+def _print_text(root: Path, statuses: list[ShardStatus], what: str) -> None:
+    """Each damaged shard with its problems, then one summary line (and, on damage, how to
+    rewrite a shard)."""
+    from tokenmill.shards.verify import REWRITE_HINT
+
+    bad = [s for s in statuses if not s.ok]
     for s in bad:
         _out.print(f"[bold red]DAMAGED[/] {s.prefix}", highlight=False, soft_wrap=True)
         for p in s.problems:
@@ -123,7 +152,8 @@ def verify(
             soft_wrap=True,
         )
         _out.print(REWRITE_HINT, markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
+        return
+    checked = sum(s.bytes for s in statuses)
     _out.print(
         f"[green]ok[/]: {len(statuses)} shards, {checked / 1e6:,.1f} MB in {root}: {what} "
         "match the manifest",
