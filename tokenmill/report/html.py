@@ -177,13 +177,26 @@ def _color(i: int) -> str:
 
 
 def _summary(stats: dict, rep: dict) -> str:
+    """Headline numbers, the per-source table, what went wrong reading the sources, and a
+    warning when the counts do not add up."""
+    out = [_summary_kpis(stats, rep)]
+    if rep.get("shards"):
+        out.append(_damaged_note(rep["shards"]))
+    rows, total = rep["summary"]["sources"], rep["summary"]["total"]
+    out.append(table("summary-table", _summary_columns(rep), rows, total=total))
+    out.append(_source_errors(stats))
+    out.append(_unaccounted_note(rep))
+    return "".join(out)
+
+
+def _summary_kpis(stats: dict, rep: dict) -> str:
+    """The row of headline numbers: documents in and kept, text in, tokens, shards, wall time."""
     t = rep["summary"]["total"]
-    kind = rep["kind"]
     kpis = [
         _kpi(fmt_int(t["documents_in"]), "documents in"),
         _kpi(
             fmt_int(t["documents_kept"]),
-            "documents kept" if kind == "run" else "documents passing the filters",
+            "documents kept" if rep["kind"] == "run" else "documents passing the filters",
         ),
         _kpi(fmt_pct(t["kept_fraction"]), "kept"),
         _kpi(f"{t['bytes_in'] / 1e6:,.1f} MB", "text in"),
@@ -194,6 +207,11 @@ def _summary(stats: dict, rep: dict) -> str:
         kpis.append(_kpi(fmt_int(len(rep["shards"])), "shards"))
     if stats.get("wall_s") is not None:
         kpis.append(_kpi(f"{stats['wall_s']:,.1f} s", "wall time"))
+    return '<div class="kpis">' + "".join(kpis) + "</div>"
+
+
+def _summary_columns(rep: dict) -> list[Col]:
+    """The per-source table's columns: tokens when counted; shards and partitions for a run."""
     cols: list[Col] = [
         ("source", lambda r: r["source"], None),
         ("documents in", lambda r: r["documents_in"], fmt_int),
@@ -203,21 +221,24 @@ def _summary(stats: dict, rep: dict) -> str:
         ("MB in", lambda r: r["bytes_in"], fmt_mb),
         ("MB kept", lambda r: r["bytes_kept"], fmt_mb),
     ]
-    if t.get("tokens") is not None:
+    if rep["summary"]["total"].get("tokens") is not None:
         cols.append(("tokens", lambda r: r["tokens"], fmt_int))
-    if kind == "run":
+    if rep["kind"] == "run":
         cols.append(("shards", lambda r: r["shards"], fmt_int))
         cols.append(("partitions", lambda r: r["partitions"], fmt_int))
     cols.append(("files", lambda r: r["files"], fmt_int))
-    out = ['<div class="kpis">' + "".join(kpis) + "</div>"]
-    if rep.get("shards"):
-        out.append(_damaged_note(rep["shards"]))
-    out.append(table("summary-table", cols, rep["summary"]["sources"], total=t))
+    return cols
+
+
+def _source_errors(stats: dict) -> str:
+    """Tables of files damaged partway and of the first records set aside per reason ("" when
+    there are none)."""
     errors = [(n, e) for n, s in stats["sources"].items() for e in s.get("errors", [])]
     # a source's errors hold files damaged partway and, apart, the first records set aside
     # per reason (those with a `record`): the note on lost file tails fits only the first
     damaged = [{0: n, 1: e} for n, e in errors if "record" not in e]
     examples = [{0: n, 1: e} for n, e in errors if "record" in e]
+    out = []
     if damaged:
         out.append(
             "<h3>File errors</h3><p class='note'>Everything readable before the damage "
@@ -253,18 +274,35 @@ def _summary(stats: dict, rep: dict) -> str:
                 examples,
             )
         )
-    bad = {n: v for n, v in rep["unaccounted"].items() if v}
-    if bad:
-        out.append(
-            "<p class='bad'>Counts do not add up (documents in ≠ kept + removed): "
-            + ", ".join(f"{_e(n)}: {v:+,}" for n, v in bad.items())
-            + "</p>"
-        )
     return "".join(out)
 
 
+def _unaccounted_note(rep: dict) -> str:
+    """A warning naming each source whose documents in ≠ kept + removed ("" when all add up)."""
+    bad = {n: v for n, v in rep["unaccounted"].items() if v}
+    if not bad:
+        return ""
+    return (
+        "<p class='bad'>Counts do not add up (documents in ≠ kept + removed): "
+        + ", ".join(f"{_e(n)}: {v:+,}" for n, v in bad.items())
+        + "</p>"
+    )
+
+
 def _funnel(stats: dict, rep: dict) -> str:
-    sources = list(stats["sources"])
+    """Removed documents by reason, then each source's (and the total's) way through the
+    steps, as a chart and a table side by side."""
+    blocks = [
+        _step_funnel(name, rep["funnel"][name], s)
+        for name, s in [*stats["sources"].items(), ("total", stats["totals"])]
+    ]
+    legend = svg.legend([("left after the step", svg.MUTED), ("removed", svg.REMOVED)])
+    return _removals(stats, rep) + legend + _grid(blocks, 540)
+
+
+def _removals(stats: dict, rep: dict) -> str:
+    """The removals table (reason x source, and each reason's share of the input); for a raw
+    scan, a note that it is a preview."""
     out = []
     if rep["kind"] == "raw":
         out.append(
@@ -272,81 +310,78 @@ def _funnel(stats: dict, rep: dict) -> str:
             "Config</a> would remove from these files (dedup is estimated separately in "
             "<a href='#duplicates'>Duplicates</a>).</p>"
         )
-    if rep["removals"]:
-        cols: list[Col] = [("reason", lambda r: r["reason"], None)]
-        cols += [(n, (lambda r, n=n: r[n]), fmt_int) for n in sources]
-        cols += [
-            ("total", lambda r: r["total"], fmt_int),
-            ("% of input", lambda r: r["share"], fmt_pct),
-        ]
-        din = stats["totals"]["documents_in"]
-        rows = [
-            {"reason": k, **v, "share": S._ratio(v["total"], din)}
-            for k, v in rep["removals"].items()
-        ]
-        out.append("<h3>Removed documents by reason</h3>")
-        out.append(table("removals-table", cols, rows))
-    else:
+    if not rep["removals"]:
         out.append("<p class='note'>Nothing was removed.</p>")
-    charts = []
-    for i, name in enumerate([*sources, "total"]):
-        steps = rep["funnel"][name]
-        s = stats["totals"] if name == "total" else stats["sources"][name]
-        rows = [("in", [(s["documents_in"], _color(0), f"in: {s['documents_in']:,}")])]
-        text = [fmt_int(s["documents_in"])]
-        for st in steps:
-            rows.append(
-                (
-                    st["step"],
-                    [
-                        (
-                            st["documents_out"],
-                            svg.MUTED,
-                            f"{st['step']}: {st['documents_out']:,} left",
-                        ),
-                        (st["removed"], svg.REMOVED, f"{st['step']}: {st['removed']:,} removed"),
-                    ],
-                )
-            )
-            text.append(f"−{st['removed']:,}")
-        rows.append(("kept", [(s["documents_kept"], _color(2), f"kept: {s['documents_kept']:,}")]))
-        text.append(fmt_int(s["documents_kept"]))
-        chart = svg.hbars(
-            rows, f"{name}: documents through the steps", width=440, label_width=90, value_text=text
-        )
-        cols = [
-            ("step", lambda r: r["step"], None),
-            ("documents in", lambda r: r["documents_in"], fmt_int),
-            ("removed", lambda r: r["removed"], fmt_int),
-            ("documents out", lambda r: r["documents_out"], fmt_int),
-        ]
-        tbl = table(
-            f"funnel-{name}",
-            cols,
-            steps,
-            sub=lambda r: [
-                {"step": k, "documents_in": None, "removed": v, "documents_out": None}
-                for k, v in r["reasons"].items()
-                if [k] != [r["step"]]
-            ],
-            total={
-                "step": "kept",
-                "documents_in": None,
-                "removed": None,
-                "documents_out": s["documents_kept"],
-            },
-        )
-        extra = ""
-        if s.get("tokens") is not None:
-            extra = (
-                f"<p class='note'>{fmt_int(s['bytes_in'])} bytes in, "
-                f"{fmt_int(s['bytes_kept'])} kept; {fmt_int(s['tokens'])} tokens kept.</p>"
-            )
-        charts.append(f"<div><h3>{_e(name)}</h3>{chart}{tbl}{extra}</div>")
-        del i
-    out.append(svg.legend([("left after the step", svg.MUTED), ("removed", svg.REMOVED)]))
-    out.append(_grid(charts, 540))
+        return "".join(out)
+    cols: list[Col] = [("reason", lambda r: r["reason"], None)]
+    cols += [(n, (lambda r, n=n: r[n]), fmt_int) for n in stats["sources"]]
+    cols += [
+        ("total", lambda r: r["total"], fmt_int),
+        ("% of input", lambda r: r["share"], fmt_pct),
+    ]
+    din = stats["totals"]["documents_in"]
+    rows = [
+        {"reason": k, **v, "share": S._ratio(v["total"], din)} for k, v in rep["removals"].items()
+    ]
+    out.append("<h3>Removed documents by reason</h3>")
+    out.append(table("removals-table", cols, rows))
     return "".join(out)
+
+
+def _step_funnel(name: str, steps: list[dict], s: dict) -> str:
+    """One source's block: documents through the steps as bars, the same as a table with
+    each step's reasons under it, and its bytes and tokens."""
+    extra = ""
+    if s.get("tokens") is not None:
+        extra = (
+            f"<p class='note'>{fmt_int(s['bytes_in'])} bytes in, "
+            f"{fmt_int(s['bytes_kept'])} kept; {fmt_int(s['tokens'])} tokens kept.</p>"
+        )
+    chart = _step_chart(name, steps, s)
+    return f"<div><h3>{_e(name)}</h3>{chart}{_step_table(name, steps, s)}{extra}</div>"
+
+
+def _step_chart(name: str, steps: list[dict], s: dict) -> str:
+    """Bars: documents in, then per step those left and those removed, then those kept."""
+    rows = [("in", [(s["documents_in"], _color(0), f"in: {s['documents_in']:,}")])]
+    text = [fmt_int(s["documents_in"])]
+    for st in steps:
+        left = (st["documents_out"], svg.MUTED, f"{st['step']}: {st['documents_out']:,} left")
+        gone = (st["removed"], svg.REMOVED, f"{st['step']}: {st['removed']:,} removed")
+        rows.append((st["step"], [left, gone]))
+        text.append(f"−{st['removed']:,}")
+    rows.append(("kept", [(s["documents_kept"], _color(2), f"kept: {s['documents_kept']:,}")]))
+    text.append(fmt_int(s["documents_kept"]))
+    return svg.hbars(
+        rows, f"{name}: documents through the steps", width=440, label_width=90, value_text=text
+    )
+
+
+def _step_table(name: str, steps: list[dict], s: dict) -> str:
+    """Per step: documents in, removed and out, with the removals by reason (when a step has
+    more than its own) under it; documents kept last."""
+    cols: list[Col] = [
+        ("step", lambda r: r["step"], None),
+        ("documents in", lambda r: r["documents_in"], fmt_int),
+        ("removed", lambda r: r["removed"], fmt_int),
+        ("documents out", lambda r: r["documents_out"], fmt_int),
+    ]
+    return table(
+        f"funnel-{name}",
+        cols,
+        steps,
+        sub=lambda r: [
+            {"step": k, "documents_in": None, "removed": v, "documents_out": None}
+            for k, v in r["reasons"].items()
+            if [k] != [r["step"]]
+        ],
+        total={
+            "step": "kept",
+            "documents_in": None,
+            "removed": None,
+            "documents_out": s["documents_kept"],
+        },
+    )
 
 
 def _lengths(stats: dict, rep: dict) -> str:
