@@ -883,7 +883,7 @@ def test_refused_port_is_reported_before_a_local_cluster_starts(
     def no_cluster(*args, **kwargs):
         raise AssertionError("a local cluster was started for a host that refuses connections")
 
-    monkeypatch.setattr("tokenmill.pipelines.engine.dask_client", no_cluster)
+    monkeypatch.setattr("tokenmill.pipelines.executor.dask_client", no_cluster)
     t0 = time.monotonic()
     with pytest.raises(UnreachableError) as e:
         fetch("c4", "en", files="0:4", dest=tmp_path, base_url=base, quiet=True)

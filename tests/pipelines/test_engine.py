@@ -159,3 +159,41 @@ def test_a_task_whose_done_file_exists_is_not_run_again_on_the_worker(tmp_path):
         assert again.result() == stored
     assert marks.read_text() == "5\n"
     assert json.loads(done.read_text()) == stored
+
+
+# ---- the executor: the one loop every parallel step runs its calls through -------------------
+
+
+def _square_after(n: int, delay: float) -> int:
+    import time
+
+    time.sleep(delay)
+    if n < 0:
+        raise ValueError(f"negative: {n}")
+    return n * n
+
+
+def test_run_calls_gives_results_in_call_order_here_and_on_workers():
+    import pytest
+
+    from tokenmill.pipelines.executor import Call, run_calls
+
+    # the first call finishes last on workers; the second fails
+    args = [(3, 0.6), (-1, 0.0), (4, 0.0), (5, 0.3)]
+    calls = [Call(f"c{i}", _square_after, a) for i, a in enumerate(args)]
+    with dask_client(workers=2) as client:
+        for where in (None, client):  # None: here, one call after another
+            seen, failed = [], []
+            results = run_calls(
+                where,
+                "square",
+                calls,
+                on_result=lambda c, r, seen=seen: seen.append((c.key, r)),
+                on_error=lambda c, e, failed=failed: failed.append((c.key, str(e))),
+            )
+            assert results == [9, None, 16, 25]
+            assert sorted(seen) == [("c0", 9), ("c2", 16), ("c3", 25)]
+            assert failed == [("c1", "negative: -1")]
+            # by default a failing call stops the step with its own error
+            with pytest.raises(ValueError, match=r"^negative: -1$"):
+                run_calls(where, "square", calls)

@@ -32,7 +32,9 @@ Each file is fetched by `download_file` (a plain function Dask runs on a worker)
   anything is written.
 
 HTTP is httpx (streaming, raw bytes: a `.gz` is stored as served, never transparently decoded).
-Progress: tasks report bytes as Dask worker events; the client shows one rich bar with the rate.
+The files run as calls of the executor (`pipelines.executor.run_calls`, the loop every parallel
+step uses); they report bytes as executor events, and the client shows one rich bar with the
+rate.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ import zstandard
 from tokenmill.pipelines.catalog import (
     Catalog,
     CatalogError,
+    FileSet,
     Variant,
     load_catalog,
     natural_key,
@@ -462,44 +465,38 @@ def check_file(
 
 
 class _Reporter:
-    """Sends a file's progress as Dask worker events (a no-op outside a worker)."""
+    """Sends a file's progress to the client as executor events (a no-op outside a worker)."""
 
     def __init__(self, rel: str, interval: float = 0.25):
+        from tokenmill.pipelines.executor import event_sender
+
         self.rel = rel
         self.interval = interval
         self.last = 0.0
         self.start = 0
         self.total: int | None = None
-        try:
-            from distributed import get_worker
-
-            self.worker = get_worker()
-        except (ImportError, ValueError):
-            self.worker = None
+        self.emit = event_sender(TOPIC)  # never raises: progress must never fail a download
 
     def begin(self, start: int, total: int | None) -> None:
         self.start, self.total = start, total
         self.send(start, force=True)
 
     def send(self, have: int, force: bool = False) -> None:
-        if self.worker is None:
+        if self.emit is None:
             return
         now = time.monotonic()
         if not force and now - self.last < self.interval:
             return
         self.last = now
-        msg = {"rel": self.rel, "start": self.start, "have": have, "total": self.total}
-        with contextlib.suppress(Exception):  # progress must never fail a download
-            self.worker.log_event(TOPIC, msg)
+        self.emit({"rel": self.rel, "start": self.start, "have": have, "total": self.total})
 
     def notice(self, text: str) -> None:
         """A line for the user's terminal: the client prints it (once, whichever task sent
         it first); outside a worker it goes to stderr here."""
-        if self.worker is None:
+        if self.emit is None:
             _stderr(text)
             return
-        with contextlib.suppress(Exception):
-            self.worker.log_event(TOPIC, {"rel": self.rel, "notice": text})
+        self.emit({"rel": self.rel, "notice": text})
 
 
 def _stderr(text: str) -> None:
@@ -903,81 +900,96 @@ def plan_source(
     root = v.root_url(base_url)
     creds, cred_from = source_credentials(root, bool(base_url), token)
     on_hub = origin(root) in hub_origins()
-
-    def hints_for(layout: str) -> Hints:
-        return Hints(
-            cat.title(name, v.name),
-            bool(v.gated),
-            page,
-            on_hub and bool(creds),
-            layout,
-            root=root,
-            mirror=not on_hub,
-            base_url=bool(base_url),
-            credential="" if on_hub else cred_from,
-        )
-
-    page = f"https://huggingface.co/datasets/{v.repo}" if v.repo else cat.source(name).homepage
+    # what errors say; the layout (how to fix a 404) is the split's and language's
+    hints_for = partial(
+        Hints,
+        cat.title(name, v.name),
+        bool(v.gated),
+        f"https://huggingface.co/datasets/{v.repo}" if v.repo else cat.source(name).homepage,
+        on_hub and bool(creds),
+        root=root,
+        mirror=not on_hub,
+        base_url=bool(base_url),
+        credential="" if on_hub else cred_from,
+    )
     fs = v.split(split)
-    langs = [s.strip() for s in lang.split(",")] if lang else [None]
     out: list[RemoteFile] = []
     layout = ""
-    for lg in langs:
+    for lg in [s.strip() for s in lang.split(",")] if lang else [None]:
         v.check_lang(lg)
         if fs.template is not None:
-            count = v.file_count(split, lg)
             rels = v.file_names(split, lg, files)
-            layout = (
-                f"Check --variant ({v.name}), --lang, --split ({split}) and --files ({split} has "
-                f"{count} files: 0:{count}); a --base-url mirror must keep the published layout "
-                f"({root}/{rels[0] if rels else fs.template})."
-            )
-            hints = hints_for(layout)
+            layout = _template_layout(v, split, lg, root, rels)
             out += [RemoteFile(_url(root, r), r) for r in rels]
             continue
         listing = v.listing_path(split, lg)
         assert listing is not None
-        layout = (
-            f"Check --lang ({lg}): {v.source} {v.name} lists a language's files in {listing}; "
-            f"a --base-url mirror must keep the published layout ({root}/{listing})."
-        )
-        hints = hints_for(layout)
+        layout = _listing_layout(v, lg, root, listing)
         text = fetch_small_file(
             _url(root, listing),
             safe_join(dest, listing),
             creds,
             policy,
-            hints,
+            hints_for(layout),
             check=lambda t, f=fs.listing_format, w=listing: parse_listing(t, f, w),
         )
         assert text is not None
-        folder = posixpath.dirname(listing)
-        entries = []
-        for fname, digest in parse_listing(text, fs.listing_format, listing):
-            rel = f"{folder}/{fname}" if folder else fname
-            safe_join(dest, rel)  # refuse the whole listing if any name is unsafe
-            entries.append((rel, digest))
-        sums = dict(entries)
-        names = [r for r, _ in entries]
-        inputs = sorted(
-            (r for r in names if fnmatch.fnmatch(posixpath.basename(r), fs.include)),
-            key=natural_key,
-        )
-        chosen = [inputs[i] for i in select(len(inputs), files)]
-        companions = {}
-        if fs.companion:
-            comp = [r for r in names if fnmatch.fnmatch(posixpath.basename(r), fs.companion)]
-            companions = _pair(chosen, comp)
-        for r in chosen:
-            out.append(RemoteFile(_url(root, r), r, sha256=sums.get(r)))
-            if r in companions:
-                c = companions[r]
-                out.append(RemoteFile(_url(root, c), c, sha256=sums.get(c), is_input=False))
+        out += _listed_files(text, fs, listing, files, root, dest)
     for f in out:
         safe_join(dest, f.rel)
-    hints = hints_for(layout)
     checksums = {split: fs.checksums} if fs.checksums else {}
-    return Plan(v, root, out, creds, hints, checksums)
+    return Plan(v, root, out, creds, hints_for(layout), checksums)
+
+
+def _template_layout(v: Variant, split: str, lang: str | None, root: str, rels: list[str]) -> str:
+    """How to fix a 404 on a split whose file names follow a template."""
+    count = v.file_count(split, lang)
+    example = rels[0] if rels else v.split(split).template
+    return (
+        f"Check --variant ({v.name}), --lang, --split ({split}) and --files ({split} has "
+        f"{count} files: 0:{count}); a --base-url mirror must keep the published layout "
+        f"({root}/{example})."
+    )
+
+
+def _listing_layout(v: Variant, lang: str | None, root: str, listing: str) -> str:
+    """How to fix a 404 on a split whose files a listing names."""
+    return (
+        f"Check --lang ({lang}): {v.source} {v.name} lists a language's files in {listing}; "
+        f"a --base-url mirror must keep the published layout ({root}/{listing})."
+    )
+
+
+def _listed_files(
+    text: str, fs: FileSet, listing: str, files, root: str, dest: Path
+) -> list[RemoteFile]:
+    """The files a listing names that the split's `include` pattern and the `files` slice
+    select, in natural order, each followed by its companion (if the split has them); with
+    the listing's SHA-256. A listing with any name unsafe under `dest` is refused whole."""
+    folder = posixpath.dirname(listing)
+    entries = []
+    for fname, digest in parse_listing(text, fs.listing_format, listing):
+        rel = f"{folder}/{fname}" if folder else fname
+        safe_join(dest, rel)
+        entries.append((rel, digest))
+    sums = dict(entries)
+    names = [r for r, _ in entries]
+    inputs = sorted(
+        (r for r in names if fnmatch.fnmatch(posixpath.basename(r), fs.include)),
+        key=natural_key,
+    )
+    chosen = [inputs[i] for i in select(len(inputs), files)]
+    companions = {}
+    if fs.companion:
+        comp = [r for r in names if fnmatch.fnmatch(posixpath.basename(r), fs.companion)]
+        companions = _pair(chosen, comp)
+    out = []
+    for r in chosen:
+        out.append(RemoteFile(_url(root, r), r, sha256=sums.get(r)))
+        if r in companions:
+            c = companions[r]
+            out.append(RemoteFile(_url(root, c), c, sha256=sums.get(c), is_input=False))
+    return out
 
 
 def default_dest(name: str, variant: str, catalog: Catalog | None = None) -> Path:
@@ -1078,16 +1090,78 @@ def fetch_files(
     console=None,
     quiet: bool = False,
 ) -> FetchResult:
-    """Download `files` under `dest` in parallel, one Dask task per file. Files already under
-    their final name are complete and skipped without a request (`verify` re-checks them
-    first, offline). Without a `client` or `scheduler`, a LocalCluster is started only if
-    there is work and each host it needs accepts connections (`check_reachable`)."""
+    """Download `files` under `dest` in parallel, one executor call (a Dask task) per file.
+    Files already under their final name are complete and skipped without a request (`verify`
+    re-checks them first, offline). Without a `client` or `scheduler`, a LocalCluster is
+    started only if there is work and each host it needs accepts connections
+    (`check_reachable`). An AuthError or UnreachableError stops the rest at once (every other
+    file would fail the same way); other failures let the other files finish, then raise."""
     from rich.console import Console
+
+    from tokenmill.pipelines.executor import Call, dask_client
 
     policy = policy or RetryPolicy()
     hints = hints or Hints()
     dest = Path(dest)
     console = console or Console(stderr=True)
+    result, todo = _sort_out(files, dest, verify)
+    if not todo:
+        return result
+    if client is None and scheduler is None:
+        _check_hosts(todo, policy, hints, console)
+    # one call per file, keyed by its path in the layout (unique in a plan)
+    args = (credentials, policy, hints)
+    calls = [
+        Call(
+            f.rel,
+            download_file,
+            (f.url, str(safe_join(dest, f.rel)), f.size, f.sha256, *args, f.rel),
+        )
+        for f in todo
+    ]
+    n_workers = workers or max(1, min(len(todo), 8, 2 * (os.cpu_count() or 1)))
+    with contextlib.ExitStack() as stack:
+        c = client or stack.enter_context(dask_client(n_workers, scheduler))
+        done, errors = _run_downloads(c, calls, _Progress(todo, dest, console, quiet))
+    for entry in result.files:
+        r = done.get(entry["rel"])
+        if r is not None:
+            entry.update({k: r[k] for k in r if k not in ("path", "rel")})
+    _raise_failures(errors, len(todo))
+    return result
+
+
+def _run_downloads(client, calls: list, progress: _Progress) -> tuple[dict, list]:
+    """Run the download calls on `client` with the progress bar: each finished file's counts
+    by its path in the layout, and the (path, error) of the files that failed, in the order
+    they failed. An AuthError or UnreachableError is raised at once, and stops the rest."""
+    from tokenmill.pipelines.executor import Call, run_calls
+
+    errors: list[tuple[str, Exception]] = []
+
+    def failed(call: Call, error: Exception) -> None:
+        if isinstance(error, (AuthError, UnreachableError)):  # every other file would fail
+            raise error  # the same way: the executor cancels them
+        errors.append((call.key, error))
+
+    with progress.progress:
+        results = run_calls(
+            client,
+            "download",
+            calls,
+            on_result=lambda call, _: progress.file_done(call.key),
+            on_error=failed,
+            events=(TOPIC, progress.event),
+        )
+    done = {call.key: r for call, r in zip(calls, results, strict=True) if r is not None}
+    return done, errors
+
+
+def _sort_out(
+    files: list[RemoteFile], dest: Path, verify: bool
+) -> tuple[FetchResult, list[RemoteFile]]:
+    """Every file's entry (complete, or pending) and the files to download: those not under
+    their final name, and those `verify` found damaged (deleted here)."""
     result = FetchResult(dest)
     todo: list[RemoteFile] = []
     for f in files:
@@ -1103,73 +1177,29 @@ def fetch_files(
         else:
             result.files.append({**entry, "status": "pending"})
             todo.append(f)
-    if not todo:
-        return result
+    return result, todo
 
-    if client is None and scheduler is None:
-        hosts: dict[Origin, str] = {}
-        for f in todo:
-            hosts.setdefault(origin(f.url), f.url)
-        for url in hosts.values():
-            check_reachable(
-                url, policy, hints, partial(console.print, markup=False, highlight=False)
-            )
 
-    from distributed import as_completed
+def _check_hosts(todo: list[RemoteFile], policy: RetryPolicy, hints: Hints, console) -> None:
+    """`check_reachable` once per host the files come from, its countdown on `console`."""
+    hosts: dict[Origin, str] = {}
+    for f in todo:
+        hosts.setdefault(origin(f.url), f.url)
+    for url in hosts.values():
+        check_reachable(url, policy, hints, partial(console.print, markup=False, highlight=False))
 
-    from tokenmill.pipelines.engine import dask_client
 
-    n_workers = workers or max(1, min(len(todo), 8, 2 * (os.cpu_count() or 1)))
-    with contextlib.ExitStack() as stack:
-        c = client or stack.enter_context(dask_client(n_workers, scheduler))
-        progress = _Progress(todo, dest, console, quiet)
-        stack.enter_context(progress.progress)
-        c.subscribe_topic(TOPIC, progress.event)
-        stack.callback(lambda: c.unsubscribe_topic(TOPIC))
-        futures = {
-            c.submit(
-                download_file,
-                f.url,
-                str(safe_join(dest, f.rel)),
-                f.size,
-                f.sha256,
-                credentials,
-                policy,
-                hints,
-                f.rel,
-                key=f"download-{uuid.uuid4().hex[:8]}-{posixpath.basename(f.rel)}",
-                pure=False,
-                retries=0,
-            ): f
-            for f in todo
-        }
-        done: dict[str, dict] = {}
-        errors: list[tuple[RemoteFile, BaseException]] = []
-        for fut in as_completed(futures):
-            f = futures[fut]
-            try:
-                done[f.rel] = fut.result()
-            except (AuthError, UnreachableError):  # every other file would fail the same way
-                for other in futures:
-                    other.cancel()
-                raise
-            except Exception as e:
-                errors.append((f, e))
-                continue
-            progress.file_done(f.rel)
-    for entry in result.files:
-        if entry["rel"] in done:
-            r = done[entry["rel"]]
-            entry.update({k: r[k] for k in r if k not in ("path", "rel")})
-    if errors:
-        f, e = errors[0]
-        if len(errors) == 1 and isinstance(e, DownloadError):
-            raise e
-        raise DownloadError(
-            f"{len(errors)} of {len(todo)} files failed (the others are complete; run again to "
-            f"retry). First: {f.rel}: {e}"
-        ) from e
-    return result
+def _raise_failures(errors: list[tuple[str, Exception]], n: int) -> None:
+    """One failed file raises its own error; several, a DownloadError naming the first."""
+    if not errors:
+        return
+    rel, e = errors[0]
+    if len(errors) == 1 and isinstance(e, DownloadError):
+        raise e
+    raise DownloadError(
+        f"{len(errors)} of {n} files failed (the others are complete; run again to "
+        f"retry). First: {rel}: {e}"
+    ) from e
 
 
 def fetch(

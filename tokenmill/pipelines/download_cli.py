@@ -8,66 +8,80 @@ from typing import Annotated
 
 import typer
 
+# The command's arguments and options, one alias each, so the signature reads at a glance.
+Source = Annotated[
+    str | None,
+    typer.Argument(help="Catalog source: c4, pile or oscar. Without one, list the catalog."),
+]
+VariantOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--variant",
+        help="c4: en, en.noblocklist, realnewslike, en.noclean, multilingual; "
+        "pile: uncopyrighted, original; oscar: 2019, 21.09, 22.01, 23.01. "
+        "Default: the source's first.",
+    ),
+]
+LangOpt = Annotated[
+    str | None,
+    typer.Option("--lang", help="Language(s) for mC4 and OSCAR, e.g. fr or fr,de."),
+]
+FilesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--files",
+        help='Which files of the split, as Python slices: "0:8", "5", "10:", "0:4,9". '
+        "Default: all of them.",
+    ),
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", help="train, validation or test, where the source has it.")
+]
+DestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dest",
+        "-d",
+        help="Folder to write into, in the published layout (default: data/SOURCE/VARIANT).",
+    ),
+]
+BaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        help="A mirror with the published layout; replaces the hub repository root "
+        "(C4 en: BASE/en/c4-train.00000-of-01024.json.gz). HF_TOKEN is never sent to it; "
+        "its own credentials come from TOKENMILL_MIRROR_TOKEN or ~/.netrc (see above).",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="Parallel downloads (local Dask worker processes).")
+]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="Run the downloads on a running Dask cluster instead.")
+]
+VerifyOpt = Annotated[
+    bool, typer.Option("--verify", help="Re-check complete files first (offline).")
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print the files and URLs; download nothing.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
 
 def download(
-    source: Annotated[
-        str | None,
-        typer.Argument(help="Catalog source: c4, pile or oscar. Without one, list the catalog."),
-    ] = None,
-    variant: Annotated[
-        str | None,
-        typer.Option(
-            "--variant",
-            help="c4: en, en.noblocklist, realnewslike, en.noclean, multilingual; "
-            "pile: uncopyrighted, original; oscar: 2019, 21.09, 22.01, 23.01. "
-            "Default: the source's first.",
-        ),
-    ] = None,
-    lang: Annotated[
-        str | None,
-        typer.Option("--lang", help="Language(s) for mC4 and OSCAR, e.g. fr or fr,de."),
-    ] = None,
-    files: Annotated[
-        str | None,
-        typer.Option(
-            "--files",
-            help='Which files of the split, as Python slices: "0:8", "5", "10:", "0:4,9". '
-            "Default: all of them.",
-        ),
-    ] = None,
-    split: Annotated[
-        str, typer.Option("--split", help="train, validation or test, where the source has it.")
-    ] = "train",
-    dest: Annotated[
-        Path | None,
-        typer.Option(
-            "--dest",
-            "-d",
-            help="Folder to write into, in the published layout (default: data/SOURCE/VARIANT).",
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help="A mirror with the published layout; replaces the hub repository root "
-            "(C4 en: BASE/en/c4-train.00000-of-01024.json.gz). HF_TOKEN is never sent to it; "
-            "its own credentials come from TOKENMILL_MIRROR_TOKEN or ~/.netrc (see above).",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Parallel downloads (local Dask worker processes).")
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Run the downloads on a running Dask cluster instead.")
-    ] = None,
-    verify: Annotated[
-        bool, typer.Option("--verify", help="Re-check complete files first (offline).")
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the files and URLs; download nothing.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    source: Source = None,
+    variant: VariantOpt = None,
+    lang: LangOpt = None,
+    files: FilesOpt = None,
+    split: SplitOpt = "train",
+    dest: DestOpt = None,
+    base_url: BaseUrlOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    verify: VerifyOpt = False,
+    dry_run: DryRunOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Download a corpus from the catalog, in parallel, resumable and verified.
 
@@ -108,33 +122,26 @@ def download(
             for f in plan.files:
                 out.print(f"{f.url}  ->  {target / f.rel}", soft_wrap=True)
             return
+        run = {"workers": workers, "scheduler": scheduler, "verify": verify, "quiet": quiet}
         result = fetch(
-            source,
-            variant,
-            lang,
-            files,
-            target,
-            base_url,
-            split=split,
-            workers=workers,
-            scheduler=scheduler,
-            verify=verify,
-            console=err,
-            quiet=quiet,
+            source, variant, lang, files, target, base_url, split=split, console=err, **run
         )
     except (CatalogError, DownloadError, FileNotFoundError) as e:
         # one line however narrow the terminal; brackets in it ('[::1]:8080') are not markup
         err.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
-    if quiet:
-        return
+    if not quiet:
+        _print_summary(err, result, target, source, v.format or "jsonl")
+
+
+def _print_summary(err, result, target: Path, source: str, fmt: str) -> None:
+    """What was fetched, and the config line that reads the downloaded inputs."""
     n = len(result.files)
     err.print(
         f"[bold]{n}[/] files in {target}: {result.downloaded} downloaded "
         f"({result.bytes_fetched / 1e6:,.1f} MB), {n - result.downloaded} already complete",
         soft_wrap=True,
     )
-    fmt = v.format or "jsonl"
     paths = result.paths
     if paths:
         err.print(

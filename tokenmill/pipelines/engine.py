@@ -1,16 +1,17 @@
 """The Dask stage engine: tasks that write their output atomically, skip-if-done, progress.
 
 A stage is a list of `Task`s: a plain function, its arguments, and the path of the JSON of
-counts it writes last. The engine never looks inside a task. It submits the tasks that have no
-counts file yet to a dask.distributed `Client` (a `LocalCluster`, or a running cluster given
-by address), shows progress as they finish, and returns every task's counts, read back from
-disk, in task order. A task that was complete before a crash or kill is not run again.
+counts it writes last. The engine never looks inside a task. It runs the tasks that have no
+counts file yet as calls of the executor (`executor.run_calls`, on a client from
+`executor.dask_client`: a `LocalCluster`, or a running cluster given by address), shows
+progress as they finish, and returns every task's counts, read back from disk, in task order.
+A task that was complete before a crash or kill is not run again.
 
 A task that raises stops the stage with `TaskFailed`, which names the stage, the task and the
-task's own error (chained, with its traceback); Dask's "Compute Failed" log block on the
-worker is dropped, as is the shutdown noise of a cluster closed by Ctrl-C or an error. Local
-workers ignore SIGINT: Ctrl-C (sent by a terminal to the whole process group) interrupts the
-client only, which closes the cluster.
+task's own error (chained, with its traceback); the other tasks are cancelled. Dask's
+"Compute Failed" log block on the worker is dropped, as is the shutdown noise of a cluster
+closed by Ctrl-C or an error. Local workers ignore SIGINT: Ctrl-C (sent by a terminal to the
+whole process group) interrupts the client only, which closes the cluster.
 
 Every output is written under a temporary name beside its final one (`.NAME.tmp-XXXXXXXX`)
 and renamed when complete; `sweep_temporaries` removes what a killed run left of them.
@@ -25,11 +26,8 @@ import errno
 import json
 import logging
 import os
-import signal
 import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,14 +46,31 @@ from rich.text import Text
 
 from tokenmill.fsio import atomic_path, read_json, sweep_temporaries, write_json
 from tokenmill.memory import defer_pandas_for_arrow, release_free_memory
+from tokenmill.pipelines.executor import (
+    WORKER_SETUP,
+    Call,
+    dask_client,
+    quiet_dask_logs,
+    run_calls,
+    worker_environ,
+)
 
 log = logging.getLogger(__name__)
 TRIM_INTERVAL_S = 1.0  # a worker returns freed heap pages to the OS at most this often
 
 
-# ---- atomic outputs (in the low-level fsio, re-exported here for callers of the engine) ----
+# ---- re-exported for the engine's callers: atomic outputs (the low-level fsio) and the
+# executor's clusters --------------------------------------------------------------------------
 
-__all__ = ["atomic_path", "read_json", "sweep_temporaries", "write_json"]
+__all__ = [
+    "WORKER_SETUP",
+    "atomic_path",
+    "dask_client",
+    "read_json",
+    "sweep_temporaries",
+    "worker_environ",
+    "write_json",
+]
 
 
 # ---- one run per output folder --------------------------------------------------------------
@@ -182,38 +197,25 @@ class Engine:
     ) -> StageResult:
         """Run the tasks not done yet; every task's counts, in task order. The progress bar
         adds up the counts' `docs_field` and `bytes_field` (none where not given)."""
-        from distributed import as_completed
-
         t0 = time.perf_counter()
         todo = [t for t in tasks if not t.done.exists()]
         skipped = len(tasks) - len(todo)
         if skipped:
             log.info("%s: %d of %d tasks already complete, skipped", name, skipped, len(tasks))
+        calls = [Call(t.key, _run_task, (t.fn, t.args, str(t.done))) for t in todo]
         with self._progress() as progress:
             bar = progress.add_task(name, total=len(tasks), completed=skipped, docs=0, mb=0.0)
-            docs = 0
-            mb = 0.0
-            futures = {
-                self.client.submit(
-                    _run_task,
-                    t.fn,
-                    t.args,
-                    str(t.done),
-                    key=f"{name}-{t.key}-{uuid.uuid4().hex[:6]}",
-                    pure=False,
-                    retries=2,
-                ): t
-                for t in todo
-            }
-            for fut in as_completed(futures):
-                try:
-                    counts = fut.result()  # re-raises a task's error here, with its traceback
-                except Exception as e:
-                    self.client.cancel(list(futures))
-                    raise TaskFailed(name, futures[fut].key, e) from e
-                docs += int(counts.get(docs_field, 0)) if docs_field else 0
-                mb += counts.get(bytes_field, 0) / 1e6 if bytes_field else 0.0
-                progress.update(bar, advance=1, docs=docs, mb=mb)
+            seen = {"docs": 0, "mb": 0.0}
+
+            def done(call: Call, counts: dict) -> None:
+                seen["docs"] += int(counts.get(docs_field, 0)) if docs_field else 0
+                seen["mb"] += counts.get(bytes_field, 0) / 1e6 if bytes_field else 0.0
+                progress.update(bar, advance=1, **seen)
+
+            def failed(call: Call, error: Exception) -> None:
+                raise TaskFailed(name, call.key, error) from error
+
+            run_calls(self.client, name, calls, retries=2, on_result=done, on_error=failed)
         wall = time.perf_counter() - t0
         counts = [read_json(t.done) for t in tasks]
         release_free_memory()  # this process (client, and scheduler of a local cluster) too
@@ -242,113 +244,6 @@ class RateColumn(ProgressColumn):
             return Text("")
         docs, mb = task.fields.get("docs", 0), task.fields.get("mb", 0.0)
         return Text(f"{docs / elapsed:,.0f} docs/s {mb / elapsed:,.1f} MB/s")
-
-
-# ---- clusters -------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def dask_client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
-    """A Client on a running cluster (`scheduler`) or on a new LocalCluster of `workers`
-    single-threaded worker processes (default: one per CPU).
-
-    For SLURM, start the cluster with `slurm_cluster` and pass its `scheduler_address`.
-    """
-    from distributed import Client
-
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
-        raise ValueError(f"workers: must be a whole number (got {workers!r})")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers: must be >= 1 (got {workers})")
-    _quiet_dask_logs()
-    levels: dict[str, int] = {}
-    try:
-        if scheduler:
-            with Client(scheduler) as client, _quiet_on_error(levels):
-                yield client
-            return
-        n = workers or os.cpu_count() or 1
-        import dask
-
-        # Dask's statistical profiler samples every worker's stack 100 times a second; no
-        # one reads it here (there is no dashboard), so its CPU goes to the pipeline instead.
-        settings = {
-            "distributed.worker.profile.enabled": False,
-            "distributed.nanny.pre-spawn-environ": worker_environ(n),
-            "distributed.worker.preload": [WORKER_SETUP],
-            # the workers' own errors only with -v (worker_setup)
-            "tokenmill.worker-log-level": "ERROR"
-            if log.isEnabledFor(logging.DEBUG)
-            else "CRITICAL",
-        }
-        with (
-            dask.config.set(settings),
-            _local_cluster(n) as cluster,
-            Client(cluster) as client,
-            _quiet_on_error(levels),
-        ):
-            yield client
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
-# Run in every local worker process before its first task (a Dask preload module).
-WORKER_SETUP = "tokenmill.pipelines.worker_setup"
-
-
-def _local_cluster(n: int):
-    """A LocalCluster of `n` single-threaded worker processes, spawned with SIGINT ignored:
-    they keep it ignored (a SIG_IGN survives exec, and Python leaves it so), so a terminal's
-    Ctrl-C, sent to the whole process group, interrupts the client alone, which then closes
-    the cluster. (Workers a nanny restarts later get the same from WORKER_SETUP.)"""
-    from distributed import LocalCluster
-
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
-        # ":0": any free port for the scheduler's web server, not 8787 with a warning when
-        # another cluster has it
-        return LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old if old is not None else signal.default_int_handler)
-
-
-@contextlib.contextmanager
-def _quiet_on_error(levels: dict[str, int]) -> Iterator[None]:
-    """A cluster closed by an exception (Ctrl-C, a failed task) logs connection errors and
-    cancelled coroutines while it goes down: noise on top of the one message that matters.
-    Silences Dask's loggers until the cluster is closed (the caller restores `levels`)."""
-    try:
-        yield
-    except BaseException:
-        for name in list(logging.root.manager.loggerDict):
-            if name == "distributed" or name.startswith(("distributed.", "tornado")):
-                logger = logging.getLogger(name)
-                levels.setdefault(name, logger.level)
-                logger.setLevel(logging.CRITICAL + 1)
-        raise
-
-
-def worker_environ(workers: int) -> dict:
-    """Environment variables for `workers` local worker processes: Dask's own (one thread
-    for OpenMP / MKL / OpenBLAS) and, unless set already, RAYON_NUM_THREADS, so that the
-    workers' tokenizers threads together use the machine's cores once. With the library's
-    default (a thread per core in every worker) they contend and spin: a 2-worker run of
-    benchmarks/end_to_end.py spent 16.5 CPU s in them, against 13.0 s with one each."""
-    import dask
-
-    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
-    if "RAYON_NUM_THREADS" not in os.environ:
-        env["RAYON_NUM_THREADS"] = max(1, (os.cpu_count() or 1) // workers)
-    return env
 
 
 # ---- SLURM through dask-jobqueue ------------------------------------------------------------
@@ -441,7 +336,7 @@ def slurm_cluster(
     with dask.config.set({k: merged[k] for k in raw}):
         from dask_jobqueue import SLURMCluster
 
-        _quiet_dask_logs()
+        quiet_dask_logs()
         try:
             with SLURMCluster(scheduler_options=options) as cluster:
                 if jobs:
@@ -476,8 +371,3 @@ def _start_jobs(cluster: Any, jobs: int, wait: float, console: Console) -> None:
             "the config; default: the one running this command) and must reach the "
             f"scheduler at {cluster.scheduler_address} (`interface` in the config)."
         ) from None
-
-
-def _quiet_dask_logs() -> None:
-    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
