@@ -505,53 +505,54 @@ def _languages(stats: dict, rep: dict) -> str:
 
 
 def _lid(stats: dict, rep: dict) -> str:
+    """LID score histograms per source (all languages, then its two largest) and, per
+    language, the documents below the threshold."""
     labels = S.score_bin_labels()
     cfg = stats.get("config", {}).get("langid") or {}
     threshold = cfg.get("threshold")
     marker = (threshold * len(labels), f"threshold {threshold:g}") if threshold else None
-    out = [
+    grid = [
+        _grid(charts, 340)
+        for name, s in stats["sources"].items()
+        if (charts := _lid_charts(name, s.get("languages", {}), labels, marker))
+    ]
+    if not grid:
+        return "<p class='note'>Language ID was off: no scores.</p>"
+    return (
         "<p class='note'>Probability of the top language, 20 bins of 0.05, per source: all "
         "languages, then its two largest. Documents below the threshold (per-language "
         "thresholds may differ) are removed as <code>langid:below_threshold</code>.</p>"
-    ]
-    grid = []
-    for name, s in stats["sources"].items():
-        langs = s.get("languages", {})
-        total = None
-        for c in langs.values():
-            if c.get("lang_score"):
-                total = S.hist.add(total, c["lang_score"])
-        if not total:
-            continue
-        row = [
-            svg.histogram(
-                labels,
-                [("documents", total, _color(0))],
-                f"{name}: all languages",
-                width=340,
-                height=170,
-                marker=marker,
-            )
-        ]
-        ranked = sorted(
-            ((c["documents_in"], lang) for lang, c in langs.items() if c.get("lang_score")),
-            reverse=True,
+        + "".join(grid)
+        + _below_threshold_table(stats, rep)
+    )
+
+
+def _lid_charts(name: str, langs: dict, labels: list[str], marker) -> list[str]:
+    """One source's score histograms: all its languages, then its two largest by documents
+    ([] when it has no scores)."""
+    total = None
+    for c in langs.values():
+        if c.get("lang_score"):
+            total = S.hist.add(total, c["lang_score"])
+    if not total:
+        return []
+    ranked = sorted(
+        ((c["documents_in"], lang) for lang, c in langs.items() if c.get("lang_score")),
+        reverse=True,
+    )
+    series = [("documents", total, f"{name}: all languages")]
+    series += [(lang, langs[lang]["lang_score"], f"{name}: {lang}") for _, lang in ranked[:2]]
+    return [
+        svg.histogram(
+            labels, [(label, counts, _color(i))], title, width=340, height=170, marker=marker
         )
-        for i, (_, lang) in enumerate(ranked[:2]):
-            row.append(
-                svg.histogram(
-                    labels,
-                    [(lang, langs[lang]["lang_score"], _color(i + 1))],
-                    f"{name}: {lang}",
-                    width=340,
-                    height=170,
-                    marker=marker,
-                )
-            )
-        grid.append(_grid(row, 340))
-    if not grid:
-        return "<p class='note'>Language ID was off: no scores.</p>"
-    out.append("".join(grid))
+        for i, (label, counts, title) in enumerate(series)
+    ]
+
+
+def _below_threshold_table(stats: dict, rep: dict) -> str:
+    """Per language with any: documents removed as langid:below_threshold and their share of
+    its documents ("" when none were)."""
     rows = []
     for r in rep["languages"]["all"]:
         lang = r["language"]
@@ -559,43 +560,40 @@ def _lid(stats: dict, rep: dict) -> str:
             s.get("languages", {}).get(lang, {}).get("removed", {}).get("langid:below_threshold", 0)
             for s in stats["sources"].values()
         )
-        rows.append(
-            {
-                "language": lang,
-                "documents_in": r["documents_in"],
-                "below": below,
-                "share": S._ratio(below, r["documents_in"]),
-            }
-        )
-    rows = [r for r in rows if r["below"]]
-    if rows:
-        out.append("<h3>Below the threshold, per language</h3>")
-        out.append(
-            table(
-                "lid-table",
-                [
-                    ("language", lambda r: r["language"], None),
-                    ("documents in", lambda r: r["documents_in"], fmt_int),
-                    ("below threshold", lambda r: r["below"], fmt_int),
-                    ("share", lambda r: r["share"], fmt_pct),
-                ],
-                rows,
+        if below:
+            share = S._ratio(below, r["documents_in"])
+            rows.append(
+                {
+                    "language": lang,
+                    "documents_in": r["documents_in"],
+                    "below": below,
+                    "share": share,
+                }
             )
-        )
-    return "".join(out)
+    if not rows:
+        return ""
+    cols: list[Col] = [
+        ("language", lambda r: r["language"], None),
+        ("documents in", lambda r: r["documents_in"], fmt_int),
+        ("below threshold", lambda r: r["below"], fmt_int),
+        ("share", lambda r: r["share"], fmt_pct),
+    ]
+    return "<h3>Below the threshold, per language</h3>" + table("lid-table", cols, rows)
 
 
 def _duplicates(stats: dict, rep: dict) -> str:
+    """Duplicate clusters per dedup stage (raw: over all sources, then per source): sizes as
+    a chart and a table, and what dedup removed (or would)."""
     if not rep["duplicates"]:
         return "<p class='note'>Deduplication was off.</p>"
+    raw = rep["kind"] == "raw"
     out = [
         "<p class='note'>A cluster is a group of documents with the same text (exact) or "
         "near-identical text (MinHash). In each cluster one document is kept.</p>"
     ]
-    grid = []
     entries = rep["duplicates"]
     per_source = ""
-    if rep["kind"] == "raw":
+    if raw:
         out.append(f"<p class='note'>{_e(stats['duplicates']['note'])}</p>")
         entries, rest = entries[:1], entries[1:]
         if rest:
@@ -609,56 +607,47 @@ def _duplicates(stats: dict, rep: dict) -> str:
                 ],
                 rest,
             )
-    for d in entries:
-        name = d["stage"]
-        rows = [
-            {"copies": k, "clusters": v, "documents": k * v} for k, v in d["cluster_sizes"].items()
-        ]
-        head = f"<h3>{_e(name)}</h3>"
-        if d.get("note") and rep["kind"] != "raw":
-            head += f"<p class='note'>{_e(d['note'])}</p>"
-        if rep["kind"] == "raw":
-            removed = (
-                f"<p class='note'>{fmt_int(d['clusters'])} clusters: exact dedup would "
-                f"remove {fmt_int(d['removed'])} extra copies.</p>"
-            )
-        else:
-            removed = (
-                f"<p class='note'>{fmt_int(d['clusters'])} clusters; "
-                f"{fmt_int(d['removed'])} documents removed"
-                + (f" as <code>{_e(d['reason'])}</code>" if d["reason"] else "")
-                + ".</p>"
-            )
-        tbl = table(
-            f"duplicates-{name.replace(' ', '-')}",
-            [
-                (
-                    "copies",
-                    lambda r: r["copies"],
-                    lambda v: v if isinstance(v, str) else fmt_int(v),
-                ),
-                ("clusters", lambda r: r["clusters"], fmt_int),
-                ("documents", lambda r: r["documents"], fmt_int),
-            ],
-            rows,
-            total={
-                "copies": "total",
-                "clusters": d["clusters"],
-                "documents": d["documents_in_clusters"],
-            },
-        )
-        chart = ""
-        if rows:
-            chart = svg.histogram(
-                [str(r["copies"]) for r in rows],
-                [("clusters", [r["clusters"] for r in rows], _color(4))],
-                f"{name}: clusters by size (copies)",
-                width=380,
-                height=170,
-            )
-        grid.append(f"<div>{head}{chart}{tbl}{removed}</div>")
-    out.append(_grid(grid, 380) + per_source)
+    out.append(_grid([_duplicate_clusters(d, raw) for d in entries], 380) + per_source)
     return "".join(out)
+
+
+def _duplicate_clusters(d: dict, raw: bool) -> str:
+    """One dedup stage's block: clusters by size as a chart and a table, and a note on what
+    was removed (raw: what exact dedup would remove)."""
+    name = d["stage"]
+    rows = [{"copies": k, "clusters": v, "documents": k * v} for k, v in d["cluster_sizes"].items()]
+    head = f"<h3>{_e(name)}</h3>"
+    if d.get("note") and not raw:
+        head += f"<p class='note'>{_e(d['note'])}</p>"
+    if raw:
+        removed = (
+            f"<p class='note'>{fmt_int(d['clusters'])} clusters: exact dedup would "
+            f"remove {fmt_int(d['removed'])} extra copies.</p>"
+        )
+    else:
+        removed = (
+            f"<p class='note'>{fmt_int(d['clusters'])} clusters; "
+            f"{fmt_int(d['removed'])} documents removed"
+            + (f" as <code>{_e(d['reason'])}</code>" if d["reason"] else "")
+            + ".</p>"
+        )
+    cols: list[Col] = [
+        ("copies", lambda r: r["copies"], lambda v: v if isinstance(v, str) else fmt_int(v)),
+        ("clusters", lambda r: r["clusters"], fmt_int),
+        ("documents", lambda r: r["documents"], fmt_int),
+    ]
+    total = {"copies": "total", "clusters": d["clusters"], "documents": d["documents_in_clusters"]}
+    tbl = table(f"duplicates-{name.replace(' ', '-')}", cols, rows, total=total)
+    chart = ""
+    if rows:
+        chart = svg.histogram(
+            [str(r["copies"]) for r in rows],
+            [("clusters", [r["clusters"] for r in rows], _color(4))],
+            f"{name}: clusters by size (copies)",
+            width=380,
+            height=170,
+        )
+    return f"<div>{head}{chart}{tbl}{removed}</div>"
 
 
 def _shards(stats: dict, rep: dict) -> str:
