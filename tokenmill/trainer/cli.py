@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from tokenmill.trainer.settings import TrainConfig
+
 _SUFFIX = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 
 
@@ -22,95 +24,132 @@ def parse_count(text: str) -> int:
     return int(t)
 
 
-def train(
-    data: Annotated[
+class Opt:
+    """The options of `tokenmill train`, one Annotated type each (typer reads their help).
+    The command's parameters are named as TrainConfig's fields, but for --adam-beta2 and the
+    launcher's --local-rank."""
+
+    data = Annotated[
         Path,
         typer.Option(
             help="OUT/manifest.json of a `tokenmill prepare` run. Its shards are checked before "
             "training (structure and sizes, not SHA-256: `tokenmill verify OUT` does that)."
         ),
-    ],
-    model: Annotated[
+    ]
+    model = Annotated[
         str, typer.Option(help="Preset: tiny, 125m, 350m, 760m, 1b3 (the paper's), 176b (BLOOM).")
-    ] = "tiny",
-    position: Annotated[
+    ]
+    position = Annotated[
         str | None, typer.Option(help="none | learned | rotary | alibi (default: alibi).")
-    ] = None,
-    activation: Annotated[
+    ]
+    activation = Annotated[
         str | None, typer.Option(help="gelu (tanh approximation) | swiglu (default: gelu).")
-    ] = None,
-    embed_ln: Annotated[
+    ]
+    embed_ln = Annotated[
         bool | None,
         typer.Option(
             "--embed-ln/--no-embed-ln", help="LayerNorm after the embedding (default on)."
         ),
-    ] = None,
-    seq_len: Annotated[
-        int | None, typer.Option(help="Tokens per sample (default: preset).")
-    ] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout (default 0, as BLOOM).")] = None,
-    deepspeed: Annotated[
+    ]
+    seq_len = Annotated[int | None, typer.Option(help="Tokens per sample (default: preset).")]
+    dropout = Annotated[float | None, typer.Option(help="Dropout (default 0, as BLOOM).")]
+    deepspeed_config = Annotated[
         Path | None,
         typer.Option(
             "--deepspeed",
             help="DeepSpeed JSON (batch sizes, zero_optimization, gradient_clipping, bf16); "
             "the flags below override it. No optimizer/scheduler sections: those are the flags.",
         ),
-    ] = None,
-    zero_stage: Annotated[int | None, typer.Option(help="ZeRO stage 0-3 (default 1).")] = None,
-    micro_batch: Annotated[
+    ]
+    zero_stage = Annotated[int | None, typer.Option(help="ZeRO stage 0-3 (default 1).")]
+    micro_batch = Annotated[
         int | None, typer.Option(help="Sequences per process per micro-step (default 4).")
-    ] = None,
-    global_batch: Annotated[
+    ]
+    global_batch = Annotated[
         int | None, typer.Option(help="Sequences per optimizer step = micro x accum x processes.")
-    ] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-steps per optimizer step.")] = None,
-    clip_grad: Annotated[
-        float | None, typer.Option(help="Gradient norm clip (default 1.0).")
-    ] = None,
-    bf16: Annotated[
+    ]
+    grad_accum = Annotated[int | None, typer.Option(help="Micro-steps per optimizer step.")]
+    clip_grad = Annotated[float | None, typer.Option(help="Gradient norm clip (default 1.0).")]
+    bf16 = Annotated[
         bool | None, typer.Option("--bf16/--no-bf16", help="bf16 (default) or fp32 training.")
-    ] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
-    min_lr: Annotated[float, typer.Option(help="Learning rate at the end of the cosine.")] = 1e-5,
-    warmup: Annotated[
-        int | None, typer.Option(help="Warmup steps (default: --warmup-tokens, else 1% of steps).")
-    ] = None,
-    warmup_tokens: Annotated[
+    ]
+    lr = Annotated[float, typer.Option(help="Peak learning rate.")]
+    min_lr = Annotated[float, typer.Option(help="Learning rate at the end of the cosine.")]
+    warmup_steps = Annotated[
+        int | None,
+        typer.Option("--warmup", help="Warmup steps (default: --warmup-tokens, else 1% of steps)."),
+    ]
+    warmup_tokens = Annotated[
         str | None, typer.Option(help="Warmup in tokens, e.g. 375M (the paper's).")
-    ] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps; the LR schedule spans them.")] = 1000,
-    stop_at: Annotated[
+    ]
+    steps = Annotated[int, typer.Option(help="Optimizer steps; the LR schedule spans them.")]
+    stop_at = Annotated[
         int | None, typer.Option(help="Leave after this step (checkpointed); resume later.")
-    ] = None,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.1,
-    adam_beta2: Annotated[float, typer.Option(help="Adam beta2 (BLOOM used 0.95).")] = 0.999,
-    seed: Annotated[int, typer.Option(help="Seeds the weights and the sample order.")] = 1234,
-    valid_fraction: Annotated[
+    ]
+    weight_decay = Annotated[float, typer.Option(help="AdamW weight decay.")]
+    adam_beta2 = Annotated[float, typer.Option(help="Adam beta2 (BLOOM used 0.95).")]
+    seed = Annotated[int, typer.Option(help="Seeds the weights and the sample order.")]
+    valid_fraction = Annotated[
         float, typer.Option(help="Held-out share of each source's documents.")
-    ] = 0.01,
-    eval_interval: Annotated[int, typer.Option(help="Validation every N steps (0: never).")] = 100,
-    eval_samples: Annotated[int, typer.Option(help="Held-out sequences per validation.")] = 64,
-    save: Annotated[
+    ]
+    eval_interval = Annotated[int, typer.Option(help="Validation every N steps (0: never).")]
+    eval_samples = Annotated[int, typer.Option(help="Held-out sequences per validation.")]
+    save = Annotated[
         Path | None, typer.Option(help="Checkpoint folder; a run resumes from its `latest`.")
-    ] = None,
-    save_interval: Annotated[
+    ]
+    save_interval = Annotated[
         int, typer.Option(help="Checkpoint every N steps (0: only at the end).")
-    ] = 0,
-    resume: Annotated[
+    ]
+    resume = Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from SAVE's latest checkpoint.")
-    ] = True,
-    log_dir: Annotated[
+    ]
+    log_dir = Annotated[
         Path | None, typer.Option(help="TensorBoard and metrics.jsonl (default SAVE/logs).")
-    ] = None,
-    log_interval: Annotated[int, typer.Option(help="Print every N steps.")] = 10,
-    peak_tflops: Annotated[
+    ]
+    log_interval = Annotated[int, typer.Option(help="Print every N steps.")]
+    peak_tflops = Annotated[
         float | None,
         typer.Option(help="Peak TFLOP/s of one device for MFU (known GPUs: detected)."),
-    ] = None,
-    local_rank: Annotated[
-        int | None, typer.Option("--local_rank", "--local-rank", hidden=True)
-    ] = None,  # the deepspeed launcher passes it; LOCAL_RANK in the environment is what we read
+    ]
+    # the deepspeed launcher passes it; LOCAL_RANK in the environment is what we read
+    local_rank = Annotated[int | None, typer.Option("--local_rank", "--local-rank", hidden=True)]
+
+
+def train(
+    ctx: typer.Context,
+    data: Opt.data,
+    model: Opt.model = "tiny",
+    position: Opt.position = None,
+    activation: Opt.activation = None,
+    embed_ln: Opt.embed_ln = None,
+    seq_len: Opt.seq_len = None,
+    dropout: Opt.dropout = None,
+    deepspeed_config: Opt.deepspeed_config = None,
+    zero_stage: Opt.zero_stage = None,
+    micro_batch: Opt.micro_batch = None,
+    global_batch: Opt.global_batch = None,
+    grad_accum: Opt.grad_accum = None,
+    clip_grad: Opt.clip_grad = None,
+    bf16: Opt.bf16 = None,
+    lr: Opt.lr = 2e-4,
+    min_lr: Opt.min_lr = 1e-5,
+    warmup_steps: Opt.warmup_steps = None,
+    warmup_tokens: Opt.warmup_tokens = None,
+    steps: Opt.steps = 1000,
+    stop_at: Opt.stop_at = None,
+    weight_decay: Opt.weight_decay = 0.1,
+    adam_beta2: Opt.adam_beta2 = 0.999,
+    seed: Opt.seed = 1234,
+    valid_fraction: Opt.valid_fraction = 0.01,
+    eval_interval: Opt.eval_interval = 100,
+    eval_samples: Opt.eval_samples = 64,
+    save: Opt.save = None,
+    save_interval: Opt.save_interval = 0,
+    resume: Opt.resume = True,
+    log_dir: Opt.log_dir = None,
+    log_interval: Opt.log_interval = 10,
+    peak_tflops: Opt.peak_tflops = None,
+    local_rank: Opt.local_rank = None,
 ) -> None:
     """Train the paper's GPT on prepared shards with DeepSpeed (ZeRO, bf16), on CPU or GPUs.
 
@@ -121,44 +160,20 @@ def train(
     `torchrun --nproc-per-node N -m tokenmill train ...` or
     `deepspeed --num_gpus N --module tokenmill train ...`.
     """
-    from tokenmill.trainer.train import MissingTrainExtra, TrainConfig, run
+    from tokenmill.trainer.train import MissingTrainExtra, run
 
-    cfg = TrainConfig(
-        data=str(data),
-        model=model,
-        position=position,
-        activation=activation,
-        embed_ln=embed_ln,
-        seq_len=seq_len,
-        dropout=dropout,
-        deepspeed_config=str(deepspeed) if deepspeed else None,
-        zero_stage=zero_stage,
-        micro_batch=micro_batch,
-        global_batch=global_batch,
-        grad_accum=grad_accum,
-        clip_grad=clip_grad,
-        bf16=bf16,
-        lr=lr,
-        min_lr=min_lr,
-        warmup_steps=warmup,
-        warmup_tokens=parse_count(warmup_tokens) if warmup_tokens else None,
-        steps=steps,
-        stop_at=stop_at,
-        weight_decay=weight_decay,
-        betas=(0.9, adam_beta2),
-        seed=seed,
-        valid_fraction=valid_fraction,
-        eval_interval=eval_interval,
-        eval_samples=eval_samples,
-        save=str(save) if save else None,
-        save_interval=save_interval,
-        resume=resume,
-        log_dir=str(log_dir) if log_dir else None,
-        log_interval=log_interval,
-        peak_tflops=peak_tflops,
-    )
     try:
-        run(cfg)
+        run(train_config(ctx.params))  # every parameter above, by name
     except (ValueError, FileNotFoundError, MissingTrainExtra) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
+
+
+def train_config(params: dict) -> TrainConfig:
+    """The TrainConfig of the command's parameters (by name, as typer passed them)."""
+    fields = {k: v for k, v in params.items() if k not in ("adam_beta2", "local_rank")}
+    for k in ("data", "deepspeed_config", "save", "log_dir"):  # paths, as strings
+        fields[k] = str(Path(fields[k])) if fields[k] else None
+    tokens = fields["warmup_tokens"]
+    fields["warmup_tokens"] = parse_count(tokens) if tokens else None
+    return TrainConfig(**fields, betas=(0.9, params["adam_beta2"]))
