@@ -298,74 +298,96 @@ def plan(
 
     Example: tokenmill plan out --budget 112B --budget 350B; tokenmill plan --gpu-hours 1e6
     """
-    from tokenmill.shards.manifest import load_manifest, manifest_path
-    from tokenmill.shards.plan import budget_plan, compute_plan, human, parse_count
-    from tokenmill.shards.verify import require_intact
-
     if out is None and gpu_hours is None:
         _fail("give an OUT folder with --budget, and/or --gpu-hours")
-    result: dict = {}
     try:
-        if out is not None:
-            manifest = load_manifest(out)  # ManifestError, DamagedShards: ValueErrors
-            require_intact(manifest_path(out).parent, manifest)
-            result["budgets"] = {
-                b: budget_plan(manifest, parse_count(b), max_epochs) for b in (budget or ["112B"])
-            }
-            result["data_path"] = manifest["data_path"]
-        if gpu_hours is not None:
-            sizes = [parse_count(p) for p in params] if params else None
-            result["compute"] = compute_plan(gpu_hours, gpu, tflops, sizes)
+        result = _plan(out, budget or ["112B"], max_epochs, gpu_hours, gpu, tflops, params)
     except ValueError as e:
         _fail(str(e))
     if as_json:
         sys.stdout.write(json.dumps(result, indent=1, default=str) + "\n")
         return
+    print_plan(result)
+
+
+def _plan(out, budgets, max_epochs, gpu_hours, gpu, tflops, params) -> dict:
+    """The plan command's numbers: `budgets` and `data_path` with OUT (its shards checked
+    first), `compute` with --gpu-hours. ValueError for a damaged OUT or a bad number."""
+    from tokenmill.shards.manifest import load_manifest, manifest_path
+    from tokenmill.shards.plan import budget_plan, compute_plan, parse_count
+    from tokenmill.shards.verify import require_intact
+
+    result: dict = {}
+    if out is not None:
+        manifest = load_manifest(out)  # ManifestError, DamagedShards: ValueErrors
+        require_intact(manifest_path(out).parent, manifest)
+        result["budgets"] = {b: budget_plan(manifest, parse_count(b), max_epochs) for b in budgets}
+        result["data_path"] = manifest["data_path"]
+    if gpu_hours is not None:
+        sizes = [parse_count(p) for p in params] if params else None
+        result["compute"] = compute_plan(gpu_hours, gpu, tflops, sizes)
+    return result
+
+
+def print_plan(result: dict) -> None:
+    """The plan as tables: one per budget (with its warnings), the --data-path string, and
+    the tokens each model size can see in the compute budget."""
     for b, rows in result.get("budgets", {}).items():
-        t = Table(title=f"budget {b} ({human(parse_count(b))} tokens)", title_justify="left")
-        for col in ("source", "tokens", "weight", "drawn", "epochs", "shards"):
-            t.add_column(col, justify="left" if col == "source" else "right")
-        for r in rows:
-            t.add_row(
-                r["source"],
-                human(r["tokens"]),
-                f"{r['weight']:.3f}",
-                human(r["share_tokens"]),
-                f"{r['epochs']:.2f}",
-                str(r["shards"]),
-            )
-        out_console.print(t)
-        for r in rows:
-            if r["warning"]:
-                out_console.print(f"[yellow]warning:[/] {r['warning']}")
+        _print_budget(b, rows)
     if "data_path" in result:
         out_console.print("Megatron-DeepSpeed --data-path (prefixes relative to OUT):")
         out_console.print(result["data_path"], markup=False, highlight=False, soft_wrap=True)
     if "compute" in result:
-        c = result["compute"]
-        t = Table(
-            title=(
-                f"{c['gpu_hours']:.3g} {c['gpu']} GPU-hours at "
-                f"{c['achieved_tflops']:.0f} TFLOP/s ({c['mfu']:.0%} of peak): "
-                f"{c['flops']:.3g} FLOPs"
-            ),
-            title_justify="left",
+        _print_compute(result["compute"])
+
+
+def _print_budget(budget: str, rows: list[dict]) -> None:
+    from tokenmill.shards.plan import human, parse_count
+
+    t = Table(title=f"budget {budget} ({human(parse_count(budget))} tokens)", title_justify="left")
+    for col in ("source", "tokens", "weight", "drawn", "epochs", "shards"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for r in rows:
+        t.add_row(
+            r["source"],
+            human(r["tokens"]),
+            f"{r['weight']:.3f}",
+            human(r["share_tokens"]),
+            f"{r['epochs']:.2f}",
+            str(r["shards"]),
         )
-        for col in ("params", "tokens (6ND)", "tokens (8ND)", "tokens/param", "20 x params"):
-            t.add_column(col, justify="right")
-        for r in c["models"]:
-            t.add_row(
-                human(r["params"]),
-                human(r["tokens_6nd"]),
-                human(r["tokens_8nd"]),
-                f"{r['tokens_per_param']:.0f}",
-                human(r["chinchilla_tokens"]),
-            )
-        out_console.print(t)
-        out_console.print(
-            "6ND: FLOPs without recomputation; 8ND: Megatron's count with "
-            "activation recomputation (what BigScience sized with)."
+    out_console.print(t)
+    for r in rows:
+        if r["warning"]:
+            out_console.print(f"[yellow]warning:[/] {r['warning']}")
+
+
+def _print_compute(c: dict) -> None:
+    from tokenmill.shards.plan import human
+
+    t = Table(
+        title=(
+            f"{c['gpu_hours']:.3g} {c['gpu']} GPU-hours at "
+            f"{c['achieved_tflops']:.0f} TFLOP/s ({c['mfu']:.0%} of peak): "
+            f"{c['flops']:.3g} FLOPs"
+        ),
+        title_justify="left",
+    )
+    for col in ("params", "tokens (6ND)", "tokens (8ND)", "tokens/param", "20 x params"):
+        t.add_column(col, justify="right")
+    for r in c["models"]:
+        t.add_row(
+            human(r["params"]),
+            human(r["tokens_6nd"]),
+            human(r["tokens_8nd"]),
+            f"{r['tokens_per_param']:.0f}",
+            human(r["chinchilla_tokens"]),
         )
+    out_console.print(t)
+    out_console.print(
+        "6ND: FLOPs without recomputation; 8ND: Megatron's count with "
+        "activation recomputation (what BigScience sized with)."
+    )
 
 
 @app.command()
