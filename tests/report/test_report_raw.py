@@ -55,12 +55,61 @@ def test_formats_are_detected_from_files(corpus_config):
         raw.collect_inputs([str(root / "nothing-here" / "*.json.gz")])
 
 
+def test_paths_expand_as_a_sources_paths_do_and_folders_are_searched(tmp_path, request):
+    """Globs and URLs go through the readers' expand_inputs (an fsspec glob is listed, not
+    passed on as a pattern); a folder is searched for the formats' file endings."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")  # one per process: removed at the end
+    for name in ("b.jsonl", "a.jsonl", "notes.md"):
+        fs.pipe(f"/rawtest/{name}", b'{"text": "t"}\n')
+    request.addfinalizer(lambda: fs.rm("/rawtest", recursive=True))
+    (tmp_path / "sub").mkdir()
+    for name in ("x.json.gz", "y.parquet", "z.csv"):
+        (tmp_path / "sub" / name).write_bytes(b"")
+    local = str(tmp_path / "sub" / "x.json.gz")
+    got = raw.expand(["memory://rawtest/*.jsonl", f"file://{local}", str(tmp_path)])
+    assert got == [
+        "memory:///rawtest/a.jsonl",
+        "memory:///rawtest/b.jsonl",
+        local,
+        str(tmp_path / "sub" / "y.parquet"),
+    ]
+    with pytest.raises(FileNotFoundError, match=r"^no corpus files at 'memory://rawtest/\*.txt'$"):
+        raw.expand(["memory://rawtest/*.txt"])
+    with pytest.raises(FileNotFoundError, match=r"^no corpus files at '.*/nothing'$"):
+        raw.expand([f"file://{tmp_path}/nothing"])
+
+
 def test_limit_reads_at_most_n_records_per_file(corpus_config):
     root = corpus_config.parent
     inputs = raw.collect_inputs([str(root / "pile")])
     data = raw.scan(inputs, raw.ScanSettings(langid=None, limit=7))
     assert data["totals"]["documents_in"] == 7 * len(inputs)
     assert set(data["sources"]["pile"]["languages"]) == {"und"}  # language ID off
+
+
+def _without_timings(data):
+    if isinstance(data, dict):
+        return {k: _without_timings(v) for k, v in data.items() if k not in ("wall_s", "task_s")}
+    if isinstance(data, list):
+        return [_without_timings(v) for v in data]
+    return data
+
+
+@pytest.mark.distributed
+def test_files_scanned_on_workers_give_what_one_process_gives(corpus_config, scanned):
+    """Parallel files run as executor calls on a local cluster; the merge sees them in input
+    order, whatever order they finish in."""
+    cfg = load_config(corpus_config)
+    inputs = raw.inputs_from_config(cfg)
+    seen = []
+    on_workers = raw.scan(
+        inputs, raw.settings_from_config(cfg), workers=2, on_file=lambda r: seen.append(r["path"])
+    )
+    # as JSON: the order of sources, languages and errors counts too
+    assert json.dumps(_without_timings(on_workers)) == json.dumps(_without_timings(scanned))
+    assert sorted(seen) == sorted(i.path for i in inputs)
 
 
 def test_hash_sample_is_exact_below_its_cap_and_estimates_above():

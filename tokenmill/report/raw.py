@@ -4,6 +4,9 @@ Streams every record once, in batches, with the same readers, language ID and qu
 `prepare`, and counts what `prepare` would see: bad records by reason, languages and LID
 scores, lengths (characters, and tokens with a tokenizer), and what the filter settings would
 remove. The result has the shape of stats.json (`"kind": "raw"`), so the same report renders it.
+Files are found and their formats told as `prepare`'s sources are (the readers' `expand_inputs`
+and formats table), and scanned in parallel as calls of the executor that runs every parallel
+step (`pipelines.executor`).
 
 Memory stays bounded whatever the corpus size: counters and fixed-bin histograms, one batch
 of documents, and a duplicate sample of at most `sample_cap` hashes (see `HashSample`).
@@ -11,7 +14,7 @@ of documents, and a duplicate sample of at most `sample_cap` hashes (see `HashSa
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import json
 import os
 import time
@@ -23,19 +26,6 @@ import numpy as np
 
 from tokenmill import hist
 from tokenmill.report.stats import empty_counts, merge_errors
-
-_SUFFIXES = (
-    ".json.gz",
-    ".jsonl",
-    ".jsonl.gz",
-    ".jsonl.zst",
-    ".json.zst",
-    ".zst",
-    ".json",
-    ".parquet",
-    ".txt.gz",
-    ".txt",
-)
 
 
 @dataclass(frozen=True)
@@ -112,53 +102,45 @@ def _first_record(path: str) -> dict | None:
 
 
 def detect_format(path: str) -> str:
-    """The reader format of a file, from its name and (JSON lines) its first record's keys."""
-    from tokenmill.pipelines.readers import FORMATS
+    """The reader format of a file, as the formats table tells it: from its name
+    (`format_by_suffix`), else from its first record's keys (`format_by_record`)."""
+    from tokenmill.pipelines.readers import FORMATS, format_by_record, format_by_suffix
 
-    name = path.lower().split("?", 1)[0]
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith((".txt", ".txt.gz")):
-        return "oscar2019"
+    fmt = format_by_suffix(path)
+    if fmt is not None:
+        return fmt
     rec = _first_record(path)
     if rec is None:
         raise ValueError(
             f"cannot tell the format of {path}: its first record is not a JSON object. "
             f"Pass --format (one of {', '.join(FORMATS)})"
         )
-    if "content" in rec and "warc_headers" in rec:
-        md = rec.get("metadata") or {}
-        if "annotation" in md and "quality_warnings" not in md and "oscar2201" in FORMATS:
-            return "oscar2201"
-        return "oscar2301"
-    if "text" in rec and "meta" in rec:
-        return "pile"
-    if "text" in rec and "url" in rec and "timestamp" in rec:
-        return "c4"
-    return "jsonl"
+    return format_by_record(rec)
 
 
 def expand(paths: Iterable[str]) -> list[str]:
-    """Files named by paths, globs and folders (searched recursively for corpus files)."""
+    """Files named by paths, globs, URLs (as a source's `paths` are expanded: `expand_inputs`)
+    and folders (searched recursively for the formats table's corpus file endings), in order,
+    without repeats."""
+    from tokenmill.pipelines.readers import CORPUS_SUFFIXES, expand_inputs, is_url, local_path
+
     files: list[str] = []
     for p in paths:
-        if "://" in p and not p.startswith("file://"):
-            files.append(p)  # a URL: the readers open it
-            continue
-        p = p.removeprefix("file://")
-        if os.path.isdir(p):
+        folder = None if is_url(p) else local_path(p)
+        if folder is not None and os.path.isdir(folder):
             hits = sorted(
                 os.path.join(root, f)
-                for root, _, names in os.walk(p)
+                for root, _, names in os.walk(folder)
                 for f in names
-                if f.lower().endswith(_SUFFIXES)
+                if f.lower().endswith(CORPUS_SUFFIXES)
             )
-        elif glob.has_magic(p):
-            hits = sorted(h for h in glob.glob(p, recursive=True) if os.path.isfile(h))
         else:
-            hits = [p] if os.path.isfile(p) else []
+            try:
+                hits = expand_inputs([p], "raw")
+            except FileNotFoundError:
+                hits = []
         if not hits:
-            raise FileNotFoundError(f"no corpus files at {p!r}")
+            raise FileNotFoundError(f"no corpus files at {local_path(p)!r}")
         files.extend(hits)
     seen: set[str] = set()
     return [f for f in files if not (f in seen or seen.add(f))]
@@ -177,11 +159,8 @@ def collect_inputs(
 
 def inputs_from_config(cfg) -> list[RawInput]:
     """Inputs of a prepare config's sources."""
-    from tokenmill.pipelines import readers
+    from tokenmill.pipelines.readers import expand_inputs
 
-    expand_inputs = getattr(readers, "expand_inputs", None)
-    if expand_inputs is None:  # older readers: local paths only
-        from tokenmill.pipelines.prepare import expand_paths as expand_inputs
     return [
         RawInput(s.name, s.format, f, s.text_key)
         for s in cfg.sources
@@ -427,56 +406,47 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
 _COUNTS = ("documents_in", "bytes_in", "documents_kept", "bytes_kept")
 
 
+def scan(
+    inputs: list[RawInput],
+    settings: ScanSettings,
+    *,
+    workers: int = 1,
+    on_file: Callable[[dict], None] | None = None,
+) -> dict:
+    """Scan every input into a raw stats dict: one executor call per file, on a local cluster
+    of `workers` processes (here, one file after another, with one worker or one file).
+    `on_file` sees each file's counts as it finishes."""
+    from tokenmill.pipelines.executor import Call, dask_client, run_calls
+
+    t0 = time.perf_counter()
+    calls = [Call(str(i), scan_file, (inp, settings)) for i, inp in enumerate(inputs)]
+    n = min(workers, len(inputs))
+    done = None if on_file is None else (lambda call, counts: on_file(counts))
+    # a cluster's start costs a second or two: worth it only for more than one worker
+    with dask_client(n) if n > 1 else contextlib.nullcontext() as client:
+        results = run_calls(client, "scan", calls, on_result=done)
+    return _merge(results, inputs, settings, time.perf_counter() - t0)
+
+
 def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: float) -> dict:
+    """The raw stats dict of the files' counts (`scan_file`, in input order)."""
     with_tokens = st.tokenizer is not None
     sources: dict[str, dict] = {}
     samples: dict[str, HashSample] = {}
+    for r in results:
+        s = sources.get(r["source"])
+        if s is None:
+            s = sources[r["source"]] = _empty_source(with_tokens)
+            samples[r["source"]] = HashSample(st.sample_cap)
+        _add_file(s, r, with_tokens)
+        samples[r["source"]].merge(r["sample"])
     formats: dict[str, set] = defaultdict(set)
     for inp in inputs:
         formats[inp.source].add(inp.fmt)
-    for r in results:
-        s = sources.setdefault(
-            r["source"],
-            {
-                **{k: 0 for k in _COUNTS},
-                "tokens": 0 if with_tokens else None,
-                "removed": Counter(),
-                "files": 0,
-                "errors": [],
-                "histograms": {},
-                "languages": {},
-            },
-        )
-        s["files"] += 1
-        for k in _COUNTS:
-            s[k] += r[k]
-        if with_tokens:
-            s["tokens"] += r["tokens"]
-        s["removed"].update(r["removed"])
-        s["errors"].append(r["errors"])
-        for name, h in r["histograms"].items():
-            s["histograms"][name] = hist.add(s["histograms"].get(name), h)
-        for la, c in r["languages"].items():
-            lc = s["languages"].setdefault(
-                la, {**{k: 0 for k in _COUNTS}, "tokens": 0, "removed": Counter()}
-            )
-            for k in (*_COUNTS, "tokens"):
-                lc[k] += c[k]
-            lc["removed"].update(c["removed"])
-            if "lang_score" in c:
-                lc["lang_score"] = hist.add(lc.get("lang_score"), c["lang_score"])
-        samples.setdefault(r["source"], HashSample(st.sample_cap)).merge(r["sample"])
     totals = {**{k: 0 for k in _COUNTS}, "tokens": 0 if with_tokens else None, "removed": Counter()}
     everything = HashSample(st.sample_cap)
     for name, s in sources.items():
-        s["format"] = ", ".join(sorted(formats[name]))
-        s["errors"] = merge_errors(s["errors"])
-        s["removed"] = dict(sorted(s["removed"].items()))
-        s["languages"] = {
-            la: {**c, "removed": dict(sorted(c["removed"].items()))}
-            for la, c in sorted(s["languages"].items())
-        }
-        s["duplicates"] = samples[name].result()
+        _finish_source(s, formats[name], samples[name])
         everything.merge(samples[name])
         for k in _COUNTS:
             totals[k] += s[k]
@@ -484,19 +454,17 @@ def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: 
             totals["tokens"] += s["tokens"]
         totals["removed"].update(s["removed"])
     totals["removed"] = dict(sorted(totals["removed"].items()))
-    task_s = sum(r["wall_s"] for r in results)
     read = {
         "tasks": len(results),
         "ran": len(results),
         "skipped": 0,
         "wall_s": round(wall, 3),
-        "task_s": round(task_s, 3),
+        "task_s": round(sum(r["wall_s"] for r in results), 3),
         "documents_in": totals["documents_in"],
         "bytes_in": totals["bytes_in"],
     }
     if with_tokens:
         read["tokens"] = sum(r["tokens_in"] for r in results)
-    settings = asdict(st)
     return {
         "version": 1,
         "kind": "raw",
@@ -506,52 +474,73 @@ def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: 
         "duplicates": everything.result(),
         "histogram_bins": hist.DESCRIPTION,
         "wall_s": round(wall, 3),
-        "config": {
-            "inputs": [
-                {"source": i.source, "format": i.fmt, "path": i.path, "text_key": i.text_key}
-                for i in inputs
-            ],
-            "languages": settings["languages"],
-            "langid": settings["langid"] or {"enabled": False},
-            "quality": settings["quality"] or {"enabled": False},
-            "input": {"max_doc_bytes": st.max_doc_bytes, "records_per_file": st.limit},
-            "dedup": {"normalize": st.normalize, "sample_cap": st.sample_cap},
-            "tokenizer": st.tokenizer,
-        },
+        "config": _config_section(inputs, st),
     }
 
 
-def scan(
-    inputs: list[RawInput],
-    settings: ScanSettings,
-    *,
-    workers: int = 1,
-    on_file: Callable[[dict], None] | None = None,
-) -> dict:
-    """Scan every input (files in parallel with `workers` processes) into a raw stats dict."""
-    t0 = time.perf_counter()
-    results: list[dict] = []
-    if workers <= 1 or len(inputs) <= 1:
-        for inp in inputs:
-            results.append(scan_file(inp, settings))
-            if on_file:
-                on_file(results[-1])
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+def _empty_source(with_tokens: bool) -> dict:
+    return {
+        **{k: 0 for k in _COUNTS},
+        "tokens": 0 if with_tokens else None,
+        "removed": Counter(),
+        "files": 0,
+        "errors": [],
+        "histograms": {},
+        "languages": {},
+    }
 
-        # fork where there is one: this process has not loaded fastText or a tokenizer (only
-        # the workers do), and spawn would re-run a `__main__` without a main guard.
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(
-            min(workers, len(inputs)), mp_context=mp.get_context(method)
-        ) as pool:
-            futures = [pool.submit(scan_file, inp, settings) for inp in inputs]
-            for f in futures:
-                results.append(f.result())
-                if on_file:
-                    on_file(results[-1])
-    return _merge(results, inputs, settings, time.perf_counter() - t0)
+
+def _add_file(s: dict, r: dict, with_tokens: bool) -> None:
+    """Add one file's counts `r` to its source's `s`: counts, removals, errors, histograms
+    and the per-language counts."""
+    s["files"] += 1
+    for k in _COUNTS:
+        s[k] += r[k]
+    if with_tokens:
+        s["tokens"] += r["tokens"]
+    s["removed"].update(r["removed"])
+    s["errors"].append(r["errors"])
+    for name, h in r["histograms"].items():
+        s["histograms"][name] = hist.add(s["histograms"].get(name), h)
+    for la, c in r["languages"].items():
+        lc = s["languages"].setdefault(
+            la, {**{k: 0 for k in _COUNTS}, "tokens": 0, "removed": Counter()}
+        )
+        for k in (*_COUNTS, "tokens"):
+            lc[k] += c[k]
+        lc["removed"].update(c["removed"])
+        if "lang_score" in c:
+            lc["lang_score"] = hist.add(lc.get("lang_score"), c["lang_score"])
+
+
+def _finish_source(s: dict, formats: set[str], sample: HashSample) -> None:
+    """A source's sums as stats.json has them: its formats, merged errors, sorted removals
+    and languages, and its duplicates."""
+    s["format"] = ", ".join(sorted(formats))
+    s["errors"] = merge_errors(s["errors"])
+    s["removed"] = dict(sorted(s["removed"].items()))
+    s["languages"] = {
+        la: {**c, "removed": dict(sorted(c["removed"].items()))}
+        for la, c in sorted(s["languages"].items())
+    }
+    s["duplicates"] = sample.result()
+
+
+def _config_section(inputs: list[RawInput], st: ScanSettings) -> dict:
+    """What the scan read and with which settings (the `config` of a raw stats dict)."""
+    settings = asdict(st)
+    return {
+        "inputs": [
+            {"source": i.source, "format": i.fmt, "path": i.path, "text_key": i.text_key}
+            for i in inputs
+        ],
+        "languages": settings["languages"],
+        "langid": settings["langid"] or {"enabled": False},
+        "quality": settings["quality"] or {"enabled": False},
+        "input": {"max_doc_bytes": st.max_doc_bytes, "records_per_file": st.limit},
+        "dedup": {"normalize": st.normalize, "sample_cap": st.sample_cap},
+        "tokenizer": st.tokenizer,
+    }
 
 
 def budget_manifest(stats: dict, weights: dict[str, float] | None = None) -> dict | None:
