@@ -1,8 +1,9 @@
 """Where parallel work runs: every parallel step (a prepare stage, the downloads, a raw stats
 scan) is a list of `Call`s given to `run_calls`, on a client from `dask_client`.
 
+    calls = [Call(str(i), scan_file, (inp, settings)) for i, inp in enumerate(inputs)]
     with dask_client(workers=4) as client:
-        results = run_calls(client, "scan", [Call(name, scan_file, (path,)) for ...])
+        results = run_calls(client, "scan", calls, on_result=show_progress)
 
 `run_calls` submits the calls, hands each result to `on_result` as it finishes (the step's
 progress display) and returns the results in call order. A call that raises goes to
