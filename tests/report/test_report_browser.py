@@ -13,33 +13,22 @@ Skipped when chromium is not installed, unless TOKENMILL_REQUIRE_BROWSER=1 (then
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from chromium import ARTIFACTS, CHROMIUM, SKIP
+from chromium import FLAGS as BROWSER_FLAGS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 FLAGS = [
-    "--headless",
-    "--no-sandbox",  # tests run as root in CI containers
-    "--disable-gpu",
+    *BROWSER_FLAGS,
     "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--host-resolver-rules=MAP * ~NOTFOUND",  # the page must need no network at all
     "--enable-logging=stderr",  # console messages go to stderr as ...:CONSOLE(...) lines
     "--v=0",
 ]
 
-if CHROMIUM is None and os.environ.get("TOKENMILL_REQUIRE_BROWSER") != "1":
-    pytestmark = pytest.mark.skip(reason="chromium not installed (apt-get install -y chromium)")
+pytestmark = SKIP
 
 
 def screenshot(

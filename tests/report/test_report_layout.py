@@ -16,32 +16,22 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from chromium import ARTIFACTS, CHROMIUM, SKIP
+from chromium import FLAGS as BROWSER_FLAGS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 FLAGS = [
-    "--headless",
-    "--no-sandbox",  # tests run as root in CI containers
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",  # the viewport is then exactly the window width
-    "--host-resolver-rules=MAP * ~NOTFOUND",
+    *BROWSER_FLAGS,
     "--remote-debugging-pipe",
 ]
 # boxes are fractional CSS pixels; a shared edge is not an overlap
 EPS = 0.5
 
-if CHROMIUM is None and os.environ.get("TOKENMILL_REQUIRE_BROWSER") != "1":
-    pytestmark = pytest.mark.skip(reason="chromium not installed (apt-get install -y chromium)")
+pytestmark = SKIP
 
 # Every table in the funnel section: its box, its cells' boxes, the box of the grid column
 # (`.grid > div`) it sits in, and the section's box; coordinates are the document's.
