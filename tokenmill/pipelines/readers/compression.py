@@ -347,3 +347,17 @@ def read_chunks(path: str) -> Iterator[bytes]:
         else:
             while chunk := raw.read(READ_BUFFER):
                 yield chunk
+
+
+def count_until_damage(path: str, items: Iterator) -> tuple[int, str | None]:
+    """`(items, None)`, or with the count so far the error (`reason: detail`, naming `path`)
+    that stopped the iteration: what the record counters return."""
+    n = 0
+    try:
+        for _ in items:
+            n += 1
+    except FileError as e:
+        return n, str(e)
+    except DAMAGE as e:
+        return n, str(file_error(path, e))
+    return n, None

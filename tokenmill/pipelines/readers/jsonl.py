@@ -12,12 +12,16 @@ import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from tokenmill.pipelines.readers.compression import DAMAGE, file_error, read_chunks
+from tokenmill.pipelines.readers.compression import (
+    DAMAGE,
+    count_until_damage,
+    file_error,
+    read_chunks,
+)
 from tokenmill.pipelines.readers.lines import split_lines
 from tokenmill.pipelines.readers.records import (
     Bad,
     Doc,
-    FileError,
     decode_json,
     get_dotted,
     make_doc,
@@ -137,14 +141,5 @@ def json_lines_reader(fields: Fields):
 def count_lines(path: str, max_doc_bytes: int, source: str | None = None) -> tuple[int, str | None]:
     """`(non-blank lines, None)` of `source` (default: `path`), or with the count so far the
     error (`reason: detail`, naming `path`) that stopped it; lines are split, not parsed."""
-    n = 0
-    try:
-        for raw in split_lines(read_chunks(path if source is None else source), max_doc_bytes):
-            if raw is not None and (not raw or raw.isspace()):
-                continue
-            n += 1
-    except FileError as e:
-        return n, str(e)
-    except DAMAGE as e:
-        return n, str(file_error(path, e))
-    return n, None
+    lines = split_lines(read_chunks(path if source is None else source), max_doc_bytes)
+    return count_until_damage(path, (r for r in lines if r is None or (r and not r.isspace())))

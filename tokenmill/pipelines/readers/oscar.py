@@ -13,6 +13,7 @@ from typing import IO
 from tokenmill.pipelines.readers import compression
 from tokenmill.pipelines.readers.compression import (
     DAMAGE,
+    count_until_damage,
     file_error,
     open_binary,
     read_chunks,
@@ -55,15 +56,7 @@ def read_oscar2019(
 def count_blocks(path: str, max_doc_bytes: int) -> tuple[int, str | None]:
     """`(blocks, None)` of an OSCAR 2019 file, or with the count so far the error (`reason:
     detail`) that stopped it; blocks are split, not decoded."""
-    n = 0
-    try:
-        for _ in split_blocks(read_chunks(path), max_doc_bytes):
-            n += 1
-    except FileError as e:
-        return n, str(e)
-    except DAMAGE as e:
-        return n, str(file_error(path, e))
-    return n, None
+    return count_until_damage(path, split_blocks(read_chunks(path), max_doc_bytes))
 
 
 # ---- OSCAR 21.09: text file + metadata file -------------------------------------------------
