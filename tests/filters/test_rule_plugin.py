@@ -83,6 +83,55 @@ class _Rows(HTMLParser):
             self._cell.append(data)
 
 
+TOY_CONFIG = (
+    "sources: [{name: web, format: jsonl, paths: ['data/*.jsonl']}]\n"
+    "langid: {enabled: false}\n"
+    "quality: {toy: {word: kiwi}, filter_sets: {web: [toy]}}\n"
+    "tokenizer: {train: {vocab_size: 400}}\ndedup: {minhash: {enabled: false}}\n"
+)
+
+
+def write_toy_run(tmp_path: Path, docs: list[str]):
+    """`docs` as tmp_path/data/a.jsonl and a config that runs only the toy rule (word kiwi)
+    on it: (the input file, the config file)."""
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "a.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TOY_CONFIG)
+    return path, cfg
+
+
+def check_toy_counted(path: Path, out: Path) -> int:
+    """Asserts the toy rule's removals in out's stats.json and report.html equal a plain
+    reading of the input (json, the word looked up in split words); returns that count."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    want = sum("kiwi" in r["text"].split() for r in records)
+    stats = json.loads((out / "stats.json").read_text())
+    web = stats["sources"]["web"]
+    removed = {k: v for k, v in web["removed"].items() if k.startswith("quality:")}
+    assert removed == {"quality:toy:mentions_kiwi": want}
+    assert web["documents_in"] == len(records)
+    parser = _Rows()
+    parser.feed((out / "report.html").read_text())
+    rows = [r for r in parser.rows if r and r[0] == "quality:toy:mentions_kiwi"]
+    assert rows and all(str(want) in r[1:] for r in rows), rows
+    return want
+
+
+def _refused(cfg: Path, env: dict, out: Path) -> str:
+    """stderr of a `prepare` of `cfg` that must fail."""
+    proc = subprocess.run(
+        [*CMD, "prepare", str(cfg), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode != 0
+    return proc.stderr
+
+
 def test_a_plugin_rule_runs_in_prepare_and_is_counted_and_reported(tmp_path):
     env = _plugin(tmp_path / "plugin")
     docs = [d["text"] for d in sample_docs("c4")[:24]]
@@ -90,35 +139,13 @@ def test_a_plugin_rule_runs_in_prepare_and_is_counted_and_reported(tmp_path):
     # rule's default word, not configured): only the kiwi ones may go
     docs = [t + "\nI like kiwi fruit." if i % 4 == 0 else t for i, t in enumerate(docs)]
     docs[1] += "\nI like banana fruit."
-    (tmp_path / "data").mkdir()
-    path = tmp_path / "data" / "a.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "sources: [{name: web, format: jsonl, paths: ['data/*.jsonl']}]\n"
-        "langid: {enabled: false}\n"
-        "quality: {toy: {word: kiwi}, filter_sets: {web: [toy]}}\n"
-        "tokenizer: {train: {vocab_size: 400}}\ndedup: {minhash: {enabled: false}}\n"
-    )
+    path, cfg = write_toy_run(tmp_path, docs)
     out = tmp_path / "out"
     cmd = [*CMD, "prepare", str(cfg), "--out", str(out), "--workers", "2", "-q"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
 
-    # the oracle: the input file read with json, the word looked up plainly
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    want = sum("kiwi" in r["text"].split() for r in records)
-    assert want == 6
-    stats = json.loads((out / "stats.json").read_text())
-    web = stats["sources"]["web"]
-    removed = {k: v for k, v in web["removed"].items() if k.startswith("quality:")}
-    assert removed == {"quality:toy:mentions_kiwi": want}
-    assert web["documents_in"] == len(records)
-
-    parser = _Rows()
-    parser.feed((out / "report.html").read_text())
-    rows = [r for r in parser.rows if r and r[0] == "quality:toy:mentions_kiwi"]
-    assert rows and all(str(want) in r[1:] for r in rows), rows
+    assert check_toy_counted(path, out) == 6
 
 
 def test_a_plugin_rules_config_section_is_its_model(tmp_path):
@@ -129,26 +156,13 @@ def test_a_plugin_rules_config_section_is_its_model(tmp_path):
         "sources: [{name: web, format: jsonl, paths: ['data/*.jsonl']}]\n"
         "quality: {toy: {wrod: kiwi}}\n"
     )
-    proc = subprocess.run(
-        [*CMD, "prepare", str(cfg), "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert proc.returncode != 0
-    assert f"{cfg}: quality.toy.wrod: unknown key (did you mean word?)" in proc.stderr
+    stderr = _refused(cfg, env, tmp_path / "o")
+    assert f"{cfg}: quality.toy.wrod: unknown key (did you mean word?)" in stderr
     # without the plugin, `toy` is no rule at all
     bare = {k: v for k, v in env.items() if k != "PYTHONPATH"}
     cfg.write_text(
         "sources: [{name: web, format: jsonl, paths: ['data/*.jsonl']}]\n"
         "quality: {filter_sets: {web: [toy]}}\n"
     )
-    proc = subprocess.run(
-        [*CMD, "prepare", str(cfg), "--out", str(tmp_path / "o")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=bare,
-    )
-    assert proc.returncode != 0 and "quality.filter_sets.web[0]: must be one of" in proc.stderr
+    stderr = _refused(cfg, bare, tmp_path / "o")
+    assert "quality.filter_sets.web[0]: must be one of" in stderr

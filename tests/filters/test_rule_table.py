@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 import pytest
-from test_rule_plugin import RULE, _Rows
+from test_rule_plugin import RULE, check_toy_counted, write_toy_run
 from tmfixtures import sample_docs
 
 pytestmark = pytest.mark.distributed
@@ -83,16 +83,7 @@ def test_a_rule_added_as_a_table_row_runs_in_prepare_and_is_counted_and_reported
     (plugin / "toyrule.py").write_text(RULE)  # no dist-info: not a plugin, only a module
     docs = [d["text"] for d in sample_docs("c4")[:24]]
     docs = [t + "\nI like kiwi fruit." if i % 3 == 0 else t for i, t in enumerate(docs)]
-    (tmp_path / "data").mkdir()
-    path = tmp_path / "data" / "a.jsonl"
-    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "sources: [{name: web, format: jsonl, paths: ['data/*.jsonl']}]\n"
-        "langid: {enabled: false}\n"
-        "quality: {toy: {word: kiwi}, filter_sets: {web: [toy]}}\n"
-        "tokenizer: {train: {vocab_size: 400}}\ndedup: {minhash: {enabled: false}}\n"
-    )
+    path, cfg = write_toy_run(tmp_path, docs)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(plugin), env.get("PYTHONPATH")]))
     out = tmp_path / "out"
@@ -109,19 +100,8 @@ def test_a_rule_added_as_a_table_row_runs_in_prepare_and_is_counted_and_reported
     assert found["section_is_params"] and found["word"] == "kiwi"
     assert found["typo"] == [f"{cfg}.typo.yaml: quality.toy.wrod: unknown key (did you mean word?)"]
 
-    # the oracle: the input file read with json, the word looked up plainly
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    want = sum("kiwi" in r["text"].split() for r in records)
+    want = check_toy_counted(path, out)  # the oracle: the input read with json
     assert want == 8
-    stats = json.loads((out / "stats.json").read_text())
-    web = stats["sources"]["web"]
-    quality = {k: v for k, v in web["removed"].items() if k.startswith("quality:")}
-    assert quality == {"quality:toy:mentions_kiwi": want}
-    assert web["documents_in"] == len(records)
+    web = json.loads((out / "stats.json").read_text())["sources"]["web"]
     assert web["documents_in"] == web["documents_kept"] + sum(web["removed"].values())
     assert web["languages"]["und"]["removed"]["quality:toy:mentions_kiwi"] == want
-
-    parser = _Rows()
-    parser.feed((out / "report.html").read_text())
-    rows = [r for r in parser.rows if r and r[0] == "quality:toy:mentions_kiwi"]
-    assert rows and all(str(want) in r[1:] for r in rows), rows
