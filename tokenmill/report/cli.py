@@ -7,6 +7,7 @@ the terminal tables are `report.terminal`, the page `report.html`."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -348,8 +349,20 @@ def _scan_with_progress(
 
         try:
             return raw.scan(inputs, settings, workers=workers, on_file=on_file)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
+        except (ValueError, FileNotFoundError) as e:
             _fail(str(e))
+        except Exception as e:  # a scan's own error, or its worker lost (out of memory?)
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            _fail(
+                f"{type(e).__name__}: {' '.join(str(e).split())}",
+                hint=(
+                    "a worker process died (out of memory?): try fewer --workers; "
+                    if type(e).__name__ == "KilledWorker"
+                    else ""
+                )
+                + "-v shows the traceback",
+            )
 
 
 def _source_weights(cfg: Config | None, targets: list[str]) -> dict[str, float] | None:
