@@ -4,7 +4,7 @@
   client should act on it (it closes the cluster). Without this, every worker prints a
   KeyboardInterrupt traceback.
 - Dask's logs in the worker are kept to `tokenmill.worker-log-level` (dask config, set by
-  `engine.dask_client`: CRITICAL; ERROR when the client logs at DEBUG, i.e. `tokenmill -v`). What
+  `executor.dask_client`: CRITICAL; ERROR when the client logs at DEBUG, i.e. `tokenmill -v`). What
   a worker would log at ERROR reaches the user another way: a task's error is re-raised on
   the client as `engine.TaskFailed` (one line; in full with -v), a lost worker as the
   client's error. The rest is the noise of a cluster going down after Ctrl-C ("Failed to
