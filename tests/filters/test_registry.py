@@ -11,7 +11,6 @@ from tmfixtures import sample_docs
 
 from tokenmill.filters.base import Filter, Kept, RuleParams
 from tokenmill.filters.registry import (
-    DEFAULT_FILTER_SETS,
     RULES,
     QualityConfig,
     apply_filters,
@@ -22,27 +21,33 @@ ALL = ["basic", "c4", "gopher_quality", "gopher_repetition", "bigscience"]
 
 
 def test_default_filter_sets_by_format():
+    from tokenmill.pipelines.readers.formats import default_filter_sets, default_rules
+
     q = QualityConfig()
-    assert q.filter_names("c4", "c4") == ["basic", "gopher_repetition"]
-    assert q.filter_names("pile", "pile") == ["basic", "gopher_repetition"]
-    assert q.filter_names("oscar", "oscar2301") == ["basic", "bigscience"]
-    assert q.filter_names("oscar", "oscar2019") == ["basic", "bigscience"]
-    assert q.filter_names("mine", "jsonl") == q.filter_names("t", "parquet") == ["basic"]
-    assert q.filter_names("oscar", "oscar2109") == ["basic", "bigscience"]
+
+    def rules(source, fmt):
+        return q.filter_names(source, default_rules(fmt))
+
+    assert rules("c4", "c4") == ["basic", "gopher_repetition"]
+    assert rules("pile", "pile") == ["basic", "gopher_repetition"]
+    assert rules("oscar", "oscar2301") == ["basic", "bigscience"]
+    assert rules("oscar", "oscar2019") == ["basic", "bigscience"]
+    assert rules("mine", "jsonl") == rules("t", "parquet") == ["basic"]
+    assert rules("oscar", "oscar2109") == ["basic", "bigscience"]
     from tokenmill.config import Format
 
     # every reader format has a default set (the formats table's column); hf (any dataset)
     # gets basic, as does a format the table does not know
-    assert set(DEFAULT_FILTER_SETS) == set(Format.__args__)
-    assert q.filter_names("any", "hf") == q.filter_names("any", "nope") == ["basic"]
+    assert set(default_filter_sets()) == set(Format.__args__)
+    assert rules("any", "hf") == rules("any", "nope") == q.filter_names("any") == ["basic"]
 
 
 def test_per_source_sets_and_basic_switch():
     q = QualityConfig.model_validate(
         {"filter_sets": {"mine": ["c4", "gopher_quality"]}, "basic": {"enabled": False}}
     )
-    assert q.filter_names("mine", "jsonl") == ["c4", "gopher_quality"]
-    assert q.filter_names("oscar", "oscar2301") == ["bigscience"]
+    assert q.filter_names("mine", ["basic", "c4"]) == ["c4", "gopher_quality"]
+    assert q.filter_names("oscar", ["basic", "bigscience"]) == ["bigscience"]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from tokenmill.pipelines.readers import (
     FORMATS,
     compression,
     count_records,
+    default_rules,
     expand_inputs,
     format_by_record,
     format_by_suffix,
@@ -53,7 +54,7 @@ def test_config_takes_the_table_formats_and_names_them_in_one_line(tmp_path):
 def test_default_rules_are_the_rule_sets_a_source_gets():
     quality = QualityConfig()
     for name, spec in FORMATS.items():
-        assert quality.filter_names("src", name) == list(spec.default_rules), name
+        assert quality.filter_names("src", default_rules(name)) == list(spec.default_rules), name
         assert spec.default_rules[0] == "basic", name
 
 

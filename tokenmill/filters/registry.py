@@ -7,10 +7,10 @@
 - `QualityConfig`: the `quality:` section of the run config: one field per rule, typed by the
   rule's own `Params` model (defaults and ranges are written there only), and `filter_sets`:
   per source name, the rules to run, in order.
-- `QualityConfig.filter_names(source, fmt) -> list[str]`: the rules for one source: its
-  `filter_sets` entry, else its reader format's `default_rules`
-  (tokenmill/pipelines/readers/formats.py; `DEFAULT_FILTER_SETS` is that column); `basic` is
-  dropped when `basic.enabled` is false.
+- `QualityConfig.filter_names(source, default_rules) -> list[str]`: the rules for one source:
+  its `filter_sets` entry, else `default_rules` (the caller passes its reader format's, from
+  the formats table: `tokenmill.pipelines.readers.formats.default_rules(fmt)`; this package
+  imports nothing from pipelines); `basic` is dropped when `basic.enabled` is false.
 - `build_filters(names, cfg) -> list[Filter]`: the rules named, configured from `cfg`, in
   that order. Building is cheap: spaCy and the word lists load once per process, on first use.
 - `apply_filters(filters, texts, langs, reasons) -> texts`: run them on a batch.
@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -117,19 +117,6 @@ RULES: Mapping[str, type[Filter]] = _table()
 # (`must be one of 'basic', 'c4', ...` in the config's words)
 RuleName = Literal[tuple(RULES)]  # type: ignore[valid-type]
 
-_DEFAULTS: dict[str, list[str]] | None = None
-
-
-def default_filter_sets() -> dict[str, list[str]]:
-    """Per reader format, the rules a source of that format runs unless `filter_sets` names
-    its own: the formats table's `default_rules` (read on first use: it imports the readers)."""
-    global _DEFAULTS
-    if _DEFAULTS is None:
-        from tokenmill.pipelines.readers.formats import FORMATS
-
-        _DEFAULTS = {name: list(spec.default_rules) for name, spec in FORMATS.items()}
-    return _DEFAULTS
-
 
 class _QualityBase(BaseModel):
     """The `quality:` config section: each rule's parameters and the rules per source."""
@@ -141,11 +128,12 @@ class _QualityBase(BaseModel):
         description="source name -> rules in order; default by format (its default_rules)",
     )
 
-    def filter_names(self, source: str, fmt: str) -> list[str]:
-        """The rules for one source, in order."""
+    def filter_names(self, source: str, default_rules: Sequence[str] = ("basic",)) -> list[str]:
+        """The rules for one source, in order: its `filter_sets` entry, else `default_rules`
+        (its format's, from the formats table)."""
         names = self.filter_sets.get(source)
         if names is None:
-            names = default_filter_sets().get(fmt, ["basic"])
+            names = default_rules
         return [n for n in names if n != "basic" or self.basic.enabled]
 
 
@@ -156,12 +144,6 @@ QualityConfig = create_model(
     **{name: (cls.Params, Field(default_factory=cls.Params)) for name, cls in RULES.items()},
 )
 QualityConfig.__doc__ = _QualityBase.__doc__
-
-
-def __getattr__(name: str) -> Any:
-    if name == "DEFAULT_FILTER_SETS":  # the name it had as a table of its own
-        return default_filter_sets()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_filters(names: list[str], cfg: Any) -> list[Filter]:

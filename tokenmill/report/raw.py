@@ -73,8 +73,9 @@ def build_quality(section: dict | None, source: str, fmt: str) -> list:
     qc = _quality_model().model_validate(section)
     if hasattr(qc, "filter_names"):
         from tokenmill.filters.registry import build_filters
+        from tokenmill.pipelines.readers.formats import default_rules
 
-        return build_filters(qc.filter_names(source, fmt), qc)
+        return build_filters(qc.filter_names(source, default_rules(fmt)), qc)
     from tokenmill.filters.quality import BasicQuality
 
     b = qc.basic

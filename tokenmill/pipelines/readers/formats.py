@@ -174,6 +174,18 @@ FORMAT_NAMES: tuple[str, ...] = tuple(FORMATS)
 CORPUS_SUFFIXES: tuple[str, ...] = tuple(dict.fromkeys(s for f in _TABLE for s in f.suffixes))
 
 
+def default_rules(fmt: str) -> tuple[str, ...]:
+    """The quality rules a source of format `fmt` runs unless `quality.filter_sets` names its
+    own (the table's `default_rules`; `basic` for a format the table does not know)."""
+    spec = FORMATS.get(fmt)
+    return spec.default_rules if spec is not None else ("basic",)
+
+
+def default_filter_sets() -> dict[str, list[str]]:
+    """The table's `default_rules` column: format name -> its rules."""
+    return {name: list(spec.default_rules) for name, spec in FORMATS.items()}
+
+
 def format_by_suffix(path: str) -> str | None:
     """The format a file's name alone says (Parquet, OSCAR 2019 text), or None: then it is JSON
     lines, to be told by `format_by_record`. Case and a URL's query are ignored."""

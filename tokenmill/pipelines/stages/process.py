@@ -25,7 +25,7 @@ from tokenmill.filters.registry import build_filters
 from tokenmill.fsio import atomic_path
 from tokenmill.pipelines.docpass import UNDETERMINED, Batch, DocumentPass
 from tokenmill.pipelines.engine import Task
-from tokenmill.pipelines.readers import Bad, Doc, read_records
+from tokenmill.pipelines.readers import Bad, Doc, default_rules, read_records
 from tokenmill.pipelines.stages.base import Counts, Partition, Run, Stage
 from tokenmill.pipelines.workdir import WorkDir
 
@@ -171,7 +171,9 @@ def document_pass(part: Partition, cfg: Config) -> DocumentPass:
         if lid.enabled
         else None
     )
-    quality = build_filters(cfg.quality.filter_names(part.source, part.fmt), cfg.quality)
+    quality = build_filters(
+        cfg.quality.filter_names(part.source, default_rules(part.fmt)), cfg.quality
+    )
     return DocumentPass(part.path, langid, quality, cfg.input.max_doc_bytes)
 
 
