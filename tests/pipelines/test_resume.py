@@ -174,7 +174,7 @@ def test_a_remote_input_is_known_by_what_fsspec_info_reports(tmp_path):
     filesystem; an HTTP server's ETag / Last-Modified and S3's ETag are read the same way)."""
     import fsspec
 
-    from tokenmill.pipelines.prepare import _check_inputs, input_identity
+    from tokenmill.pipelines.resume import check_inputs, input_identity
 
     fs = fsspec.filesystem("memory")
     fs.pipe("/tm-resume/a.jsonl", b'{"text": "one"}\n')
@@ -183,11 +183,11 @@ def test_a_remote_input_is_known_by_what_fsspec_info_reports(tmp_path):
     assert input_identity(url) == {"path": url, "size": 16, "created": str(info["created"])}
     work = tmp_path / "work"
     work.mkdir()
-    _check_inputs({"web": [url]}, work)
-    _check_inputs({"web": [url]}, work)  # the same: accepted
+    check_inputs({"web": [url]}, work)
+    check_inputs({"web": [url]}, work)  # the same: accepted
     fs.pipe("/tm-resume/a.jsonl", b'{"text": "one, two"}\n')
     with pytest.raises(InputsChanged, match=rf"{re.escape(url)}: size 16 -> 21"):
-        _check_inputs({"web": [url]}, work)
+        check_inputs({"web": [url]}, work)
     fs.rm("/tm-resume", recursive=True)
 
 
