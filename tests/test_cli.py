@@ -77,8 +77,20 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(corpus_config, tmp_
     from tokenmill.config import load_config
     from tokenmill.pipelines.prepare import prepare
 
-    prepare(load_config(corpus_config), tmp_path / "ref", workers=2, quiet=True)
-    cmd = [*CMD, "prepare", str(corpus_config), "--out", "run", "--workers", "2", "-q"]
+    # small partitions: about 120 process tasks, so the run is still far from its end when
+    # the first one is done (with the corpus' own 25 it had ~3 s left, and on a loaded
+    # machine the interrupt sometimes came after the end)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        corpus_config.read_text().replace("partition_docs: 25", "partition_docs: 5")
+    )
+    assert config.read_text() != corpus_config.read_text()
+    config_dir = corpus_config.parent
+    for entry in config_dir.iterdir():  # the config's relative globs
+        if entry.is_dir():
+            (tmp_path / entry.name).symlink_to(entry)
+    prepare(load_config(config), tmp_path / "ref", workers=2, quiet=True)
+    cmd = [*CMD, "prepare", str(config), "--out", "run", "--workers", "2", "-q"]
     proc = subprocess.Popen(
         cmd,
         cwd=tmp_path,  # --out is relative to the working directory
@@ -92,10 +104,12 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(corpus_config, tmp_
     deadline = time.time() + 120
     while time.time() < deadline and not list(docs.rglob("*.json")):
         time.sleep(0.05)
+    sent = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole process group
     _, stderr = proc.communicate(timeout=120)
-    assert not (tmp_path / "run" / "manifest.json").exists(), "the run ended before Ctrl-C"
-    assert proc.returncode == 130
+    what = f"exit {proc.returncode} {time.time() - sent:.1f} s after SIGINT; stderr: {stderr!r}"
+    assert not (tmp_path / "run" / "manifest.json").exists(), f"ran to the end: {what}"
+    assert proc.returncode == 130, what
     assert stderr.splitlines() == [
         "error: interrupted",
         "hint: rerun the same command to resume (completed work is kept in OUT/work)",

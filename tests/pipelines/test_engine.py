@@ -67,15 +67,50 @@ def test_local_workers_ignore_sigint_and_the_client_keeps_its_handler():
     """A terminal's Ctrl-C reaches every process of the group: only the client may act."""
     import signal
 
+    from tokenmill.pipelines import executor
+
     before = signal.getsignal(signal.SIGINT)
+    assert before is signal.default_int_handler
     with dask_client(workers=2) as client:
         handlers = client.run(_sigint_handler)
-        assert signal.getsignal(signal.SIGINT) is before
+        # the client's: Python's KeyboardInterrupt, latched (see the next test)
+        assert signal.getsignal(signal.SIGINT) is executor._on_sigint
         # a worker its nanny starts again (after a crash) ignores it too
         client.restart()
         again = client.run(_sigint_handler)
     assert list(handlers.values()) == [signal.SIG_IGN, signal.SIG_IGN]
     assert list(again.values()) == [signal.SIG_IGN, signal.SIG_IGN]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def _stays(x: int) -> int:
+    return x
+
+
+def test_a_ctrl_c_swallowed_where_it_landed_still_stops_the_next_step():
+    """Python raises KeyboardInterrupt wherever the main thread is; in a finalizer or a
+    library's catch-all it is swallowed. The latch stops the run at the next call anyway."""
+    import os
+    import signal
+
+    import pytest
+
+    from tokenmill.pipelines.executor import Call, run_calls
+
+    calls = [Call(str(i), _stays, (i,)) for i in range(4)]
+    with dask_client(workers=1) as client:
+        assert run_calls(client, "before", calls) == [0, 1, 2, 3]
+        try:  # what a finalizer does with it: the interrupt is lost there
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        except KeyboardInterrupt:
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            run_calls(client, "after", calls)
+    # the next client starts clean
+    with dask_client(workers=1) as client:
+        assert run_calls(client, "again", calls) == [0, 1, 2, 3]
 
 
 def test_sweep_removes_only_what_atomic_writers_leave(tmp_path):

@@ -15,8 +15,10 @@ client the calls run here, one after another: a small input is not worth startin
 
 `dask_client` gives a client on a running cluster or on a new LocalCluster of single-threaded
 worker processes that ignore SIGINT: Ctrl-C (sent by a terminal to the whole process group)
-interrupts the client only, which cancels the step and closes the cluster. The shutdown noise
-of a cluster closed that way, or by an error, is dropped.
+interrupts the client only, which cancels the step and closes the cluster. A Ctrl-C is also
+latched and checked between calls, so one that Python delivered where it was swallowed (a
+finalizer) still stops the run. The shutdown noise of a cluster closed that way, or by an
+error, is dropped.
 """
 
 from __future__ import annotations
@@ -47,6 +49,40 @@ def _reraise(call: Call, error: Exception) -> None:
     raise error
 
 
+# Set by Ctrl-C while a `dask_client` is open. Python raises KeyboardInterrupt wherever the
+# main thread happens to be, and where that is a finalizer (`__del__`, a weakref callback) or
+# a library's catch-all, the exception is swallowed and the run would go on to its end; the
+# latch is checked again between calls, so a Ctrl-C is never lost.
+_INTERRUPTED = threading.Event()
+
+
+def _on_sigint(signum, frame) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _check_interrupted() -> None:
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupt_latch() -> Iterator[None]:
+    """Ctrl-C sets `_INTERRUPTED` (and raises as usual) while the block runs, when this is
+    the main thread and SIGINT has Python's default handler; the handler is restored after."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    _INTERRUPTED.clear()
+    signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _INTERRUPTED.clear()
+
+
 def run_calls(
     client: Any,
     step: str,
@@ -70,12 +106,14 @@ def run_calls(
         client.subscribe_topic(*events)
     futures = {}
     try:
+        _check_interrupted()
         for i, call in enumerate(calls):
             # unique: a key Dask still holds from an earlier step would return its result
             key = f"{step}-{call.key}-{uuid.uuid4().hex[:6]}"
             fut = client.submit(call.fn, *call.args, key=key, pure=False, retries=retries)
             futures[fut] = i
         for fut in as_completed(futures):
+            _check_interrupted()
             i = futures[fut]
             try:
                 results[i] = fut.result()  # re-raises the call's error, with its traceback
@@ -146,7 +184,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
     levels: dict[str, int] = {}
     try:
         if scheduler:
-            with Client(scheduler) as client, _quiet_on_error(levels):
+            with _interrupt_latch(), Client(scheduler) as client, _quiet_on_error(levels):
                 yield client
             return
         n = workers or os.cpu_count() or 1
@@ -164,6 +202,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None) -> Ite
             else "CRITICAL",
         }
         with (
+            _interrupt_latch(),
             dask.config.set(settings),
             _local_cluster(n) as cluster,
             Client(cluster) as client,
