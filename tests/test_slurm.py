@@ -157,6 +157,24 @@ def test_cluster_config_errors_are_clear(tmp_path, monkeypatch):
         load_slurm_config(SHIPPED)
 
 
+def test_loading_dask_jobqueue_keeps_ctrl_c_an_interrupt():
+    """dask_jobqueue sets `SIGINT -> sys.exit()` when imported, which would make Ctrl-C of
+    `prepare --cluster` a silent exit with status 0; tokenmill keeps Python's handler."""
+    import subprocess
+
+    probe = (
+        "import signal, sys\n"
+        "from tokenmill.pipelines.engine import load_slurm_config\n"
+        "assert 'dask_jobqueue' not in sys.modules\n"
+        f"load_slurm_config({str(SHIPPED)!r})\n"
+        "assert 'dask_jobqueue' in sys.modules\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True"]
+
+
 def test_cluster_script_command_prints_the_job_script(fake_slurm):
     result = CliRunner().invoke(app, ["cluster-script", str(SHIPPED)])
     assert result.exit_code == 0, result.output

@@ -249,6 +249,23 @@ class RateColumn(ProgressColumn):
 # ---- SLURM through dask-jobqueue ------------------------------------------------------------
 
 
+def _import_jobqueue():
+    """dask_jobqueue, imported with the SIGINT handler kept: importing it installs
+    `lambda *_: sys.exit()` for SIGINT (dask_jobqueue/runner.py), which would turn Ctrl-C
+    into a silent exit with status 0 instead of an interrupted run (exit 130 and a hint)."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        import dask_jobqueue
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGINT, before)
+    return dask_jobqueue
+
+
 class ClusterError(RuntimeError):
     """A cluster could not be set up: bad config, missing package, no worker in time."""
 
@@ -264,7 +281,8 @@ def load_slurm_config(path: str | os.PathLike) -> dict:
 
     try:
         import dask
-        import dask_jobqueue  # noqa: F401  (registers the jobqueue defaults with dask.config)
+
+        _import_jobqueue()  # registers the jobqueue defaults with dask.config
     except ImportError as e:
         raise ClusterError(
             f"running on SLURM needs dask-jobqueue ({e}): pip install 'tokenmill[slurm]'"
@@ -334,7 +352,7 @@ def slurm_cluster(
     preview = {} if jobs else {"dashboard_address": ":0"}
     options = {**(slurm.get("scheduler-options") or {}), **preview}
     with dask.config.set({k: merged[k] for k in raw}):
-        from dask_jobqueue import SLURMCluster
+        SLURMCluster = _import_jobqueue().SLURMCluster  # noqa: N806 (a class)
 
         quiet_dask_logs()
         try:
