@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,16 @@ def pytest_make_collect_report(collector):
 @pytest.fixture(scope="session")
 def corpus_config(tmp_path_factory) -> Path:
     return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(autouse=True)
+def _default_sigint():
+    """Every test starts with Python's own Ctrl-C handling, unblocked: what an earlier test
+    left (importing dask_jobqueue sets SIGINT -> sys.exit()) must not change what the next
+    one sees, nor what the processes it starts inherit."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(autouse=True)

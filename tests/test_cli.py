@@ -72,6 +72,23 @@ def _shards(out) -> dict:
     }
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT as a shell gives a foreground command (default
+    action, not blocked), whatever this test process's libraries did to its own."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _signal_masks(pid: int) -> str:
+    """The blocked and ignored signal masks of a process (for a failure message)."""
+    try:
+        status = open(f"/proc/{pid}/status").read().splitlines()
+    except OSError as e:
+        return str(e)
+    wanted = ("SigBlk", "SigIgn")
+    return " ".join(line.replace("\t", "") for line in status if line.startswith(wanted))
+
+
 @pytest.mark.distributed
 def test_ctrl_c_prints_one_line_and_the_same_command_resumes(corpus_config, tmp_path):
     from tokenmill.config import load_config
@@ -81,9 +98,7 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(corpus_config, tmp_
     # the first one is done (with the corpus' own 25 it had ~3 s left, and on a loaded
     # machine the interrupt sometimes came after the end)
     config = tmp_path / "config.yaml"
-    config.write_text(
-        corpus_config.read_text().replace("partition_docs: 25", "partition_docs: 5")
-    )
+    config.write_text(corpus_config.read_text().replace("partition_docs: 25", "partition_docs: 5"))
     assert config.read_text() != corpus_config.read_text()
     config_dir = corpus_config.parent
     for entry in config_dir.iterdir():  # the config's relative globs
@@ -99,7 +114,9 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(corpus_config, tmp_
         stderr=subprocess.PIPE,
         text=True,
         env=_user_env(),
+        preexec_fn=_as_from_a_terminal,
     )
+    signals = _signal_masks(proc.pid)
     docs = tmp_path / "run" / "work" / "docs"
     deadline = time.time() + 120
     while time.time() < deadline and not list(docs.rglob("*.json")):
@@ -107,7 +124,10 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(corpus_config, tmp_
     sent = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole process group
     _, stderr = proc.communicate(timeout=120)
-    what = f"exit {proc.returncode} {time.time() - sent:.1f} s after SIGINT; stderr: {stderr!r}"
+    what = (
+        f"exit {proc.returncode} {time.time() - sent:.1f} s after SIGINT; stderr: {stderr!r}; "
+        f"at its start: {signals}"
+    )
     assert not (tmp_path / "run" / "manifest.json").exists(), f"ran to the end: {what}"
     assert proc.returncode == 130, what
     assert stderr.splitlines() == [
