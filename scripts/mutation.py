@@ -35,6 +35,8 @@ READER_TESTS = [
     "tests/pipelines/test_readers_damage.py",
     "tests/pipelines/test_readers_fuzz.py",
     "tests/pipelines/test_formats.py",
+    "tests/pipelines/test_readers_lines.py",
+    "tests/pipelines/test_readers_records.py",
 ]
 TOKENIZE_TESTS = [
     "tests/tokenize",
