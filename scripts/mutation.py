@@ -37,6 +37,8 @@ READER_TESTS = [
     "tests/pipelines/test_formats.py",
     "tests/pipelines/test_readers_lines.py",
     "tests/pipelines/test_readers_records.py",
+    "tests/pipelines/test_readers_compression.py",
+    "tests/pipelines/test_readers_jsonl.py",
 ]
 TOKENIZE_TESTS = [
     "tests/tokenize",

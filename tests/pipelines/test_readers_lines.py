@@ -10,6 +10,10 @@ import pytest
 
 from tokenmill.pipelines.readers.lines import split_blocks, split_lines
 
+# every test here takes under a second: a mutant that stops a loop from advancing fails
+# instead of hanging (mutation testing, docs/TESTING.md)
+pytestmark = pytest.mark.timeout(30)
+
 
 def plain_lines(data: bytes, max_bytes: int) -> list[bytes | None]:
     """Each line (split at b"\\n", a last empty piece dropped), None where it holds more than

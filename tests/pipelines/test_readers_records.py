@@ -19,6 +19,10 @@ from tokenmill.pipelines.readers.records import (
     meta_json,
 )
 
+# every test here takes under a second: a mutant that stops a loop from advancing fails
+# instead of hanging (mutation testing, docs/TESTING.md)
+pytestmark = pytest.mark.timeout(30)
+
 
 @pytest.mark.parametrize(
     "text",
