@@ -92,6 +92,10 @@ def test_lines_exactly_at_the_cap():
     assert list(split_blocks(iter([b"ab\ncd\n\nabcdef\n"]), 5)) == [b"ab\ncd", None]
     assert list(split_blocks(iter([b"ab\nc\n"]), 4)) == [b"ab\nc"]
     assert list(split_blocks(iter([b"\n \n\t\nab\n\n\n"]), 4)) == [b"ab"]
+    # three lines: the size is the whole block's, its joining newlines included
+    assert list(split_blocks(iter([b"ab\ncd\nef\n"]), 8)) == [b"ab\ncd\nef"]
+    assert list(split_blocks(iter([b"ab\ncd\nef\n"]), 7)) == [None]
+    assert list(split_blocks(iter([b"a\nb\nc\nd\ne\n\nf\n"]), 8)) == [None, b"f"]
 
 
 def test_a_long_line_is_dropped_piece_by_piece():
