@@ -72,7 +72,10 @@ MODULES: dict[str, list[str]] = {
             "formats",
         )
     },
-    "tokenmill/pipelines/engine.py": ["tests/pipelines/test_engine.py"],
+    "tokenmill/pipelines/engine.py": [
+        "tests/pipelines/test_engine.py",
+        "tests/test_slurm.py",  # the SLURM cluster and its config (fake sbatch)
+    ],
     "tokenmill/filters/exact.py": ["tests/filters/test_exact.py"],
     "tokenmill/filters/minhash.py": ["tests/filters/test_minhash.py"],
 }
