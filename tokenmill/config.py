@@ -1,9 +1,9 @@
 """Typed run configuration (pydantic), loaded from YAML.
 
-Relative paths in a config file (inputs, `output`, models, tokenizer) are resolved against the
-file's own folder, so a config and its data can move together. `tokenmill prepare` with no
-config runs the bundled sample (`tokenmill/data/sample.yaml`) into `out/` of the working
-directory.
+Relative paths in a config file (inputs, `output`, models, tokenizer, and the files a rule
+names in its `path_fields`, such as `url`'s lists) are resolved against the file's own folder,
+so a config and its data can move together. `tokenmill prepare` with no config runs the
+bundled sample (`tokenmill/data/sample.yaml`) into `out/` of the working directory.
 
 Every number has a checked range and source names are plain identifiers (they become folder
 and file names). A config that breaks a rule fails in `load_config` with a `ConfigError`:
@@ -261,6 +261,7 @@ def load_config(path: str | Path | None = None) -> Config:
         cfg.langid.model_path = _resolve(cfg.langid.model_path, base)
     if cfg.tokenizer.path:
         cfg.tokenizer.path = _resolve(cfg.tokenizer.path, base)
+    cfg.quality.resolve_paths(lambda p: _resolve(p, base))  # rule files (url's lists)
     if path != SAMPLE_CONFIG:
         cfg.output = _resolve(cfg.output, base)
     return cfg

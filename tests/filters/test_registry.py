@@ -17,7 +17,7 @@ from tokenmill.filters.registry import (
     build_filters,
 )
 
-ALL = ["basic", "c4", "gopher_quality", "gopher_repetition", "bigscience"]
+ALL = ["basic", "c4", "gopher_quality", "gopher_repetition", "bigscience", "pii", "url"]
 
 
 def test_default_filter_sets_by_format():
@@ -73,9 +73,13 @@ def test_build_filters_passes_the_parameters():
             "gopher_quality": {"min_stop_words": 3},
             "gopher_repetition": {"duplicate_ngram_max_char_fraction": {5: 0.5}},
             "bigscience": {"overrides": {"fr": {"max_word_rep": 0.5, "words_augmentation": [2]}}},
+            "pii": {"kinds": ["email"], "placeholders": {"email": "PI:EMAIL"}},
+            "url": {"block_domains": ["Example.COM"], "block_words": ["Free-Casino"]},
         }
     )
-    basic, c4, gq, gr, big = build_filters(ALL, q)
+    basic, c4, gq, gr, big, pii, url = build_filters(ALL, q)
+    assert (pii.kinds, pii.placeholders.email, pii.ip_scope) == (["email"], "PI:EMAIL", "public")
+    assert url.block_domains == ["Example.COM"] and url.needs == ("url",)
     assert basic.min_chars == 10
     assert (c4.min_words_per_line, c4.languages, c4.rewrites) == (3, None, True)
     assert gq.min_stop_words == 3
@@ -119,8 +123,9 @@ def test_every_filter_runs_on_a_real_batch():
     docs = sample_docs("oscar")[::40] + sample_docs("pile")[:5]
     texts = [r.get("content") or r.get("text") for r in docs]
     langs = [r["metadata"]["identification"]["label"] if "content" in r else "en" for r in docs]
+    urls = [r["warc_headers"]["warc-target-uri"] if "content" in r else None for r in docs]
     for f in build_filters(ALL, QualityConfig()):
-        out = f(texts, langs)
+        out = f(texts, langs, url=urls)  # the document fields a rule `needs` (url's)
         reasons, new = out if getattr(f, "rewrites", False) else (out, texts)
         assert len(reasons) == len(new) == len(texts)
         assert all(r is None or isinstance(r, str) and ":" in r for r in reasons)
@@ -129,40 +134,57 @@ def test_every_filter_runs_on_a_real_batch():
 def test_filters_pickle_for_dask_after_use():
     import pickle
 
-    texts, langs = [sample_docs("c4")[0]["text"]], ["en"]
+    texts, langs, urls = [sample_docs("c4")[0]["text"]], ["en"], [sample_docs("c4")[0]["url"]]
     for f in build_filters(ALL, QualityConfig()):
-        before = f(texts, langs)
-        assert pickle.loads(pickle.dumps(f))(texts, langs) == before
+        before = f(texts, langs, url=urls)
+        assert pickle.loads(pickle.dumps(f))(texts, langs, url=urls) == before
 
 
 # ---- the base class: one behaviour for every rule --------------------------------------------
 
-# per rule: a document it removes, and the reason exactly as stats.json counts it
+# per rule: a document it removes, and the reason exactly as stats.json counts it; or, for a
+# rule that only rewrites, a document and its rewritten text
 REMOVED = {
     "basic": ("Too short.", "quality:too_short"),
     "c4": ("menu\nhome", "quality:c4:no_lines_left"),
     "gopher_quality": ("The cat sat on the mat.", "quality:gopher:too_few_words"),
     "gopher_repetition": ("", "quality:gopher:empty"),
     "bigscience": ("hello world", "quality:bigscience:too_few_words"),
+    "url": ("A page from a blocked site.", "quality:url:blocked_domain"),
 }
+REWRITTEN = {"pii": ("Mail joe@example.org now.", "Mail <EMAIL> now.")}
+PARAMS = {"url": {"block_domains": ["example.com"]}}  # beyond the defaults
+URL = "https://www.example.com/a"  # every document's url
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_rule_applies_its_language_scope_and_the_prefix(name):
-    text, reason = REMOVED[name]
-    (everywhere,) = build_filters([name], QualityConfig.model_validate({name: {"languages": None}}))
-    (scoped,) = build_filters([name], QualityConfig.model_validate({name: {"languages": ["xx"]}}))
+    text, reason = REMOVED[name] if name in REMOVED else REWRITTEN[name]
+    kept = name in REWRITTEN  # then `reason` is the rewritten text
+    params = PARAMS.get(name, {})
+    (everywhere,) = build_filters(
+        [name], QualityConfig.model_validate({name: {**params, "languages": None}})
+    )
+    (scoped,) = build_filters(
+        [name], QualityConfig.model_validate({name: {**params, "languages": ["xx"]}})
+    )
     langs = ["en", "xx", "und"]  # und: language ID off, judged by every rule
     texts = [text, text, text]
+    fields = {"url": [URL] * 3}
     reasons: list = [None, None, None]
-    out = apply_filters([scoped], texts, langs, reasons)
-    assert reasons == [None, reason, reason]
+    out = apply_filters([scoped], texts, langs, reasons, fields=fields)
+    assert reasons == ([None] * 3 if kept else [None, reason, reason])
     assert out[0] is text  # out of scope: passed untouched
+    if kept:
+        assert out[1:] == [reason, reason]
     reasons = [None, None, None]
-    apply_filters([everywhere], texts, langs, reasons)
-    assert reasons == [reason] * 3
+    out = apply_filters([everywhere], texts, langs, reasons, fields=fields)
+    assert (out, reasons) == (([reason] * 3, [None] * 3) if kept else (texts, [reason] * 3))
     # called alone, a rule names its reasons as it always has (basic's with `quality:`)
-    alone = everywhere(texts, langs)
+    alone = everywhere(texts, langs, **fields)
+    if kept:
+        assert alone == ([None] * 3, [reason] * 3)
+        return
     alone = alone[0] if everywhere.rewrites else alone
     assert alone == [reason if name == "basic" else reason.removeprefix("quality:")] * 3
 

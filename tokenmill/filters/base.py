@@ -13,21 +13,31 @@ A rule is one `Filter` subclass with
 - `judge(texts, langs)`: the one method a rule writes. Given a batch (only documents still
   kept and in the rule's languages), it returns per document None (keep), a reason (a str,
   without the prefix: remove) or `Kept(new_text)` (keep, rewritten: C4's line filter).
+  `Kept(new_text, {"email": 2})` also says what it changed, by kind (`pii`: spans replaced).
+- `needs` (optional): document fields besides the text that `judge` reads, from
+  `DOC_FIELDS` (`("url",)` for the `url` rule). Each comes as a keyword argument of `judge`
+  named as the field, a list aligned with `texts` (`judge(texts, langs, url)`); a rule with
+  no `needs` is called with texts and languages only.
 - `setup()` (optional): derived state after the parameters are set (compiled patterns,
   frozensets).
 
 The base class owns the rest: the parameters as attributes (`rule.min_words`), the batch loop
 over the still-kept documents (`apply`, one `judge` call a batch: no per-document call),
-the language scope, the reason prefix and rewriting.
+the language scope, the reason prefix, rewriting, and the counts of what each rule rewrote
+(`Rewrites`: per rule, documents changed, their bytes before and after, and the rule's own
+counts by kind), which stats.json shows under each source's `rewritten`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 UNDETERMINED = "und"  # the pipeline's language when language ID is off
+# Document fields a rule may name in `needs` (the inter-stage schema's, besides the text).
+DOC_FIELDS = ("url",)
 
 
 class RuleParams(BaseModel):
@@ -36,16 +46,63 @@ class RuleParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # Fields holding file paths (a str, or a list of them): load_config resolves a relative
+    # one against the config file's folder, as it does the inputs'.
+    path_fields: ClassVar[tuple[str, ...]] = ()
+
     languages: list[str] | None = Field(None, description="others pass; null: every language")
 
 
 class Kept(NamedTuple):
-    """A `judge` verdict: the document is kept, as `text` (the rule rewrote it)."""
+    """A `judge` verdict: the document is kept, as `text` (the rule rewrote it); `counts`,
+    optional, what the rule changed in it by kind (`{"email": 2, "ipv4": 1}`)."""
 
     text: str
+    counts: Mapping[str, int] | None = None
 
 
 Verdict = str | Kept | None
+
+
+class Rewrites:
+    """What the rules rewrote, per rule (its reason prefix without the colon: `quality:c4`):
+    documents changed, their UTF-8 bytes before and after the rule, and the sums of the
+    counts by kind its `Kept` verdicts gave. A document is counted by each rule that changed
+    its text (a `Kept` with the same text is no change), whether or not a later rule removes
+    it. `to_json()` is what stats.json shows under a source's `rewritten`."""
+
+    def __init__(self) -> None:
+        self.by_rule: dict[str, dict] = {}
+
+    def add(self, rule: str, before: str, after: str, counts: Mapping[str, int] | None) -> None:
+        r = self.by_rule.get(rule)
+        if r is None:
+            r = self.by_rule[rule] = {"documents": 0, "bytes_in": 0, "bytes_out": 0, "counts": {}}
+        r["documents"] += 1
+        r["bytes_in"] += len(before.encode("utf-8"))
+        r["bytes_out"] += len(after.encode("utf-8"))
+        if counts:
+            got = r["counts"]
+            for kind, n in counts.items():
+                got[kind] = got.get(kind, 0) + n
+
+    def to_json(self) -> dict:
+        return merge_rewrites({}, self.by_rule)
+
+
+def merge_rewrites(into: dict, other: Mapping[str, Mapping]) -> dict:
+    """`into` (a `Rewrites.to_json()`) with `other`'s counts added; keys sorted (rules, then
+    each rule's kinds), so the merged JSON does not depend on the order of the parts."""
+    out = {k: {**v, "counts": dict(v["counts"])} for k, v in into.items()}
+    for rule, c in other.items():
+        r = out.setdefault(rule, {"documents": 0, "bytes_in": 0, "bytes_out": 0, "counts": {}})
+        for k in ("documents", "bytes_in", "bytes_out"):
+            r[k] += c[k]
+        for kind, n in c["counts"].items():
+            r["counts"][kind] = r["counts"].get(kind, 0) + n
+    return {
+        rule: {**r, "counts": dict(sorted(r["counts"].items()))} for rule, r in sorted(out.items())
+    }
 
 
 class Filter:
@@ -57,6 +114,8 @@ class Filter:
     label: ClassVar[str] = ""
     # Only for a direct call (`rule(texts, langs)`): whether it returns (reasons, texts).
     rewrites: ClassVar[bool] = False
+    # Document fields `judge` gets as keyword lists besides the texts (names in DOC_FIELDS).
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: RuleParams | None = None, /, **kwargs: Any):
         if params is None:
@@ -71,13 +130,17 @@ class Filter:
         langs = params.languages
         self.languages: frozenset[str] | None = None if langs is None else frozenset(langs)
         self.reason_prefix = f"quality:{self.label}:" if self.label else "quality:"
+        self.rewrite_key = self.reason_prefix[:-1]  # its key under stats.json's `rewritten`
         self.setup()
 
     def setup(self) -> None:
         """Derived state, after the parameters are set as attributes (none by default)."""
 
-    def judge(self, texts: list[str], langs: list[str]) -> list[Verdict]:  # pragma: no cover
-        """Per document of the batch: None (keep), a reason (remove) or Kept(new text)."""
+    def judge(
+        self, texts: list[str], langs: list[str], **fields: list
+    ) -> Sequence[Verdict]:  # pragma: no cover
+        """Per document of the batch: None (keep), a reason (remove) or Kept(new text).
+        `fields`: the document fields named in `needs`, each aligned with `texts`."""
         raise NotImplementedError
 
     def in_scope(self, lang: str) -> bool:
@@ -90,10 +153,15 @@ class Filter:
         langs: list[str],
         reasons: list[str | None],
         prefix: str | None = None,
+        *,
+        fields: Mapping[str, Sequence] | None = None,
+        rewritten: Rewrites | None = None,
     ) -> None:
         """Judge the documents still kept (`reasons[i] is None`) and in scope, in one batch:
         fills `reasons` with prefixed reasons (`prefix`, by default `reason_prefix`) and
-        replaces rewritten texts in `texts`, both in place."""
+        replaces rewritten texts in `texts`, both in place. `fields`: document fields aligned
+        with `texts` (those in `needs` are passed to `judge`); `rewritten`, where given,
+        counts each text the rule changed."""
         scope = self.languages
         live = [
             i
@@ -103,22 +171,34 @@ class Filter:
         if not live:
             return
         prefix = self.reason_prefix if prefix is None else prefix
-        verdicts = self.judge([texts[i] for i in live], [langs[i] for i in live])
+        kw = {}
+        for name in self.needs:
+            if fields is None or name not in fields:
+                raise ValueError(
+                    f"quality rule {type(self).__name__} needs the document field {name!r}, "
+                    f"which its caller did not pass"
+                )
+            column = fields[name]
+            kw[name] = [column[i] for i in live]
+        verdicts = self.judge([texts[i] for i in live], [langs[i] for i in live], **kw)
         for i, v in zip(live, verdicts, strict=True):
             if v is None:
                 continue
             if type(v) is Kept:
+                if rewritten is not None and v.text != texts[i]:
+                    rewritten.add(self.rewrite_key, texts[i], v.text, v.counts)
                 texts[i] = v.text
             else:
                 reasons[i] = prefix + v
 
-    def __call__(self, texts: list[str], langs: list[str]) -> Any:
+    def __call__(self, texts: list[str], langs: list[str], **fields: Sequence) -> Any:
         """The rule alone on a batch: per document None or its reason as the rule names it
         (`gopher:too_few_words`; basic's, the first rule set's, were always
-        `quality:too_short`), and with `rewrites` also the texts, rewritten where kept."""
+        `quality:too_short`), and with `rewrites` also the texts, rewritten where kept.
+        `fields`: the document fields the rule `needs` (`url=[...]`)."""
         out = list(texts)
         reasons: list[str | None] = [None] * len(out)
-        self.apply(out, langs, reasons, f"{self.label}:" if self.label else None)
+        self.apply(out, langs, reasons, f"{self.label}:" if self.label else None, fields=fields)
         return (reasons, out) if self.rewrites else reasons
 
     def __repr__(self) -> str:

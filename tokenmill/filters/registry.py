@@ -13,7 +13,9 @@
   imports nothing from pipelines); `basic` is dropped when `basic.enabled` is false.
 - `build_filters(names, cfg) -> list[Filter]`: the rules named, configured from `cfg`, in
   that order. Building is cheap: spaCy and the word lists load once per process, on first use.
-- `apply_filters(filters, texts, langs, reasons) -> texts`: run them on a batch.
+- `apply_filters(filters, texts, langs, reasons, fields=..., rewritten=...) -> texts`: run
+  them on a batch (`fields`: the documents' other fields a rule `needs`, such as `url`;
+  `rewritten`: counts what the rules rewrote).
 
 Adding a rule: a module with one `Filter` subclass (its `Params`, `label` and `judge`) and one
 row in `_BUILTIN` (or, outside tokenmill, one entry point). Nothing else changes: the config
@@ -28,13 +30,13 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from tokenmill.filters.base import Filter, RuleParams
+from tokenmill.filters.base import DOC_FIELDS, Filter, Rewrites, RuleParams
 from tokenmill.filters.bigscience import BigScienceOverride, BigScienceQuality, BigScienceRules
 from tokenmill.filters.c4 import C4Params, C4Quality
 from tokenmill.filters.gopher import (
@@ -43,7 +45,9 @@ from tokenmill.filters.gopher import (
     GopherRepetition,
     GopherRepetitionParams,
 )
+from tokenmill.filters.pii import PiiRedaction
 from tokenmill.filters.quality import BasicParams, BasicQuality
+from tokenmill.filters.url import UrlBlockList
 
 ENTRY_POINTS = "tokenmill.rules"
 
@@ -54,6 +58,8 @@ _BUILTIN: dict[str, type[Filter]] = {
     "gopher_quality": GopherQuality,
     "gopher_repetition": GopherRepetition,
     "bigscience": BigScienceQuality,
+    "pii": PiiRedaction,
+    "url": UrlBlockList,
 }
 
 # The parameter models under the names they had when the registry copied them.
@@ -97,6 +103,11 @@ def _check_row(name: str, cls: Any) -> None:
         raise TypeError(f"quality rule {name!r}: {cls!r} is not a tokenmill.filters.base.Filter")
     if not issubclass(cls.Params, RuleParams):
         raise TypeError(f"quality rule {name!r}: its Params must subclass RuleParams")
+    unknown = [f for f in cls.needs if f not in DOC_FIELDS]
+    if unknown:
+        raise ValueError(
+            f"quality rule {name!r} needs {unknown}; a rule can ask for {list(DOC_FIELDS)}"
+        )
 
 
 def _table() -> Mapping[str, type[Filter]]:
@@ -136,6 +147,18 @@ class _QualityBase(BaseModel):
             names = default_rules
         return [n for n in names if n != "basic" or self.basic.enabled]
 
+    def resolve_paths(self, resolve: Callable[[str], str]) -> None:
+        """Apply `resolve` to every path in the rules' `path_fields` (load_config passes its
+        resolver against the config file's folder)."""
+        for name in RULES:
+            params = getattr(self, name)
+            for key in type(params).path_fields:
+                value = getattr(params, key)
+                if isinstance(value, str):
+                    setattr(params, key, resolve(value))
+                elif isinstance(value, list):
+                    setattr(params, key, [resolve(v) for v in value])
+
 
 QualityConfig = create_model(
     "QualityConfig",
@@ -159,14 +182,22 @@ def build_filters(names: list[str], cfg: Any) -> list[Filter]:
 
 
 def apply_filters(
-    filters: list[Filter], texts: list[str], langs: list[str], reasons: list[str | None]
+    filters: list[Filter],
+    texts: list[str],
+    langs: list[str],
+    reasons: list[str | None],
+    *,
+    fields: Mapping[str, Sequence] | None = None,
+    rewritten: Rewrites | None = None,
 ) -> list[str]:
     """Run `filters` in order, each on the documents still kept (`reasons[i] is None`).
 
     Fills `reasons` in place with `quality:`-prefixed reasons (`quality:c4:too_few_sentences`)
-    and returns the texts, rewritten where a filter rewrites (C4's line rules). The one place
-    the pipeline and the raw-data report apply quality rules, so both count alike."""
+    and returns the texts, rewritten where a filter rewrites (C4's line rules, `pii`).
+    `fields` holds the documents' other fields (`url`), aligned with `texts`, for the rules
+    that need them; `rewritten` counts each rule's rewrites. The one place the pipeline and the
+    raw-data report apply quality rules, so both count alike."""
     texts = list(texts)
     for rule in filters:
-        rule.apply(texts, langs, reasons)
+        rule.apply(texts, langs, reasons, fields=fields, rewritten=rewritten)
     return texts

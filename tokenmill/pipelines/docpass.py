@@ -5,7 +5,8 @@
 `DocumentPass` takes an input's records in batches (`batches`) and, per batch, sorts each
 record into a valid document or an `input:*` reason, runs language ID and the quality rules,
 and counts documents and bytes in, kept and removed per reason, per language, with the
-LID-score and length histograms. What a caller does on top (write the kept documents and
+LID-score and length histograms, and what the rules rewrote (`rewritten`: per rule, documents
+changed and the rule's counts by kind). What a caller does on top (write the kept documents and
 their hashes; or sample hashes and count tokens) it does with the `Batch` it gets back.
 
 Damage met while reading ends the records (not the pass): the batch being filled at that
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from tokenmill import hist
+from tokenmill.filters.base import Rewrites
 from tokenmill.filters.registry import apply_filters
 from tokenmill.pipelines.readers import Bad, Doc, FileError, meta_json
 
@@ -98,6 +100,7 @@ class DocumentPass:
         self.damage: list[FileError] = []
         self.chars_in = [0] * hist.LENGTH_BINS
         self.score_hists: dict[str, list[int]] = {}
+        self.rewritten = Rewrites()
 
     def batches(self, records: Iterable) -> Iterator[Batch]:
         """Each batch of `records` ((index, Doc or reason) pairs) after the pass."""
@@ -128,9 +131,17 @@ class DocumentPass:
             self._fold_scores(langs, scores)
         else:
             langs, scores = [UNDETERMINED] * n, [0.0] * n
-        texts = apply_filters(self.quality, list(out.texts_in), langs, reasons)
+        urls = [d.url for _, d, _ in out.docs]
+        texts = apply_filters(
+            self.quality,
+            list(out.texts_in),
+            langs,
+            reasons,
+            fields={"url": urls},
+            rewritten=self.rewritten,
+        )
         for i, t in enumerate(texts):
-            if t is not out.texts_in[i]:  # rewritten by a rule (C4's line filter)
+            if t is not out.texts_in[i]:  # rewritten by a rule (C4's line filter, pii)
                 doc = out.docs[i][1]
                 doc.text = t
                 doc.nbytes = len(t.encode("utf-8"))

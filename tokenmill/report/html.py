@@ -297,7 +297,50 @@ def _funnel(stats: dict, rep: dict) -> str:
         for name, s in [*stats["sources"].items(), ("total", stats["totals"])]
     ]
     legend = svg.legend([("left after the step", svg.MUTED), ("removed", svg.REMOVED)])
-    return _removals(stats, rep) + legend + _grid(blocks, 540)
+    return _removals(stats, rep) + _rewrites(stats, rep) + legend + _grid(blocks, 540)
+
+
+def _rewrites(stats: dict, rep: dict) -> str:
+    """The rules that rewrote documents they kept (C4's line filter, pii): documents changed
+    per source, bytes before and after, and under each rule its counts by kind ("" when none
+    rewrote anything)."""
+    rows_in = rep.get("rewrites") or {}
+    if not rows_in:
+        return ""
+    names = list(stats["sources"])
+    cols: list[Col] = [("rule", lambda r: r["rule"], None)]
+    cols += [(n, (lambda r, n=n: r[n]), fmt_int) for n in names]
+    cols += [
+        ("total", lambda r: r["total"], fmt_int),
+        ("bytes before", lambda r: r.get("bytes_in"), fmt_int),
+        ("bytes after", lambda r: r.get("bytes_out"), fmt_int),
+    ]
+    rows = [
+        {
+            "rule": rule,
+            **{n: v["documents"].get(n, 0) for n in names},
+            "total": v["total"],
+            "bytes_in": v["bytes_in"],
+            "bytes_out": v["bytes_out"],
+            "kinds": v["counts"],
+        }
+        for rule, v in rows_in.items()
+    ]
+    return (
+        "<h3>Rewritten documents by rule</h3>"
+        "<p class='note'>Documents a rule kept but changed, counted by each rule that changed "
+        "them; indented rows: what the rule changed, by kind (for pii, the addresses "
+        "replaced).</p>"
+        + table(
+            "rewrites-table",
+            cols,
+            rows,
+            sub=lambda r: [
+                {"rule": kind, **{n: c.get(n, 0) for n in names}, "total": c["total"]}
+                for kind, c in r["kinds"].items()
+            ],
+        )
+    )
 
 
 def _removals(stats: dict, rep: dict) -> str:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tokenmill import hist
+from tokenmill.filters.base import merge_rewrites
 from tokenmill.report.stats import empty_counts, merge_errors
 
 
@@ -393,6 +394,7 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
         "tokens_in": tally.t_in if tok is not None else None,
         "tokens": tally.t_kept if tok is not None else None,
         "removed": dict(dp.removed),
+        "rewritten": dp.rewritten.to_json(),
         "languages": tally.languages(dp),
         "histograms": {**tally.hists, "chars_in": dp.chars_in},
         "errors": errors + dp.example_errors(),
@@ -444,7 +446,12 @@ def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: 
     formats: dict[str, set] = defaultdict(set)
     for inp in inputs:
         formats[inp.source].add(inp.fmt)
-    totals = {**{k: 0 for k in _COUNTS}, "tokens": 0 if with_tokens else None, "removed": Counter()}
+    totals = {
+        **{k: 0 for k in _COUNTS},
+        "tokens": 0 if with_tokens else None,
+        "removed": Counter(),
+        "rewritten": {},
+    }
     everything = HashSample(st.sample_cap)
     for name, s in sources.items():
         _finish_source(s, formats[name], samples[name])
@@ -454,6 +461,7 @@ def _merge(results: list[dict], inputs: list[RawInput], st: ScanSettings, wall: 
         if with_tokens:
             totals["tokens"] += s["tokens"]
         totals["removed"].update(s["removed"])
+        totals["rewritten"] = merge_rewrites(totals["rewritten"], s["rewritten"])
     totals["removed"] = dict(sorted(totals["removed"].items()))
     read = {
         "tasks": len(results),
@@ -484,6 +492,7 @@ def _empty_source(with_tokens: bool) -> dict:
         **{k: 0 for k in _COUNTS},
         "tokens": 0 if with_tokens else None,
         "removed": Counter(),
+        "rewritten": {},
         "files": 0,
         "errors": [],
         "histograms": {},
@@ -500,6 +509,7 @@ def _add_file(s: dict, r: dict, with_tokens: bool) -> None:
     if with_tokens:
         s["tokens"] += r["tokens"]
     s["removed"].update(r["removed"])
+    s["rewritten"] = merge_rewrites(s["rewritten"], r["rewritten"])
     s["errors"].append(r["errors"])
     for name, h in r["histograms"].items():
         s["histograms"][name] = hist.add(s["histograms"].get(name), h)

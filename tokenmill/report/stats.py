@@ -1,7 +1,10 @@
 """Build OUT/stats.json from the counts every task left.
 
 Per source and per language: documents and bytes in, documents kept, tokens, and every removed
-document under one reason, so that documents_in == documents_kept + sum(removed).
+document under one reason, so that documents_in == documents_kept + sum(removed). Per source
+(and in the totals), `rewritten`: per rewriting rule (`quality:c4`, `quality:pii`), the
+documents it changed, their bytes before and after it, and its counts by kind
+(tokenmill.filters.base.Rewrites).
 
 A source's `errors` lists every file that could not be read to its end (path, reason, detail
 with the compressed offset of the damage), then, per `input:*` reason, the first
@@ -14,6 +17,7 @@ from collections import Counter, defaultdict
 
 from tokenmill import hist
 from tokenmill.config import Config
+from tokenmill.filters.base import merge_rewrites
 from tokenmill.pipelines.docpass import EXAMPLES_PER_REASON
 
 STATS_VERSION = 1
@@ -69,7 +73,13 @@ def build_stats(
     files: dict[str, set] = defaultdict(set)
     errors: dict[str, list[list]] = defaultdict(list)
     for s in cfg.sources:
-        sources[s.name] = {**empty_counts(), "partitions": 0, "shards": 0, "histograms": {}}
+        sources[s.name] = {
+            **empty_counts(),
+            "partitions": 0,
+            "shards": 0,
+            "histograms": {},
+            "rewritten": {},
+        }
     for part, pc, tc in zip(partitions, proc_counts, tok_counts, strict=True):
         src = sources[part.source]
         src["partitions"] += 1
@@ -78,6 +88,7 @@ def build_stats(
         src["documents_in"] += pc.documents_in
         src["bytes_in"] += pc.bytes_in
         src["removed"].update(pc.removed)
+        src["rewritten"] = merge_rewrites(src["rewritten"], pc.rewritten)
         src["documents_kept"] += tc.documents
         src["bytes_kept"] += tc.bytes_kept
         src["tokens"] += tc.tokens
@@ -102,7 +113,7 @@ def build_stats(
     for sc in shard_counts:
         sources[sc.source]["shards"] += 1
 
-    totals = empty_counts()
+    totals = {**empty_counts(), "rewritten": {}}
     for name, src in sources.items():
         src["files"] = len(files[name])
         src["errors"] = merge_errors(errors[name])
@@ -114,6 +125,7 @@ def build_stats(
         for k in ("documents_in", "bytes_in", "documents_kept", "bytes_kept", "tokens"):
             totals[k] += src[k]
         totals["removed"].update(src["removed"])
+        totals["rewritten"] = merge_rewrites(totals["rewritten"], src["rewritten"])
     totals["removed"] = dict(sorted(totals["removed"].items()))
     return {
         "version": STATS_VERSION,

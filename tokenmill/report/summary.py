@@ -64,6 +64,29 @@ def funnel(counts: dict) -> list[dict]:
     return rows
 
 
+def rewrites(sources: dict, totals: dict) -> dict:
+    """Per rewriting rule (`quality:pii`): documents it changed per source and in total, their
+    bytes before and after it, and per kind of change (`email`) its counts per source and in
+    total. Empty when no rule rewrote anything (or stats.json predates `rewritten`)."""
+    out: dict[str, dict] = {}
+    for rule, t in (totals.get("rewritten") or {}).items():
+        per = {n: (s.get("rewritten") or {}).get(rule) for n, s in sources.items()}
+        out[rule] = {
+            "documents": {n: (c or {}).get("documents", 0) for n, c in per.items()},
+            "total": t["documents"],
+            "bytes_in": t["bytes_in"],
+            "bytes_out": t["bytes_out"],
+            "counts": {
+                kind: {
+                    **{n: (c or {}).get("counts", {}).get(kind, 0) for n, c in per.items()},
+                    "total": total,
+                }
+                for kind, total in t["counts"].items()
+            },
+        }
+    return out
+
+
 def unaccounted(counts: dict) -> int:
     """Documents neither kept nor removed under a reason (0 when in = kept + removed)."""
     return counts["documents_in"] - counts["documents_kept"] - sum(counts["removed"].values())
@@ -363,6 +386,7 @@ def build(
         }
         for r in reasons
     }
+    report["rewrites"] = rewrites(sources, stats["totals"])
     for n, s in sources.items():
         h = s.get("histograms", {})
         report["lengths"][n] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +65,7 @@ class ProcessCounts(Counts):
     band_offsets: list | None
     ordinal: int
     wall_s: float = 0.0
+    rewritten: dict = field(default_factory=dict)  # per rule: DocumentPass.rewritten (older: {})
 
 
 def _input_removed_table(part: Partition, rows: list[tuple[int, Bad | Doc, str]]) -> pa.Table:
@@ -241,6 +242,7 @@ def _counts(part, dp: DocumentPass, kept: _KeptDocs, wd, buckets, near_buckets) 
         bucket_offsets=kept.save_hashes(wd, buckets),
         band_offsets=kept.save_bands(wd, near_buckets),
         ordinal=part.ordinal,
+        rewritten=dp.rewritten.to_json(),
     )
 
 
