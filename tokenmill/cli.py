@@ -462,11 +462,13 @@ def _register_parts() -> None:
     """Commands that live with their part of the package (their heavy imports are inside)."""
     from tokenmill.pipelines.download_cli import download
     from tokenmill.report.cli import stats
+    from tokenmill.report.contamination import contamination
     from tokenmill.shards.cli import verify
     from tokenmill.trainer.cli import train
 
     app.command()(download)
     app.command()(stats)
+    app.command()(contamination)
     app.command()(verify)
     app.command()(train)
 

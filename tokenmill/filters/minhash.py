@@ -170,8 +170,10 @@ def _pieces(text: str, size: int = _SLICE) -> list[str]:
     return out
 
 
-def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
-    """(hashes uint64, document index per hash): every document gets at least one shingle."""
+def shingle_hashes(texts: list[str], langs: list[str], ngram: int, short: bool = True):
+    """(hashes uint64, document index per hash), each document's in order. With `short`,
+    every document gets at least one shingle (a document of fewer than `ngram` words: its
+    words; of none: its whole text); without, only whole n-grams (decontamination)."""
     prepared = [_prepare(t) for t in texts]
     pieces, owner = [], []
     for i, t in enumerate(prepared):
@@ -204,9 +206,9 @@ def shingle_hashes(texts: list[str], langs: list[str], ngram: int):
     else:
         g, gdoc = np.empty(0, np.uint64), np.empty(0, np.int64)
     # documents shorter than n words: their words are the shingles; no words: one constant
-    short = counts < ngram
-    if short.any():
-        mask = short[parent]
+    few = counts < ngram
+    if short and few.any():
+        mask = few[parent]
         g = np.concatenate([g, h[mask]])
         gdoc = np.concatenate([gdoc, parent[mask]])
         # no words at all: the whole text is the one shingle (only identical texts match)
