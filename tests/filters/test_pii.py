@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tmfixtures import sample_docs
 
 from tokenmill.config import ConfigError, load_config
@@ -623,3 +625,55 @@ def test_prepare_replaces_planted_addresses_in_the_shards_and_counts_them(tmp_pa
     assert rows["quality:pii"][:2] == [str(len(changed))] * 2
     for kind, n in counts.items():
         assert rows[kind][:2] == [str(n)] * 2
+
+
+# ---- any text ------------------------------------------------------------------------------
+
+_PIECES = [
+    "a",
+    "Z",
+    "0",
+    "1",
+    "9",
+    "12",
+    "255",
+    "256",
+    "93",
+    ".",
+    ":",
+    "::",
+    "@",
+    "-",
+    "_",
+    "+",
+    "/",
+    "16",
+    " ",
+    "\n",
+    "<",
+    ">",
+    "ff",
+    "db8",
+    "2001",
+    "2606",
+    "example",
+    "com",
+    "org",
+    "v",
+    "version ",
+    "§",
+    "联",
+    "é",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=60).map("".join))
+def test_any_text_comes_out_with_no_public_address_and_a_second_pass_changes_nothing(text):
+    rule = PiiRedaction()
+    (reason,), (once,) = rule([text], ["en"])
+    assert reason is None
+    assert find_spans(once, KINDS) == []
+    assert rule([once], ["en"])[1] == [once]
+    spans = find_spans(text, KINDS)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # no overlaps

@@ -152,14 +152,24 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+# the ranges as (first, last) integers: a membership test without building objects
+_RANGES_V4 = tuple((int(n.network_address), int(n.broadcast_address)) for n in NOT_PUBLIC_V4)
+_RANGES_V6 = tuple((int(n.network_address), int(n.broadcast_address)) for n in NOT_PUBLIC_V6)
+
+
 def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether `ip` reaches a host on the public internet (see the module docstring)."""
     if ip.version == 6:
         v4 = embedded_ipv4(ip)
         if v4 is not None:
             return is_public(v4)
-        return ip in GLOBAL_UNICAST_V6 and not any(ip in n for n in NOT_PUBLIC_V6)
-    return not any(ip in n for n in NOT_PUBLIC_V4)
+        if ip not in GLOBAL_UNICAST_V6:
+            return False
+        ranges = _RANGES_V6
+    else:
+        ranges = _RANGES_V4
+    v = int(ip)
+    return not any(lo <= v <= hi for lo, hi in ranges)
 
 
 def _is_network(text: str, end: int, ip) -> bool:
@@ -176,13 +186,17 @@ def _is_network(text: str, end: int, ip) -> bool:
 
 
 def _looks_like_version(text: str, start: int, end: int, s: str) -> bool:
-    """Four dotted numbers that read as a version or section number (module docstring)."""
+    """Four dotted numbers that read as a version or section number (module docstring). Looks
+    back only over the indentation and a few characters: a long line costs nothing extra."""
     if len(s) == 7:  # four one-digit numbers
         return True
-    line_start = text.rfind("\n", 0, start) + 1
-    if (line_start == start or text[line_start:start].isspace()) and _HEADING_TAIL.match(text, end):
+    j = start
+    while j > 0 and text[j - 1] in " \t":
+        j -= 1
+    if (j == 0 or text[j - 1] == "\n") and _HEADING_TAIL.match(text, end):
         return True  # a heading: `12.6.2.2. Title`
-    m = _WORD_BEFORE.search(text, max(line_start, start - 24), start)
+    lo = max(0, start - 24)
+    m = _WORD_BEFORE.search(text, text.rfind("\n", lo, start) + 1 or lo, start)
     return m is not None and m[1].lower() in VERSION_WORDS
 
 
