@@ -155,6 +155,34 @@ class ShardsConfig(_Model):
     tokens_per_shard: int = Field(1_000_000_000, gt=0)
 
 
+class DecontamConfig(_Model):
+    """Decontamination (pipelines/stages/decontam.py): a document that shares a word n-gram
+    with an item of an evaluation file is removed as `decontam:<file name>`."""
+
+    eval_files: list[str] = Field(
+        default_factory=list, description="evaluation sets (.jsonl/.json/.parquet, compressed too)"
+    )
+    ngram: int = Field(13, ge=1, le=1000, description="words per n-gram (GPT-3: 13)")
+    text_key: str | list[str] = Field(
+        "text", description="an item's text field (dotted); a list joins several fields"
+    )
+    lang: str = Field("und", description="the sets' language (zh, ja, th: a word per character)")
+
+    @field_validator("eval_files")
+    @classmethod
+    def _distinct_names(cls, files: list[str]) -> list[str]:
+        from tokenmill.pipelines.evalsets import eval_name
+
+        names = [eval_name(f) for f in files]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(
+                f"two evaluation files have the same name {dup}: removals are counted as "
+                "decontam:<name>, so rename one"
+            )
+        return files
+
+
 class InputConfig(_Model):
     max_doc_bytes: int = Field(
         10_000_000, gt=0, description="larger documents are set aside (input:too_large)"
@@ -175,6 +203,7 @@ class Config(_Model):
     dedup: DedupConfig = DedupConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     shards: ShardsConfig = ShardsConfig()
+    decontaminate: DecontamConfig = DecontamConfig()
     keep_removed: bool = Field(False, description="write removed documents to OUT/removed/")
 
     @field_validator("sources")
@@ -261,6 +290,7 @@ def load_config(path: str | Path | None = None) -> Config:
         cfg.langid.model_path = _resolve(cfg.langid.model_path, base)
     if cfg.tokenizer.path:
         cfg.tokenizer.path = _resolve(cfg.tokenizer.path, base)
+    cfg.decontaminate.eval_files = [_resolve(p, base) for p in cfg.decontaminate.eval_files]
     cfg.quality.resolve_paths(lambda p: _resolve(p, base))  # rule files (url's lists)
     if path != SAMPLE_CONFIG:
         cfg.output = _resolve(cfg.output, base)

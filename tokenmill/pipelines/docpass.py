@@ -1,6 +1,7 @@
 """The per-document pass that `prepare`'s process stage and `tokenmill stats` share.
 
-    read -> set bad input aside by reason -> language ID -> quality filters -> counts
+    read -> set bad input aside by reason -> language ID -> quality filters
+         -> decontamination (with evaluation sets) -> counts
 
 `DocumentPass` takes an input's records in batches (`batches`) and, per batch, sorts each
 record into a valid document or an `input:*` reason, runs language ID and the quality rules,
@@ -87,11 +88,13 @@ class DocumentPass:
     `langid` is a `LanguageId` or None (every document then is UNDETERMINED and kept by it),
     `quality` the filters `build_filters` made for the input's source."""
 
-    def __init__(self, path: str, langid, quality: list, max_doc_bytes: int):
+    def __init__(self, path: str, langid, quality: list, max_doc_bytes: int, decontam=None):
         self.path = path
         self.langid = langid
         self.quality = quality
         self.max_doc_bytes = max_doc_bytes
+        self.decontam = decontam  # (texts, langs) -> per document its hits, or None
+        self.decontam_items: dict[str, set[int]] = defaultdict(set)  # set -> items hit
         self.documents_in = 0
         self.bytes_in = 0
         self.removed: Counter = Counter()
@@ -145,12 +148,25 @@ class DocumentPass:
                 doc = out.docs[i][1]
                 doc.text = t
                 doc.nbytes = len(t.encode("utf-8"))
+        if self.decontam is not None:
+            self._decontaminate(texts, langs, reasons)
         for i, r in enumerate(reasons):
             self.languages.add(langs[i], in_bytes[i], r)
             if r is not None:
                 self.removed[r] += 1
         out.texts, out.langs, out.scores, out.reasons = texts, langs, scores, reasons
         return out
+
+    def _decontaminate(self, texts: list[str], langs: list[str], reasons: list) -> None:
+        """Remove the kept documents that share an n-gram with an evaluation set, as
+        `decontam:<first set they hit>`; note every set's items they hit."""
+        kept = [i for i, r in enumerate(reasons) if r is None]
+        hits = self.decontam([texts[i] for i in kept], [langs[i] for i in kept])
+        for i, doc_hits in zip(kept, hits, strict=True):
+            if doc_hits:
+                reasons[i] = f"decontam:{doc_hits[0].name}"
+                for h in doc_hits:
+                    self.decontam_items[h.name].update(h.items)
 
     def _sort_input(self, items: list) -> Batch:
         """Valid documents apart from the records set aside for an `input:*` reason."""

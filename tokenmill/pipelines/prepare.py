@@ -27,6 +27,7 @@ from rich.console import Console
 from tokenmill.config import Config
 from tokenmill.fsio import atomic_path, sweep_temporaries, write_json
 from tokenmill.pipelines.engine import Engine, dask_client, output_lock
+from tokenmill.pipelines.readers.inputs import is_url, local_path
 from tokenmill.pipelines.resume import (  # noqa: F401  (re-exported: the CLI's errors)
     ConfigMismatch,
     InputsChanged,
@@ -35,6 +36,7 @@ from tokenmill.pipelines.resume import (  # noqa: F401  (re-exported: the CLI's 
     input_identity,
 )
 from tokenmill.pipelines.stages import STAGES, Run
+from tokenmill.pipelines.stages.decontam import EVAL_INPUTS
 from tokenmill.pipelines.workdir import WorkDir
 
 log = logging.getLogger(__name__)
@@ -157,9 +159,14 @@ def _start(wd: WorkDir, cfg: Config, fresh: bool) -> None:
 
 
 def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
-    """Each source's input files, checked against those of the first run."""
+    """Each source's input files, checked with the evaluation files (decontamination)
+    against those of the first run."""
     files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
-    check_inputs(files, wd.work)
+    evals = cfg.decontaminate.eval_files
+    for path in evals:
+        if not is_url(path) and not os.path.isfile(local_path(path)):
+            raise FileNotFoundError(f"decontaminate.eval_files: {path} not found")
+    check_inputs({**files, EVAL_INPUTS: evals} if evals else files, wd.work)
     return files
 
 
@@ -183,6 +190,7 @@ def _finish(run: Run) -> dict:
         run.counts["shards"],
         run.stages,
         wall_s=time.perf_counter() - run.t_start,
+        decontam_counts=run.counts.get("decontam"),
     )
     write_json(out / "stats.json", stats)
     write_report(stats, manifest, out / "report.html")

@@ -7,6 +7,7 @@ themselves. A partition is named by its source and key (`Partition.key`, FILE-SL
     OUT/work/config.json, inputs.json            what a rerun must agree with
     OUT/work/buckets.json, near_buckets.json     bucket counts pinned by the first run
     OUT/work/scan/SOURCE/FILE.json               records per input file (done-mark)
+    OUT/work/decontam/NAME.npz                   an evaluation set's n-grams; .json done-mark
     OUT/work/docs/SOURCE/KEY.parquet             kept documents; .hashes.npy, .bands.npy
     OUT/work/dedup/bBUCKET.npy                   exact duplicates of a bucket; .kept.npy
     OUT/work/dedup/near/eBUCKET.npy              near-duplicate edges; .verified.npy
@@ -122,6 +123,15 @@ class WorkDir:
 
     def near_removed(self) -> Path:
         return self.near_dir() / "removed"
+
+    # ---- decontamination
+
+    def eval_index(self, name: str) -> Path:
+        """An evaluation set's n-gram index (tokenmill.filters.decontam.EvalIndex)."""
+        return self.work / "decontam" / f"{name}.npz"
+
+    def done_eval_index(self, name: str) -> Path:
+        return self.work / "decontam" / f"{name}.json"
 
     # ---- tokenizer, tokens, shards
 

@@ -73,6 +73,7 @@ SECTIONS = {
     "languages": "Languages",
     "lid": "LID scores",
     "duplicates": "Duplicates",
+    "decontamination": "Decontamination",
     "shards": "Shards",
     "budget": "Budget coverage",
     "throughput": "Throughput",
@@ -624,6 +625,34 @@ def _below_threshold_table(stats: dict, rep: dict) -> str:
     return "<h3>Below the threshold, per language</h3>" + table("lid-table", cols, rows)
 
 
+def _decontamination(stats: dict, rep: dict) -> str:
+    """Per evaluation set: its items, the documents removed for sharing an n-gram with it,
+    and which items they hit."""
+    n = stats.get("config", {}).get("decontaminate", {}).get("ngram")
+    rows = [{"set": name, **s} for name, s in rep["decontamination"].items()]
+    out = [
+        "<p class='note'>A document sharing a word n-gram"
+        + (f" ({n} words)" if n else "")
+        + " with an item of an evaluation set is removed (<code>decontam:SET</code>). Items "
+        "with fewer words cannot be found (too short). Item numbers count from 0 in the "
+        "file's order.</p>",
+        table(
+            "decontam-table",
+            [
+                ("set", lambda r: r["set"], None),
+                ("items", lambda r: r["items"], fmt_int),
+                ("too short", lambda r: r["too_short"], fmt_int),
+                ("n-grams", lambda r: r["ngrams"], fmt_int),
+                ("documents removed", lambda r: r["documents_removed"], fmt_int),
+                ("items hit", lambda r: r["items_hit"], fmt_int),
+                ("first items hit", lambda r: ", ".join(map(str, r["items_hit_first"][:20])), None),
+            ],
+            rows,
+        ),
+    ]
+    return "".join(out)
+
+
 def _duplicates(stats: dict, rep: dict) -> str:
     """Duplicate clusters per dedup stage (raw: over all sources, then per source): sizes as
     a chart and a table, and what dedup removed (or would)."""
@@ -959,6 +988,7 @@ _RENDER = {
     "languages": _languages,
     "lid": _lid,
     "duplicates": _duplicates,
+    "decontamination": _decontamination,
     "shards": _shards,
     "budget": _budget,
     "throughput": _throughput,
@@ -969,6 +999,8 @@ _RENDER = {
 def present_sections(rep: dict) -> list[str]:
     """Section ids the page has for this report (shards and budget need their data)."""
     skip = {"shards"} if not rep.get("shards") else set()
+    if not rep.get("decontamination"):
+        skip.add("decontamination")
     if not rep.get("budgets"):
         skip.add("budget")
     return [s for s in SECTIONS if s not in skip]

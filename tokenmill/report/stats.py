@@ -65,9 +65,11 @@ def build_stats(
     shard_counts: list,
     stages: dict,
     wall_s: float,
+    decontam_counts: list | None = None,
 ) -> dict:
     """stats.json from the partitions and the typed counts of stages process, tokenize and
-    shards (`tokenmill.pipelines.stages`), with the stages' summaries."""
+    shards (`tokenmill.pipelines.stages`), with the stages' summaries; with evaluation sets
+    (`decontam_counts`, stage decontam), their `decontamination` section."""
     sources: dict[str, dict] = {}
     langs: dict[str, dict[str, dict]] = defaultdict(lambda: defaultdict(empty_counts))
     files: dict[str, set] = defaultdict(set)
@@ -127,7 +129,7 @@ def build_stats(
         totals["removed"].update(src["removed"])
         totals["rewritten"] = merge_rewrites(totals["rewritten"], src["rewritten"])
     totals["removed"] = dict(sorted(totals["removed"].items()))
-    return {
+    out = {
         "version": STATS_VERSION,
         "sources": sources,
         "totals": totals,
@@ -135,4 +137,33 @@ def build_stats(
         "histogram_bins": hist.DESCRIPTION,
         "wall_s": round(wall_s, 3),
         "config": cfg.model_dump(mode="json"),
+    }
+    if decontam_counts:
+        out["decontamination"] = decontamination(decontam_counts, proc_counts, totals["removed"])
+    return out
+
+
+ITEMS_LISTED = 50  # item numbers listed per evaluation set in stats.json
+
+
+def decontamination(sets: list, proc_counts: list, removed: dict) -> dict:
+    """Per evaluation set: its items (without text, too short to have an n-gram), n-grams,
+    the documents removed for it, and the items the removed documents hit (how many, and
+    the first ITEMS_LISTED numbers, 0-based in file order)."""
+    hit: dict[str, set[int]] = defaultdict(set)
+    for pc in proc_counts:
+        for name, items in pc.decontam.items():
+            hit[name].update(items)
+    return {
+        s.name: {
+            "file": s.path,
+            "items": s.items,
+            "no_text": s.no_text,
+            "too_short": s.too_short,
+            "ngrams": s.ngrams,
+            "documents_removed": removed.get(f"decontam:{s.name}", 0),
+            "items_hit": len(hit[s.name]),
+            "items_hit_first": sorted(hit[s.name])[:ITEMS_LISTED],
+        }
+        for s in sets
     }

@@ -204,7 +204,17 @@ def _merge_languages(sources: dict) -> dict:
     return merged
 
 
-STAGE_ORDER = ("scan", "process", "dedup", "near", "dedup.near", "tokenizer", "tokenize", "shards")
+STAGE_ORDER = (
+    "scan",
+    "decontam",
+    "process",
+    "dedup",
+    "near",
+    "dedup.near",
+    "tokenizer",
+    "tokenize",
+    "shards",
+)
 
 
 def _stage_rows(stages: dict) -> list[dict]:
@@ -375,6 +385,7 @@ def build(
             },
         },
         "duplicates": _duplicates(stats),
+        "decontamination": stats.get("decontamination") or {},
         "stages": _stage_rows(stats.get("stages", {})),
         "wall_s": stats.get("wall_s"),
     }

@@ -1,6 +1,7 @@
 """The stages of `prepare`, in order, one module each:
 
   scan       records per input file -> partitions, bucket counts
+  decontam   evaluation files -> n-gram indexes (only with decontaminate.eval_files)
   process    read -> language ID -> quality -> exact-dedup hashes, LSH band keys
   dedup      exact duplicates, per hash bucket
   near       near duplicates: LSH buckets -> edges -> (verify) -> connected components
@@ -16,6 +17,7 @@ here under their old names.
 
 from tokenmill.pipelines.docpass import BATCH_DOCS, UNDETERMINED
 from tokenmill.pipelines.stages.base import Counts, Partition, Run, Stage
+from tokenmill.pipelines.stages.decontam import DecontamStage
 from tokenmill.pipelines.stages.dedup import (
     DedupStage,
     dedup_bucket,
@@ -40,6 +42,7 @@ from tokenmill.tokenize.series import TOKEN_DOCS_SCHEMA
 
 STAGES: tuple[Stage, ...] = (
     ScanStage(),
+    DecontamStage(),
     ProcessStage(),
     DedupStage(),
     NearStage(),

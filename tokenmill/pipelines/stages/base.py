@@ -74,6 +74,7 @@ class Run:
     stages: dict[str, dict] = field(default_factory=dict)  # stage -> its stats.json entry
     bucket_files: list[str] = field(default_factory=list)  # exact duplicates, per bucket
     near_files: list[str] = field(default_factory=list)  # near duplicates, per partition
+    eval_indexes: tuple[str, ...] = ()  # decontamination: the evaluation sets' index files
 
 
 class Stage:

@@ -27,6 +27,7 @@ from tokenmill.pipelines.docpass import UNDETERMINED, Batch, DocumentPass
 from tokenmill.pipelines.engine import Task
 from tokenmill.pipelines.readers import Bad, Doc, default_rules, read_records
 from tokenmill.pipelines.stages.base import Counts, Partition, Run, Stage
+from tokenmill.pipelines.stages.decontam import Decontaminator
 from tokenmill.pipelines.workdir import WorkDir
 
 DOC_SCHEMA = pa.schema(
@@ -66,6 +67,7 @@ class ProcessCounts(Counts):
     ordinal: int
     wall_s: float = 0.0
     rewritten: dict = field(default_factory=dict)  # per rule: DocumentPass.rewritten (older: {})
+    decontam: dict = field(default_factory=dict)  # evaluation set -> the items its removals hit
 
 
 def _input_removed_table(part: Partition, rows: list[tuple[int, Bad | Doc, str]]) -> pa.Table:
@@ -164,8 +166,9 @@ class _KeptDocs:
         return offsets.tolist()
 
 
-def document_pass(part: Partition, cfg: Config) -> DocumentPass:
-    """The shared document pass with the config's language ID and the source's rules."""
+def document_pass(part: Partition, cfg: Config, eval_indexes: tuple[str, ...] = ()) -> DocumentPass:
+    """The shared document pass with the config's language ID, the source's rules and the
+    decontamination step (when there are evaluation sets)."""
     lid = cfg.langid
     langid = (
         LanguageId(cfg.languages, lid.threshold, lid.thresholds, lid.model_path)
@@ -175,16 +178,22 @@ def document_pass(part: Partition, cfg: Config) -> DocumentPass:
     quality = build_filters(
         cfg.quality.filter_names(part.source, default_rules(part.fmt)), cfg.quality
     )
-    return DocumentPass(part.path, langid, quality, cfg.input.max_doc_bytes)
+    decontam = Decontaminator(eval_indexes) if eval_indexes else None
+    return DocumentPass(part.path, langid, quality, cfg.input.max_doc_bytes, decontam)
 
 
 def process_partition(
-    part: Partition, cfg: Config, work: str, buckets: int, near_buckets: int = 1
+    part: Partition,
+    cfg: Config,
+    work: str,
+    buckets: int,
+    near_buckets: int = 1,
+    eval_indexes: tuple[str, ...] = (),
 ) -> dict:
     """Read one partition and apply every per-document step in one pass (the module
     docstring lists what it writes); `work` is OUT/work."""
     wd = WorkDir.of_work(work)
-    dp = document_pass(part, cfg)
+    dp = document_pass(part, cfg, eval_indexes)
     removed_path = wd.removed(part.source, part.key)
     keep_removed = atomic_path(removed_path) if cfg.keep_removed else contextlib.nullcontext()
     with atomic_path(wd.docs(part.source, part.key)) as tmp_kept, keep_removed as tmp_removed:
@@ -243,6 +252,7 @@ def _counts(part, dp: DocumentPass, kept: _KeptDocs, wd, buckets, near_buckets) 
         band_offsets=kept.save_bands(wd, near_buckets),
         ordinal=part.ordinal,
         rewritten=dp.rewritten.to_json(),
+        decontam={name: sorted(items) for name, items in sorted(dp.decontam_items.items())},
     )
 
 
@@ -256,7 +266,7 @@ class ProcessStage(Stage):
             Task(
                 f"{p.source}-{p.key}",
                 process_partition,
-                (p, run.cfg, work, run.buckets, run.near_buckets),
+                (p, run.cfg, work, run.buckets, run.near_buckets, run.eval_indexes),
                 run.wd.done_process(p.source, p.key),
             )
             for p in run.partitions
