@@ -346,3 +346,42 @@ def test_fresh_after_an_input_was_added_reads_every_file(base, tmp_path):
         ids = pq.read_table(out / (shard["prefix"] + ".docs.parquet")).column("id").to_pylist()
         seen |= {i.split("/")[1] for i in ids}
     assert seen == {"a.jsonl", "b.jsonl", "c.jsonl"}
+
+
+def test_an_edited_rule_file_refuses_the_rerun(tmp_path):
+    """The files rules read (here the url rule's UT1-style block list and C4's bad words,
+    given relative to the config's folder) are inputs too: edited, the rerun is refused,
+    naming them, instead of reusing work filtered with the old list."""
+    write_jsonl(tmp_path / "data" / "a.jsonl", sample_docs("c4")[:40])
+    lists = tmp_path / "lists" / "adult"
+    lists.mkdir(parents=True)
+    (lists / "domains").write_text("example.org\n")
+    (tmp_path / "bad.txt").write_text("zzzz\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "sources:\n"
+        "  - {name: web, format: jsonl, paths: ['data/*.jsonl']}\n"
+        "quality:\n"
+        "  url: {block_domains_files: [lists]}\n"
+        "  c4: {bad_words_path: bad.txt}\n"
+        "  filter_sets: {web: [basic, url, c4]}\n"
+        "tokenizer: {train: {vocab_size: 400}}\n"
+        "dedup: {minhash: {enabled: false}}\n"
+    )
+    loaded = load_config(cfg)
+    assert loaded.quality.c4.bad_words_path == str(tmp_path / "bad.txt")
+    # in the rule table's order (c4 before url), a folder as its files
+    assert loaded.quality.files(["url", "c4"]) == [
+        str(tmp_path / "bad.txt"),
+        str(lists / "domains"),
+    ]
+    out = tmp_path / "out"
+    prepare(loaded, out, workers=1, quiet=True)
+    recorded = json.loads((out / "work" / "inputs.json").read_text())["sources"]
+    assert [i["path"] for i in recorded["quality (files the rules read)"]] == [
+        str(tmp_path / "bad.txt"),
+        str(lists / "domains"),
+    ]
+    (lists / "domains").write_text("example.org\nexample.net\n")
+    with pytest.raises(InputsChanged, match=r"lists/adult/domains: size 12 -> 24"):
+        prepare(load_config(cfg), out, workers=1, quiet=True)

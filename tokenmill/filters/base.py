@@ -46,8 +46,10 @@ class RuleParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    # Fields holding file paths (a str, or a list of them): load_config resolves a relative
-    # one against the config file's folder, as it does the inputs'.
+    # Fields holding file or folder paths (a str, a list of them, or a dict whose values are
+    # lists of them): load_config resolves a relative one against the config file's folder,
+    # as it does the inputs', and `prepare` records their files' identities with the inputs'
+    # (a rerun after an edited list is refused, not run with the old one).
     path_fields: ClassVar[tuple[str, ...]] = ()
 
     languages: list[str] | None = Field(None, description="others pass; null: every language")

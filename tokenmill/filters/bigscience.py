@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -431,6 +432,8 @@ class BigScienceOverride(BaseModel):
 class BigScienceRules(RuleParams):
     """BigScience's OSCAR rules with their published per-language values (`PUBLISHED`);
     `overrides` changes them per language ("default" for languages without their own)."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("kenlm_models",)
 
     overrides: dict[str, BigScienceOverride] = Field(
         default_factory=dict,

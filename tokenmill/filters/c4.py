@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -48,6 +49,8 @@ _NO_WORD_BOUNDARY = frozenset({"ja", "th", "zh"})
 
 
 class C4Params(RuleParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("bad_words_path",)
+
     """C4's rules; defaults are tensorflow_datasets c4_utils' (see the module docstring)."""
 
     min_words_per_line: int = Field(5, ge=0)

@@ -30,7 +30,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -156,8 +158,28 @@ class _QualityBase(BaseModel):
                 value = getattr(params, key)
                 if isinstance(value, str):
                     setattr(params, key, resolve(value))
-                elif isinstance(value, list):
+                elif isinstance(value, list | tuple):
                     setattr(params, key, [resolve(v) for v in value])
+                elif isinstance(value, dict):
+                    setattr(params, key, {k: tuple(map(resolve, v)) for k, v in value.items()})
+
+    def files(self, names: Iterable[str]) -> list[str]:
+        """The files the rules `names` read (their `path_fields`; a folder: every file in it,
+        sorted), in rule order, each once: what a rerun must find unchanged."""
+        out: list[str] = []
+        for name in RULES:
+            if name not in names:
+                continue
+            params = getattr(self, name)
+            for key in type(params).path_fields:
+                value = getattr(params, key)
+                paths = [value] if isinstance(value, str) else list(value or ())
+                if isinstance(value, dict):
+                    paths = [p for v in value.values() for p in v]
+                for p in paths:
+                    found = sorted(map(str, Path(p).rglob("*"))) if Path(p).is_dir() else [p]
+                    out += [f for f in found if os.path.isfile(f) and f not in out]
+        return out
 
 
 QualityConfig = create_model(

@@ -39,6 +39,9 @@ from tokenmill.pipelines.stages import STAGES, Run
 from tokenmill.pipelines.stages.decontam import EVAL_INPUTS
 from tokenmill.pipelines.workdir import WorkDir
 
+# the key of the files the quality rules read in OUT/work/inputs.json (not a source name)
+RULE_INPUTS = "quality (files the rules read)"
+
 log = logging.getLogger(__name__)
 
 # Outputs of a run, deleted by --fresh (OUT/.lock stays: it may be held while they go).
@@ -159,14 +162,21 @@ def _start(wd: WorkDir, cfg: Config, fresh: bool) -> None:
 
 
 def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
-    """Each source's input files, checked with the evaluation files (decontamination)
-    against those of the first run."""
+    """Each source's input files, checked with the files the rules read (block lists, word
+    lists, KenLM models) and the evaluation files (decontamination) against those of the
+    first run."""
+    from tokenmill.pipelines.readers import default_rules
+
     files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
     evals = cfg.decontaminate.eval_files
     for path in evals:
         if not is_url(path) and not os.path.isfile(local_path(path)):
             raise FileNotFoundError(f"decontaminate.eval_files: {path} not found")
-    check_inputs({**files, EVAL_INPUTS: evals} if evals else files, wd.work)
+    used = {
+        n for s in cfg.sources for n in cfg.quality.filter_names(s.name, default_rules(s.format))
+    }
+    extra = {RULE_INPUTS: cfg.quality.files(used), EVAL_INPUTS: evals}
+    check_inputs({**files, **{k: v for k, v in extra.items() if v}}, wd.work)
     return files
 
 
