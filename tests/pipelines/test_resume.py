@@ -385,3 +385,22 @@ def test_an_edited_rule_file_refuses_the_rerun(tmp_path):
     (lists / "domains").write_text("example.org\nexample.net\n")
     with pytest.raises(InputsChanged, match=r"lists/adult/domains: size 12 -> 24"):
         prepare(load_config(cfg), out, workers=1, quiet=True)
+
+
+def test_an_out_from_before_new_config_sections_still_resumes(base, tmp_path):
+    """OUT/work/config.json written before a section or rule existed (here without
+    `decontaminate` and the `pii` rule's parameters) resumes: the new defaults are added to
+    the recorded config before comparing. A value it set differently is still refused."""
+    root, cfg, out, first = base
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    saved = copy / "work" / "config.json"
+    old = json.loads(saved.read_text())
+    del old["decontaminate"], old["quality"]["pii"]
+    saved.write_text(json.dumps(old))
+    prepare(load_config(cfg), copy, workers=1, quiet=True)
+    assert shard_bytes(copy) == first
+    old["shards"]["tokens_per_shard"] += 1
+    saved.write_text(json.dumps(old))
+    with pytest.raises(Exception, match=r"different config \(changed: shards\)"):
+        prepare(load_config(cfg), copy, workers=1, quiet=True)

@@ -185,12 +185,23 @@ def _modified(old: dict, new: dict) -> str | None:
     return f"{path}: {', '.join(changed)} changed"
 
 
+def _with_defaults(saved: dict) -> dict:
+    """A recorded config with the defaults of sections and rules added since it was written
+    (an OUT made by an older tokenmill resumes; what it set is still compared as it is)."""
+    from pydantic import ValidationError
+
+    try:
+        return Config.model_validate(saved).model_dump(mode="json", exclude=_EXECUTION_ONLY)
+    except ValidationError:  # a key this tokenmill no longer has: compare as written
+        return saved
+
+
 def check_config(cfg: Config, work: Path) -> None:
     """Record the config at a first run; refuse a rerun with another one."""
     saved = WorkDir.of_work(work).config()
     current = cfg.model_dump(mode="json", exclude=_EXECUTION_ONLY)
     if saved.exists():
-        old = read_json(saved)
+        old = _with_defaults(read_json(saved))
         if old != current:
             changed = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
             raise ConfigMismatch(
