@@ -79,7 +79,7 @@ def _meta_params(cfg: GPTConfig) -> int:
 
 def test_1b3_parameters_match_the_paper():
     published, switches = PUBLISHED["1b3"]
-    cfg = preset("1b3", vocab_size=50257, **switches)
+    cfg = preset("1b3", **switches)
     assert cfg.padded_vocab == 50304 and cfg.ffn == 8192 and cfg.seq_len == 2048
     n = _meta_params(cfg)
     # Derived by hand from the architecture (every Linear and LayerNorm has a bias):

@@ -7,78 +7,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from launch import deepspeed_launcher as _launcher
+from launch import env as _env
+from launch import free_port as _port
+from launch import metrics, train
+from launch import shm_left as _shm_left
+from launch import unlink_shm as _unlink_shm
 
 from tokenmill.trainer.train import TrainConfig, deepspeed_config, lr_factor, resolve_batch
 
 FP32 = ["--no-bf16", "--lr", "5e-3", "--min-lr", "1e-3", "--warmup", "2"]
-
-
-def _env() -> dict:
-    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("RANK", None)
-    return env
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launcher(nproc: int, port: int) -> list[str]:
-    return [
-        str(Path(sys.executable).parent / "deepspeed"),
-        f"--num_gpus={nproc}",
-        f"--master_port={port}",
-        "--module",
-        "tokenmill.trainer",
-    ]
-
-
-def train(
-    args: list[str],
-    nproc: int = 1,
-    launcher: str = "torchrun",
-    port: int | None = None,
-    check: bool = True,
-) -> subprocess.CompletedProcess:
-    port = port or _port()
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "tokenmill.trainer"]
-    elif launcher == "torchrun":
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            f"--nproc-per-node={nproc}",
-            f"--master-port={port}",
-            "-m",
-            "tokenmill.trainer",
-        ]
-    else:
-        cmd = _launcher(nproc, port)
-    p = subprocess.run(cmd + args, env=_env(), capture_output=True, text=True, timeout=600)
-    if check:
-        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
-    return p
-
-
-def _shm_left(port: int) -> list[str]:
-    """DeepSpeed's CPU all-reduce buffers (69 MB per rank, /dev/shm) of the run on `port`."""
-    pattern = f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"
-    return sorted(f.name for f in Path("/dev/shm").glob(pattern))
-
-
-def metrics(folder: Path) -> dict[int, dict]:
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    return {r["step"]: r for r in map(json.loads, lines)}
 
 
 @pytest.fixture(scope="module")
@@ -184,11 +128,6 @@ def _group_alive(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             alive.append(int(stat.parent.name))
     return alive
-
-
-def _unlink_shm(port: int) -> None:
-    for name in _shm_left(port):  # a killed run cannot remove its own
-        (Path("/dev/shm") / name).unlink(missing_ok=True)
 
 
 def _checkpoint(folder: Path) -> dict:

@@ -66,18 +66,38 @@ class Opt:
         int | None, typer.Option(help="Sequences per process per micro-step (default 4).")
     ]
     global_batch = Annotated[
-        int | None, typer.Option(help="Sequences per optimizer step = micro x accum x processes.")
+        int | None,
+        typer.Option(
+            help="Sequences per optimizer step = micro x accum x processes (default: the "
+            "preset's: tiny 4, 125m..760m 256, 1b3 512, 176b 2048)."
+        ),
     ]
     grad_accum = Annotated[int | None, typer.Option(help="Micro-steps per optimizer step.")]
     clip_grad = Annotated[float | None, typer.Option(help="Gradient norm clip (default 1.0).")]
     bf16 = Annotated[
         bool | None, typer.Option("--bf16/--no-bf16", help="bf16 (default) or fp32 training.")
     ]
-    lr = Annotated[float, typer.Option(help="Peak learning rate.")]
-    min_lr = Annotated[float, typer.Option(help="Learning rate at the end of the cosine.")]
+    lr = Annotated[
+        float | None,
+        typer.Option(
+            help="Peak learning rate (default: the preset's, GPT-3's for its sizes: tiny 3e-3, "
+            "125m 6e-4, 350m 3e-4, 760m 2.5e-4, 1b3 2e-4, 176b 6e-5)."
+        ),
+    ]
+    min_lr = Annotated[
+        float | None,
+        typer.Option(
+            help="Learning rate at the end of the cosine (default: the preset's share of the "
+            "peak, a tenth; 1b3 1e-5 as the paper's)."
+        ),
+    ]
     warmup_steps = Annotated[
         int | None,
-        typer.Option("--warmup", help="Warmup steps (default: --warmup-tokens, else 1% of steps)."),
+        typer.Option(
+            "--warmup",
+            help="Warmup steps (default: --warmup-tokens, else 375M tokens as GPT-3 but at "
+            "most a tenth of the steps).",
+        ),
     ]
     warmup_tokens = Annotated[
         str | None, typer.Option(help="Warmup in tokens, e.g. 375M (the paper's).")
@@ -106,7 +126,7 @@ class Opt:
     log_dir = Annotated[
         Path | None, typer.Option(help="TensorBoard and metrics.jsonl (default SAVE/logs).")
     ]
-    log_interval = Annotated[int, typer.Option(help="Print every N steps.")]
+    log_interval = Annotated[int, typer.Option(min=1, help="Print every N steps.")]
     peak_tflops = Annotated[
         float | None,
         typer.Option(help="Peak TFLOP/s of one device for MFU (known GPUs: detected)."),
@@ -131,8 +151,8 @@ def train(
     grad_accum: Opt.grad_accum = None,
     clip_grad: Opt.clip_grad = None,
     bf16: Opt.bf16 = None,
-    lr: Opt.lr = 2e-4,
-    min_lr: Opt.min_lr = 1e-5,
+    lr: Opt.lr = None,
+    min_lr: Opt.min_lr = None,
     warmup_steps: Opt.warmup_steps = None,
     warmup_tokens: Opt.warmup_tokens = None,
     steps: Opt.steps = 1000,

@@ -16,7 +16,11 @@ checkpoint needs to continue with exactly the samples an uninterrupted run would
 
 Held-out slice: the last `valid_fraction` of each source's documents (in manifest order, at
 least one where a source has two or more) never enter training; validation reads the first
-samples of the same construction over them.
+samples of the same construction over them (a slice shorter than one sample is read over and
+over: `short_valid` names those sources for a warning).
+
+Every token read is checked against the manifest's vocab_size: shards written with another
+tokenizer stop the run with TokenOutOfRange naming the shard, not an IndexError in the model.
 """
 
 from __future__ import annotations
@@ -35,12 +39,48 @@ from tokenmill.shards.megatron import ShardReader
 from tokenmill.shards.verify import require_intact
 
 
+class TokenOutOfRange(ValueError):
+    """A shard holds a token id outside the manifest's vocabulary."""
+
+
+class Vocabulary:
+    """The token ids a run accepts (the manifest's vocab_size) and what to say about one
+    outside: the shard it came from and the model's vocabulary."""
+
+    def __init__(self, vocab_size: int, prefixes: list[str]):
+        self.size, self.prefixes = vocab_size, prefixes
+        self.model: tuple[int, int] | None = None  # (vocab_size, padded rows), once built
+
+    def check(self, piece: np.ndarray, reader: int, seq: int, source: str) -> None:
+        if len(piece) and (int(piece.max()) >= self.size or int(piece.min()) < 0):
+            bad = int(piece[(piece >= self.size) | (piece < 0)][0])
+            model = (
+                f"; the model's vocab_size is {self.model[0]} ({self.model[1]} embedding rows)"
+                if self.model
+                else ""
+            )
+            raise TokenOutOfRange(
+                f"{self.prefixes[reader]} (source {source!r}), document {seq}: token id {bad} "
+                f"is outside the manifest's vocab_size {self.size}{model}. The shards were "
+                "written with another tokenizer than the manifest's: prepare them again with "
+                "one tokenizer (tokenmill prepare --fresh)"
+            )
+
+
 class SourceSamples:
     """Fixed-length samples over a set of documents of one source (see the module docstring)."""
 
-    def __init__(self, name: str, readers, docs: np.ndarray, seq_len: int, seed: int):
+    def __init__(
+        self,
+        name: str,
+        readers,
+        docs: np.ndarray,
+        seq_len: int,
+        seed: int,
+        vocab: Vocabulary | None = None,
+    ):
         # docs: (n, 3) int64 rows of (reader index, sequence index, length)
-        self.name, self.readers, self.docs = name, readers, docs
+        self.name, self.readers, self.docs, self.vocab = name, readers, docs, vocab
         self.seq_len, self.seed = seq_len, seed
         self.tokens_per_epoch = int(docs[:, 2].sum()) if len(docs) else 0
         self.block = max(1, (self.tokens_per_epoch - 1) // seq_len)
@@ -72,6 +112,8 @@ class SourceSamples:
                 doc = self.readers[r][int(seq)]
                 lo = off - int(starts[d])
                 take = min(n - filled, int(length) - lo)
+                if self.vocab:
+                    self.vocab.check(doc[lo : lo + take], int(r), int(seq), self.name)
                 out[filled : filled + take] = doc[lo : lo + take]
                 filled, off, d = filled + take, off + take, d + 1
             e, off = e + 1, 0
@@ -143,17 +185,19 @@ class ManifestData:
         self.eod_id = self.manifest["tokenizer"].get("eod_id")
         mixture = dict(weights if weights is not None else self.manifest["mixture"])
 
-        readers, by_source = [], {}
+        readers, prefixes, by_source = [], [], {}
         for shard in self.manifest["shards"]:
             if not shard["tokens"]:
                 continue
             reader = ShardReader(self.root / shard["prefix"])
             r = len(readers)
             readers.append(reader)
+            prefixes.append(shard["prefix"])
             sizes = np.asarray(reader.sizes, dtype=np.int64)
             rows = np.stack([np.full(len(sizes), r), np.arange(len(sizes)), sizes], axis=1)
             by_source.setdefault(shard["source"], []).append(rows[sizes > 0])
         self.readers = readers
+        self.vocab = Vocabulary(self.vocab_size, prefixes)
 
         train, valid = [], []
         for name in sorted(by_source):
@@ -164,14 +208,25 @@ class ManifestData:
             if valid_fraction > 0 and len(docs) >= 2:
                 n_valid = min(len(docs) - 1, max(1, math.ceil(valid_fraction * len(docs))))
             split = len(docs) - n_valid
-            train.append((name, SourceSamples(name, readers, docs[:split], seq_len, seed)))
+            args = (readers, docs[:split], seq_len, seed, self.vocab)
+            train.append((name, SourceSamples(name, *args)))
             if n_valid:
-                valid.append((name, SourceSamples(name, readers, docs[split:], seq_len, seed)))
+                args = (readers, docs[split:], seq_len, seed, self.vocab)
+                valid.append((name, SourceSamples(name, *args)))
         if not train:
             raise ValueError(f"{path}: no shard with tokens for a source with a positive weight")
         self.source_names = [n for n, _ in train]
         self.train = Blend([s for _, s in train], [mixture[n] for n, _ in train])
         self._valid = [(s, mixture[n]) for n, s in valid]
+
+    def short_valid(self) -> dict[str, int]:
+        """{source: held-out tokens} of the sources whose held-out slice is shorter than one
+        sample (seq_len + 1 tokens): their validation samples repeat those tokens."""
+        return {
+            s.name: s.tokens_per_epoch
+            for s, _ in self._valid
+            if s.tokens_per_epoch < self.seq_len + 1
+        }
 
     def valid_batch(self, n: int) -> np.ndarray | None:
         """The first n samples of the held-out blend (the same ones every time), or None."""
@@ -195,10 +250,14 @@ class ManifestData:
     def state_dict(self) -> dict:
         return {**self.train.state_dict(), "fingerprint": self.fingerprint()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def check_state(self, state: dict) -> None:
+        """Refuse a checkpoint's sampler state written for other data."""
         if state.get("fingerprint") != self.fingerprint():
             raise ValueError(
                 "the checkpoint was written for other data (manifest, seq_len, seed or weights "
                 "differ): resume with the same settings, or start a fresh run in another folder"
             )
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state(state)
         self.train.load_state_dict(state)

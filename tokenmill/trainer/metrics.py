@@ -1,6 +1,7 @@
 """What a training run reports: rank 0's terminal log, LOG_DIR/metrics.jsonl and TensorBoard
 (one record per step), the throughput behind tokens/s, TFLOP/s and MFU, and `batch`, a digest
-of each step's samples. A resumed run first drops the records past its checkpoint."""
+of each step's samples. A resumed run first drops the records (metrics.jsonl) and events
+(TensorBoard) past its checkpoint, so each step is logged once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from tokenmill.fsio import atomic_path
 
 log = logging.getLogger("tokenmill.trainer")
 
@@ -70,6 +73,31 @@ def drop_metrics_after(path: Path, step: int) -> int:
     return dropped
 
 
+def drop_events_after(log_dir: Path, step: int) -> int:
+    """Rewrite the TensorBoard event files in `log_dir` without the events of steps past
+    `step` (a resumed run logs them again); returns how many were dropped. TensorBoard's own
+    purge (SummaryWriter's purge_step) only hides them from readers that implement it."""
+    try:
+        from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+    except ImportError:  # no tensorboard: no event files of ours either
+        return 0
+    dropped = 0
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(path)).Load())  # stops at a torn last record
+        kept = [r for r in records if Event.FromString(r).step <= step]
+        if len(kept) == len(records) and path.stat().st_size == sum(16 + len(r) for r in kept):
+            continue
+        dropped += len(records) - len(kept)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            writer = RecordWriter(f)
+            for r in kept:
+                writer.write(r)
+            writer.flush()
+    return dropped
+
+
 class MetricsLog:
     """Per-step records to metrics.jsonl (every value) and TensorBoard (the numbers); either
     may be absent (another rank, no log folder, no tensorboard), and then records go nowhere."""
@@ -97,11 +125,14 @@ def open_metrics(log_dir: Path | None, rank: int, step: int, held_logs: list) ->
     if step:
         # a run killed after its last checkpoint logged steps that this one does again
         dropped = drop_metrics_after(log_dir / "metrics.jsonl", step)
-        if dropped:
+        events = drop_events_after(log_dir, step)
+        if dropped or events:
             log.info(
-                "%s: dropped %d records past step %d (logged after the last checkpoint)",
-                log_dir / "metrics.jsonl",
+                "%s: dropped %d records and %d TensorBoard events past step %d (logged after "
+                "the last checkpoint)",
+                log_dir,
                 dropped,
+                events,
                 step,
             )
     metrics = open(log_dir / "metrics.jsonl", "a")

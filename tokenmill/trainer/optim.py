@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from tokenmill.trainer.presets import WARMUP_MAX_SHARE, WARMUP_TOKENS
 from tokenmill.trainer.settings import TrainConfig
 
 
@@ -18,12 +19,13 @@ def lr_factor(step: int, warmup: int, total: int, lr: float, min_lr: float) -> f
 
 
 def warmup_steps(cfg: TrainConfig, tokens_per_step: int) -> int:
-    """--warmup steps if given, else --warmup-tokens in whole steps, else 1% of the steps."""
+    """--warmup steps if given, else --warmup-tokens in whole steps, else GPT-3's 375M tokens
+    but at most a tenth of the steps (100 steps of the tiny model: 10)."""
     if cfg.warmup_steps is not None:
         return cfg.warmup_steps
     if cfg.warmup_tokens is not None:
         return math.ceil(cfg.warmup_tokens / tokens_per_step)
-    return cfg.steps // 100
+    return min(math.ceil(WARMUP_TOKENS / tokens_per_step), int(cfg.steps * WARMUP_MAX_SHARE))
 
 
 def build_optimizer(cfg: TrainConfig, model, tokens_per_step: int):

@@ -3,14 +3,20 @@ flags) and the DeepSpeed config they resolve to.
 
 As in Megatron-DeepSpeed, the DeepSpeed JSON carries what DeepSpeed does (batch sizes, ZeRO,
 clipping, bf16); the optimizer and LR schedule are ours (optim.py). Flags override the JSON;
-the JSON overrides the defaults.
+the JSON overrides the defaults, which are the preset's where it has one (presets.TRAINING:
+peak and final LR, global batch).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from tokenmill.trainer.presets import TRAINING, check_name
+
+log = logging.getLogger("tokenmill.trainer")
 
 
 @dataclass
@@ -31,10 +37,11 @@ class TrainConfig:
     grad_accum: int | None = None
     clip_grad: float | None = None
     bf16: bool | None = None
-    # optimizer and schedule (the paper's 1.3B ablations: AdamW 0.9/0.999, wd 0.1, 2e-4 -> 1e-5)
-    lr: float = 2e-4
-    min_lr: float = 1e-5
-    warmup_steps: int | None = None  # None: warmup_tokens if given, else 1% of steps
+    # optimizer and schedule (AdamW 0.9/0.999, wd 0.1 as the paper's 1.3B ablations); lr and
+    # min_lr None: the preset's (presets.TRAINING, GPT-3's for its sizes)
+    lr: float | None = None
+    min_lr: float | None = None  # None: the preset's, scaled with a given lr
+    warmup_steps: int | None = None  # None: warmup_tokens if given, else optim.warmup_steps
     warmup_tokens: int | None = None
     steps: int = 1000
     stop_at: int | None = None  # leave after this step (the schedule still spans `steps`)
@@ -55,10 +62,58 @@ class TrainConfig:
     peak_tflops: float | None = None
     extra_ds: dict = field(default_factory=dict)  # merged last into the DeepSpeed config
 
+    def __post_init__(self):
+        check_name(self.model)
+        for name, value, low in _lower_bounds(self):
+            if value is not None and value < low:
+                raise ValueError(f"--{name}: must be >= {low} (got {value})")
+        for name, value in (("lr", self.lr), ("global-batch", self.global_batch)):
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name}: must be > 0 (got {value})")
+        if not 0 <= self.valid_fraction < 1:
+            raise ValueError(f"--valid-fraction: must be in [0, 1) (got {self.valid_fraction})")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout: must be in [0, 1) (got {self.dropout})")
+        if self.zero_stage is not None and self.zero_stage not in (0, 1, 2, 3):
+            raise ValueError(f"--zero-stage: must be 0, 1, 2 or 3 (got {self.zero_stage})")
+
+
+def _lower_bounds(c: TrainConfig) -> list[tuple[str, int | float | None, int]]:
+    """(flag, value, lowest allowed) of the numeric settings with a lower bound only."""
+    return [
+        ("steps", c.steps, 1),
+        ("log-interval", c.log_interval, 1),  # the step count is taken modulo it
+        ("eval-interval", c.eval_interval, 0),
+        ("eval-samples", c.eval_samples, 1),
+        ("save-interval", c.save_interval, 0),
+        ("stop-at", c.stop_at, 0),
+        ("warmup", c.warmup_steps, 0),
+        ("warmup-tokens", c.warmup_tokens, 0),
+        ("min-lr", c.min_lr, 0),
+        ("seq-len", c.seq_len, 1),
+        ("micro-batch", c.micro_batch, 1),
+        ("grad-accum", c.grad_accum, 1),
+        ("clip-grad", c.clip_grad, 0),
+        ("weight-decay", c.weight_decay, 0),
+        ("seed", c.seed, 0),
+    ]
+
+
+def with_preset_defaults(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the preset's learning rates where none is given; a given --lr without
+    --min-lr keeps the preset's ratio of the two."""
+    t = TRAINING[cfg.model]
+    lr = cfg.lr if cfg.lr is not None else t.lr
+    min_lr = cfg.min_lr if cfg.min_lr is not None else lr * t.min_lr / t.lr
+    if min_lr > lr:
+        raise ValueError(f"--min-lr {min_lr:g} is above the peak --lr {lr:g}")
+    return replace(cfg, lr=lr, min_lr=min_lr)
+
 
 def resolve_batch(micro, glob, accum, world: int) -> tuple[int, int, int]:
     """(micro, global, accumulation) with global = micro * accumulation * world, from any of
-    them (defaults: micro 4, accumulation 1)."""
+    them (defaults: micro 4, accumulation 1; a global batch alone: the largest micro batch up
+    to 4 that divides it, and accumulation for the rest)."""
     if micro and glob and accum:
         pass
     elif micro and glob:
@@ -66,9 +121,12 @@ def resolve_batch(micro, glob, accum, world: int) -> tuple[int, int, int]:
     elif micro:
         accum = accum or 1
         glob = micro * accum * world
-    elif glob:
-        accum = accum or 1
+    elif glob and accum:
         micro = glob // (accum * world)
+    elif glob:
+        per_process = glob // world
+        micro = max(d for d in range(1, 5) if per_process % d == 0) if per_process else 0
+        accum = per_process // micro if micro else 0
     else:
         micro, accum = 4, accum or 1
         glob = micro * accum * world
@@ -80,8 +138,38 @@ def resolve_batch(micro, glob, accum, world: int) -> tuple[int, int, int]:
     return micro, glob, accum
 
 
+def preset_batch(name: str, micro: int | None, accum: int | None, world: int):
+    """(micro, global, accumulation) for the preset's global batch over `world` processes,
+    keeping a given micro batch or accumulation; by default micro batches of 4 (fewer where the
+    batch is smaller). Where the sizes do not divide the preset's batch, the nearest whole
+    number of steps is taken (at least one sample per process) and logged."""
+    want = TRAINING[name].global_batch
+    if micro:
+        accum = max(1, round(want / (micro * world)))
+    elif accum:
+        micro = max(1, round(want / (accum * world)))
+    else:
+        accum = max(1, want // (4 * world))
+        micro = max(1, want // (accum * world))
+    glob = micro * accum * world
+    if glob != want:
+        log.info(
+            "global batch %d sequences (micro %d x accumulation %d x %d processes): the %s "
+            "preset's %d does not divide into them",
+            glob,
+            micro,
+            accum,
+            world,
+            name,
+            want,
+        )
+    return micro, glob, accum
+
+
 def deepspeed_config(cfg: TrainConfig, world: int) -> dict:
-    """The DeepSpeed config: JSON file, then flags, then `extra_ds`."""
+    """The DeepSpeed config: JSON file, then flags, then `extra_ds`. Batch sizes left open by
+    both (no global batch, and not both micro batch and accumulation) take the preset's global
+    batch."""
     ds = json.loads(Path(cfg.deepspeed_config).read_text()) if cfg.deepspeed_config else {}
     for section in ("optimizer", "scheduler"):
         if section in ds:
@@ -90,12 +178,13 @@ def deepspeed_config(cfg: TrainConfig, world: int) -> dict:
                 "schedule come from --lr, --min-lr, --warmup, --weight-decay (as in "
                 "Megatron-DeepSpeed)"
             )
-    micro, glob, accum = resolve_batch(
-        cfg.micro_batch or ds.get("train_micro_batch_size_per_gpu"),
-        cfg.global_batch or ds.get("train_batch_size"),
-        cfg.grad_accum or ds.get("gradient_accumulation_steps"),
-        world,
-    )
+    micro = cfg.micro_batch or ds.get("train_micro_batch_size_per_gpu")
+    glob = cfg.global_batch or ds.get("train_batch_size")
+    accum = cfg.grad_accum or ds.get("gradient_accumulation_steps")
+    if glob or (micro and accum):
+        micro, glob, accum = resolve_batch(micro, glob, accum, world)
+    else:
+        micro, glob, accum = preset_batch(cfg.model, micro, accum, world)
     ds.update(
         train_micro_batch_size_per_gpu=micro,
         train_batch_size=glob,

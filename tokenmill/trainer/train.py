@@ -25,11 +25,13 @@ and, in metrics.jsonl only, `batch`: a digest of the step's samples (which, in w
 Resume is exact. A checkpoint holds the weights, optimizer and LR state, the step and the
 sampler's position; SAVE/latest names it only once every rank has written its files (atomic
 rename), so a kill at any moment leaves the previous complete checkpoint. A resumed run drops
-the metrics records past its checkpoint and logs those steps again; the per-step seed keeps
-dropout the same.
+the metrics records and TensorBoard events past its checkpoint and logs those steps again;
+the per-step seed keeps dropout the same. A checkpoint this run cannot continue (another model,
+other data, another number of processes) is refused before the model is built.
 
 This module is the loop; its parts live beside it: settings.py (TrainConfig, the DeepSpeed
-config), optim.py, distributed.py (start and teardown), checkpoint.py, metrics.py.
+config), optim.py, distributed.py (start and teardown), checkpoint.py, metrics.py,
+footprint.py (the memory a process needs).
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenmill.trainer.checkpoint import resume, save_checkpoint
+from tokenmill.trainer.checkpoint import check_resumable, latest_tag, resume, save_checkpoint
 from tokenmill.trainer.distributed import Held, MissingTrainExtra, init_process_group, teardown
+from tokenmill.trainer.footprint import available_memory, cpu_memory_note, local_processes
 from tokenmill.trainer.metrics import (
     PEAK_TFLOPS,
     Throughput,
@@ -51,7 +54,12 @@ from tokenmill.trainer.metrics import (
     setup_logging,
 )
 from tokenmill.trainer.optim import build_optimizer, lr_factor
-from tokenmill.trainer.settings import TrainConfig, deepspeed_config, resolve_batch
+from tokenmill.trainer.settings import (
+    TrainConfig,
+    deepspeed_config,
+    resolve_batch,
+    with_preset_defaults,
+)
 
 # TrainConfig and the helpers that callers and tests name through this module
 __all__ = [
@@ -72,6 +80,7 @@ def run(cfg: TrainConfig) -> dict:
 
     Raises MissingTrainExtra (an ImportError) where torch or deepspeed cannot be imported.
     Every path out, an error included, destroys the engine and the process groups."""
+    cfg = with_preset_defaults(cfg)  # the preset's LR where none is given
     dist = init_process_group()
     held = Held()
     try:
@@ -112,7 +121,7 @@ def _train(cfg: TrainConfig, held: Held) -> dict:
     r = _start(cfg, held)
     save = Path(cfg.save) if cfg.save else None
     step = 0
-    if save and cfg.resume and (save / "latest").exists():
+    if save and cfg.resume and latest_tag(save):
         step = resume(r.engine, save, r.data, r.model_cfg)
     log_dir = Path(cfg.log_dir) if cfg.log_dir else (save / "logs" if save else None)
     metrics = open_metrics(log_dir, r.rank, step, held.logs)
@@ -138,7 +147,7 @@ def _train(cfg: TrainConfig, held: Held) -> dict:
         metrics.record(step, values)
         if save and (step == stop or (cfg.save_interval and step % cfg.save_interval == 0)):
             with clock.paused():
-                save_checkpoint(r.engine, save, step, r.data, r.model_cfg, r.rank)
+                save_checkpoint(r.engine, save, step, r.data, r.model_cfg, r.rank, r.world)
     return {
         "steps": step,
         "loss": last["loss"],
@@ -151,13 +160,16 @@ def _train(cfg: TrainConfig, held: Held) -> dict:
 
 
 def _start(cfg: TrainConfig, held: Held) -> _Run:
-    """The device, the data, the model and its DeepSpeed engine (held for the teardown)."""
+    """The device, the data, the model and its DeepSpeed engine (held for the teardown).
+    What can be said without building the model comes first: its size (and on CPU the memory
+    it needs), a held-out slice too short to validate on, a checkpoint it cannot resume."""
     import deepspeed
     import torch
     import torch.distributed as dist
     from deepspeed.accelerator import get_accelerator
 
     from tokenmill.trainer.data import ManifestData
+    from tokenmill.trainer.model import count_params, flops_per_token
     from tokenmill.trainer.presets import preset
 
     accel = get_accelerator()
@@ -177,7 +189,37 @@ def _start(cfg: TrainConfig, held: Held) -> _Run:
 
     probe = preset(cfg.model, seq_len=cfg.seq_len)
     data = ManifestData(cfg.data, probe.seq_len, cfg.seed, cfg.valid_fraction)
-    model, model_cfg, n_params, fpt = _build_model(cfg, data.vocab_size)
+    model_cfg = _model_config(cfg, data.vocab_size)
+    data.vocab.model = (model_cfg.vocab_size, model_cfg.padded_vocab)
+    n_params = count_params(model_cfg)
+    _describe(cfg, model_cfg, n_params)
+    if device.type == "cpu":
+        warn, text = cpu_memory_note(
+            cfg.model,
+            n_params,
+            model_cfg.vocab_size,
+            bool(ds_config["bf16"].get("enabled")),
+            int(ds_config["zero_optimization"]["stage"]),
+            world,
+            local_processes(),
+            available_memory(),
+        )
+        (log.warning if warn else log.info)(text)
+    if cfg.eval_interval:
+        for source, tokens in data.short_valid().items():
+            log.warning(
+                "validation: the held-out slice of source %r is %d tokens, shorter than one "
+                "sample (%d): its validation loss reads those tokens over and over. Hold out "
+                "more (--valid-fraction) or leave validation out (--eval-interval 0)",
+                source,
+                tokens,
+                model_cfg.seq_len + 1,
+            )
+    save = Path(cfg.save) if cfg.save else None
+    if save and cfg.resume and latest_tag(save):
+        check_resumable(save, model_cfg, data, world)  # before the model is built or loaded
+    model = _build_model(cfg, model_cfg)
+    fpt = flops_per_token(model_cfg)
     optimizer, scheduler = build_optimizer(cfg, model, glob * model_cfg.seq_len)
     engine, _, _, _ = deepspeed.initialize(
         model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
@@ -202,15 +244,11 @@ def _start(cfg: TrainConfig, held: Held) -> _Run:
     )
 
 
-def _build_model(cfg: TrainConfig, vocab_size: int):
-    """(model, its config, parameters, FLOPs per token): the preset with the run's switches,
-    the same initial weights on every rank (seeded); logs its shape."""
-    import torch
+def _model_config(cfg: TrainConfig, vocab_size: int):
+    """The preset with the run's switches and the manifest's vocabulary."""
+    from tokenmill.trainer.presets import preset
 
-    from tokenmill.trainer.model import GPT, flops_per_token
-    from tokenmill.trainer.presets import PUBLISHED, preset
-
-    model_cfg = preset(
+    return preset(
         cfg.model,
         vocab_size=vocab_size,
         position=cfg.position,
@@ -219,29 +257,46 @@ def _build_model(cfg: TrainConfig, vocab_size: int):
         seq_len=cfg.seq_len,
         dropout=cfg.dropout,
     )
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    model = GPT(model_cfg)
-    n_params = model.num_params()  # before ZeRO partitions the parameters
-    fpt = flops_per_token(model_cfg)
+
+
+def _describe(cfg: TrainConfig, model_cfg, n_params: int) -> None:
+    """Log the model's shape and parameter count for this vocabulary; a published count is
+    quoted with the vocabulary and switches it was counted for where those differ."""
+    from tokenmill.trainer.model import flops_per_token
+    from tokenmill.trainer.presets import PUBLISHED
+
     note = ""
     if cfg.model in PUBLISHED:
         count, switches = PUBLISHED[cfg.model]
-        note = f" (published: {count:,}" + (f" with {switches})" if switches else ")")
+        if all(getattr(model_cfg, k) == v for k, v in switches.items()):
+            note = f" (published: {count:,})"
+        else:
+            with_ = ", ".join(f"{k}={v}" for k, v in switches.items())
+            note = f" (the published {count:,} is for {with_})"
     log.info(
-        "model %s: %s parameters%s; %s, %s, embedding LayerNorm %s; vocab %d -> %d; seq %d; "
-        "%.3g FLOPs/token",
+        "model %s: %s parameters with vocabulary %d (padded to %d)%s; %s, %s, embedding "
+        "LayerNorm %s; seq %d; %.3g FLOPs/token",
         cfg.model,
         f"{n_params:,}",
+        model_cfg.vocab_size,
+        model_cfg.padded_vocab,
         note,
         model_cfg.position,
         model_cfg.activation,
         "on" if model_cfg.embed_ln else "off",
-        model_cfg.vocab_size,
-        model_cfg.padded_vocab,
         model_cfg.seq_len,
-        fpt,
+        flops_per_token(model_cfg),
     )
-    return model, model_cfg, n_params, fpt
+
+
+def _build_model(cfg: TrainConfig, model_cfg):
+    """The model, with the same initial weights on every rank (seeded)."""
+    import torch
+
+    from tokenmill.trainer.model import GPT
+
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    return GPT(model_cfg)
 
 
 def _train_step(r: _Run, step: int) -> dict:
@@ -253,10 +308,13 @@ def _train_step(r: _Run, step: int) -> dict:
     torch.manual_seed(r.cfg.seed + 1_000_003 * step + r.rank)  # dropout: the same on resume
     lr = r.scheduler.get_last_lr()[0]  # the one this step uses
     pairs = r.data.train.next_indices(r.glob)
+    # every rank reads (and so checks the token ids of) the whole global batch: a bad shard
+    # stops all ranks at the same step with the same message, before any collective
+    samples = torch.from_numpy(r.data.train.get(pairs))
     total = torch.zeros((), device=r.device)
     for a in range(r.accum):
         lo = (a * r.world + r.rank) * r.micro
-        batch = torch.from_numpy(r.data.train.get(pairs[lo : lo + r.micro])).to(r.device)
+        batch = samples[lo : lo + r.micro].to(r.device)
         loss = r.engine(batch[:, :-1], batch[:, 1:])
         r.engine.backward(loss)
         r.engine.step()
