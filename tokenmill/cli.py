@@ -119,6 +119,7 @@ def _prepare(config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_r
     """The prepare command's work; every error a user can act on ends here in one line and a
     hint (the traceback with -v)."""
     from tokenmill.config import ConfigError, load_config
+    from tokenmill.filters.against import AgainstError
     from tokenmill.pipelines.engine import (
         ClusterError,
         OutputLocked,
@@ -183,7 +184,7 @@ def _prepare(config, out, workers, scheduler, cluster, jobs, wait, fresh, keep_r
             _fail(str(e), hint="one prepare at a time per output folder")
         if isinstance(e, FileNotFoundError):
             _fail(str(e), hint="fix the path or pattern in the config, then rerun")
-        if isinstance(e, ClusterError):
+        if isinstance(e, ClusterError | AgainstError):
             _fail(str(e))
         if isinstance(e, ShardsChanged):  # its message says how to rewrite them
             _fail(str(e), hint=f"`tokenmill verify {target}` checks every shard")

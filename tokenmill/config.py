@@ -135,6 +135,13 @@ class DedupConfig(_Model):
     buckets: int = Field(
         0, ge=0, le=65536, description="hash buckets for the shuffle; 0 = automatic"
     )
+    against: list[str] = Field(
+        default_factory=list,
+        description="earlier prepare outputs: documents in their index go (dedup:against)",
+    )
+    write_index: bool = Field(
+        True, description="leave OUT/dedup: the index later runs can dedup against"
+    )
 
 
 class TokenizerTrainConfig(_Model):
@@ -291,6 +298,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if cfg.tokenizer.path:
         cfg.tokenizer.path = _resolve(cfg.tokenizer.path, base)
     cfg.decontaminate.eval_files = [_resolve(p, base) for p in cfg.decontaminate.eval_files]
+    cfg.dedup.against = [_resolve(p, base) for p in cfg.dedup.against]
     cfg.quality.resolve_paths(lambda p: _resolve(p, base))  # rule files (url's lists)
     if path != SAMPLE_CONFIG:
         cfg.output = _resolve(cfg.output, base)

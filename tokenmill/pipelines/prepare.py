@@ -25,6 +25,7 @@ from pathlib import Path
 from rich.console import Console
 
 from tokenmill.config import Config
+from tokenmill.filters.against import AgainstError
 from tokenmill.fsio import atomic_path, sweep_temporaries, write_json
 from tokenmill.pipelines.engine import Engine, dask_client, output_lock
 from tokenmill.pipelines.readers.inputs import is_url, local_path
@@ -36,6 +37,7 @@ from tokenmill.pipelines.resume import (  # noqa: F401  (re-exported: the CLI's 
     input_identity,
 )
 from tokenmill.pipelines.stages import STAGES, Run
+from tokenmill.pipelines.stages.against import AGAINST_INPUTS, check_against, write_index_meta
 from tokenmill.pipelines.stages.decontam import EVAL_INPUTS
 from tokenmill.pipelines.workdir import WorkDir
 
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 # Outputs of a run, deleted by --fresh (OUT/.lock stays: it may be held while they go).
 _OUTPUTS = (
     "work",
+    "dedup",
     "shards",
     "removed",
     "manifest.json",
@@ -163,8 +166,8 @@ def _start(wd: WorkDir, cfg: Config, fresh: bool) -> None:
 
 def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
     """Each source's input files, checked with the files the rules read (block lists, word
-    lists, KenLM models) and the evaluation files (decontamination) against those of the
-    first run."""
+    lists, KenLM models), the evaluation files (decontamination) and the indexes of
+    dedup.against against those of the first run."""
     from tokenmill.pipelines.readers import default_rules
 
     files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
@@ -175,7 +178,13 @@ def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
     used = {
         n for s in cfg.sources for n in cfg.quality.filter_names(s.name, default_rules(s.format))
     }
-    extra = {RULE_INPUTS: cfg.quality.files(used), EVAL_INPUTS: evals}
+    if any(Path(a).resolve() == wd.out.resolve() for a in cfg.dedup.against):
+        raise AgainstError(f"dedup.against names this run's own output {wd.out}: drop it")
+    extra = {
+        RULE_INPUTS: cfg.quality.files(used),
+        EVAL_INPUTS: evals,
+        AGAINST_INPUTS: check_against(cfg),  # their settings checked equal first
+    }
     check_inputs({**files, **{k: v for k, v in extra.items() if v}}, wd.work)
     return files
 
@@ -191,6 +200,7 @@ def _finish(run: Run) -> dict:
         shutil.copyfile(run.wd.tokenizer(), tmp)
     shard_counts = [c.to_json() for c in run.counts["shards"]]
     manifest = build_manifest(cfg, out, shard_counts)
+    write_index_meta(run)
     write_json(out / "manifest.json", manifest)
     stats = build_stats(
         cfg,

@@ -17,6 +17,8 @@ themselves. A partition is named by its source and key (`Partition.key`, FILE-SL
     OUT/work/shards/SOURCE/NAME.json             a shard's done-mark
     OUT/shards/SOURCE/NAME.bin/.idx              the shards
     OUT/removed/SOURCE/KEY.parquet               what keep_removed keeps; KEY.dedup.parquet
+    OUT/dedup/meta.json, exact/, near/           the index later runs dedup against
+    OUT/work/against/SOURCE/KEY.npy              documents found in dedup.against's indexes
 
 Each task's done-mark is the JSON of counts it left (`done_*`): the engine skips a task that
 has one.
@@ -123,6 +125,24 @@ class WorkDir:
 
     def near_removed(self) -> Path:
         return self.near_dir() / "removed"
+
+    # ---- the deduplication index a run leaves (tokenmill.filters.against)
+
+    def dedup_index(self) -> Path:
+        return self.out / "dedup"
+
+    def exact_index(self, bucket: int) -> Path:
+        return self.dedup_index() / "exact" / f"b{bucket:05d}.npy"
+
+    def near_index(self, bucket: int) -> Path:
+        return self.dedup_index() / "near" / f"n{bucket:05d}.npy"
+
+    def against(self, source: str, key: str) -> Path:
+        """A partition's documents found in `dedup.against`'s indexes (order keys, sorted)."""
+        return self.work / "against" / source / f"{key}.npy"
+
+    def done_against(self, source: str, key: str) -> Path:
+        return self.work / "against" / source / f"{key}.json"
 
     # ---- decontamination
 

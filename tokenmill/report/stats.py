@@ -108,7 +108,7 @@ def build_stats(
             lc["documents_kept"] += c.get("documents", 0)
             lc["bytes_kept"] += c.get("bytes", 0)
             lc["tokens"] += c.get("tokens", 0)
-            for reason in ("dedup:exact", "dedup:near"):
+            for reason in ("dedup:exact", "dedup:near", "dedup:against"):
                 if c.get(reason):
                     lc["removed"][reason] += c[reason]
                     src["removed"][reason] += c[reason]

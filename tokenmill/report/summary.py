@@ -208,6 +208,7 @@ STAGE_ORDER = (
     "scan",
     "decontam",
     "process",
+    "against",
     "dedup",
     "near",
     "dedup.near",

@@ -3,6 +3,7 @@
   scan       records per input file -> partitions, bucket counts
   decontam   evaluation files -> n-gram indexes (only with decontaminate.eval_files)
   process    read -> language ID -> quality -> exact-dedup hashes, LSH band keys
+  against    documents in earlier corpora's indexes (only with dedup.against)
   dedup      exact duplicates, per hash bucket
   near       near duplicates: LSH buckets -> edges -> (verify) -> connected components
   tokenizer  BPE trained on a sample of the kept text, or the given one
@@ -16,6 +17,7 @@ here under their old names.
 """
 
 from tokenmill.pipelines.docpass import BATCH_DOCS, UNDETERMINED
+from tokenmill.pipelines.stages.against import AgainstStage
 from tokenmill.pipelines.stages.base import Counts, Partition, Run, Stage
 from tokenmill.pipelines.stages.decontam import DecontamStage
 from tokenmill.pipelines.stages.dedup import (
@@ -44,6 +46,7 @@ STAGES: tuple[Stage, ...] = (
     ScanStage(),
     DecontamStage(),
     ProcessStage(),
+    AgainstStage(),
     DedupStage(),
     NearStage(),
     TokenizerStage(),

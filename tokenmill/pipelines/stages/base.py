@@ -75,6 +75,7 @@ class Run:
     bucket_files: list[str] = field(default_factory=list)  # exact duplicates, per bucket
     near_files: list[str] = field(default_factory=list)  # near duplicates, per partition
     eval_indexes: tuple[str, ...] = ()  # decontamination: the evaluation sets' index files
+    against_files: dict[int, str] = field(default_factory=dict)  # ordinal -> stage against's
 
 
 class Stage:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from tokenmill.filters.against import exact_part
 from tokenmill.filters.exact import HASH_DTYPE, duplicate_keys
 from tokenmill.fsio import atomic_path
 from tokenmill.pipelines.engine import StageResult, Task
@@ -47,24 +49,42 @@ def bucket_specs(run: Run, kind: str, b: int) -> list[tuple[str, int, int]]:
     return out
 
 
-def bucket_tasks(run: Run, kind: str, n: int, fn, output, done) -> list[Task]:
+def bucket_tasks(run: Run, kind: str, n: int, fn, output, done, index=None) -> list[Task]:
     """One task per bucket of a shuffle (`fn(bucket, its slices of every partition's `kind`
-    file, output(bucket))`): named b0, b1, ... for hashes, n0, n1, ... for bands."""
+    file, output(bucket), index(bucket) or None)`): named b0, b1, ... for hashes, n0, n1, ...
+    for bands. `index`: where the bucket's part of OUT/dedup goes (dedup.write_index)."""
     letter = "b" if kind == "hashes" else "n"
+    write = run.cfg.dedup.write_index and index is not None
     return [
-        Task(f"{letter}{b}", fn, (b, bucket_specs(run, kind, b), str(output(b))), done(b))
+        Task(
+            f"{letter}{b}",
+            fn,
+            (b, bucket_specs(run, kind, b), str(output(b)), str(index(b)) if write else None),
+            done(b),
+        )
         for b in range(n)
     ]
 
 
-def dedup_bucket(bucket: int, hash_files: list[tuple[str, int, int]], out_path: str) -> dict:
-    """Find, in one hash bucket, every document whose text appeared earlier in the run."""
+def save_index_part(path: str | None, part: np.ndarray) -> None:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, part)
+
+
+def dedup_bucket(
+    bucket: int, hash_files: list[tuple[str, int, int]], out_path: str, index: str | None = None
+) -> dict:
+    """Find, in one hash bucket, every document whose text appeared earlier in the run; with
+    `index`, write the bucket's distinct hashes there (OUT/dedup, tokenmill.filters.against)."""
     parts = []
     for path, lo, hi in hash_files:
         if hi > lo:
             parts.append(np.array(np.load(path, mmap_mode="r")[lo:hi]))
     records = np.concatenate(parts) if parts else np.empty(0, dtype=HASH_DTYPE)
     dups, kept, sizes = duplicate_keys(records, with_cluster_sizes=True, with_kept=True)
+    save_index_part(index, exact_part(records))
     with atomic_path(kept_file(out_path)) as tmp, open(tmp, "wb") as f:
         np.save(f, kept)  # the key kept for each duplicate, aligned (for --keep-removed)
     with atomic_path(out_path) as tmp:
@@ -82,7 +102,9 @@ class DedupStage(Stage):
 
     def tasks(self, run: Run) -> list[Task]:
         wd = run.wd
-        return bucket_tasks(run, "hashes", run.buckets, dedup_bucket, wd.dups, wd.done_dedup)
+        return bucket_tasks(
+            run, "hashes", run.buckets, dedup_bucket, wd.dups, wd.done_dedup, wd.exact_index
+        )
 
     def collect(self, run: Run, result: StageResult, counts: list[DedupCounts]) -> None:
         run.bucket_files = [str(run.wd.dups(b)) for b in range(run.buckets)]

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from tokenmill.filters.against import near_part
 from tokenmill.filters.minhash import BAND_DTYPE, near_edges
 from tokenmill.fsio import atomic_path, read_json, write_json
 from tokenmill.pipelines.engine import StageResult, Task
 from tokenmill.pipelines.stages.base import Counts, Run, Stage, summary
-from tokenmill.pipelines.stages.dedup import bucket_tasks
+from tokenmill.pipelines.stages.dedup import bucket_tasks, save_index_part
 
 
 @dataclass
@@ -42,12 +43,16 @@ class VerifyCounts(Counts):
     wall_s: float = 0.0
 
 
-def near_bucket(bucket: int, band_files: list[tuple[str, int, int]], out_path: str) -> dict:
+def near_bucket(
+    bucket: int, band_files: list[tuple[str, int, int]], out_path: str, index: str | None = None
+) -> dict:
     """One bucket of the LSH shuffle: documents sharing a band key become edges to the
-    smallest document of their band bucket."""
+    smallest document of their band bucket; with `index`, the bucket's distinct band keys
+    are written there (OUT/dedup, tokenmill.filters.against)."""
     parts = [np.array(np.load(p, mmap_mode="r")[lo:hi]) for p, lo, hi in band_files if hi > lo]
     records = np.concatenate(parts) if parts else np.empty(0, BAND_DTYPE)
     edges = near_edges(records)
+    save_index_part(index, near_part(records))
     with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         np.save(f, edges)
     return NearCounts(bucket, int(len(records)), int(len(edges))).to_json()
@@ -141,7 +146,9 @@ class NearStage(Stage):
 
     def tasks(self, run: Run) -> list[Task]:
         wd = run.wd
-        return bucket_tasks(run, "bands", run.near_buckets, near_bucket, wd.edges, wd.done_near)
+        return bucket_tasks(
+            run, "bands", run.near_buckets, near_bucket, wd.edges, wd.done_near, wd.near_index
+        )
 
     def collect(self, run: Run, result: StageResult, counts: list[NearCounts]) -> None:
         done = run.wd.components()

@@ -46,9 +46,19 @@ class TokenizeCounts(Counts):
     languages: dict
     histograms: dict
     wall_s: float = 0.0
+    against_duplicates: int = 0  # dropped as in an earlier corpus (dedup.against)
 
 
-def _kept_batches(docs_path, dups, near, by_lang, removed_batches):
+def _reasons(rows: np.ndarray, near: np.ndarray, against: np.ndarray) -> list[str]:
+    """The dedup reason of each dropped row: against an earlier corpus, near, else exact."""
+    is_against, is_near = np.isin(rows, against), np.isin(rows, near)
+    return [
+        "dedup:against" if a else "dedup:near" if n else "dedup:exact"
+        for a, n in zip(is_against.tolist(), is_near.tolist(), strict=True)
+    ]
+
+
+def _kept_batches(docs_path, dups, near, against, by_lang, removed_batches):
     """Each batch of the partition's documents with its duplicates dropped (counted per
     language in `by_lang`; kept in `removed_batches` when that is a list)."""
     row0 = 0
@@ -60,13 +70,12 @@ def _kept_batches(docs_path, dups, near, by_lang, removed_batches):
         keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
         if not keep.all():
             gone = ~keep
-            is_near = np.isin(rows, near)
-            for lang, n in zip(
+            for lang, reason in zip(
                 batch.column("lang").filter(pa.array(gone)).to_pylist(),
-                is_near[gone],
+                _reasons(rows[gone], near, against),
                 strict=True,
             ):
-                by_lang[lang]["dedup:near" if n else "dedup:exact"] += 1
+                by_lang[lang][reason] += 1
             if removed_batches is not None:
                 removed_batches.append((rows[gone], batch.filter(pa.array(gone))))
             batch = batch.filter(pa.array(keep))
@@ -86,28 +95,38 @@ def tokenize_partition(
     split_languages: bool = False,
     removed_path: str | None = None,
     docs_paths: dict[int, str] | None = None,
+    against_file: str | None = None,
 ) -> dict:
     """Encode the kept, non-duplicate documents of one partition into the series OUT_BASE
     (with `split_languages`, one per language, OUT_BASE.LANG, listed under "groups"); the
     counts give the token dtype under "dtype". With `removed_path`, the duplicates dropped
-    here go there (Parquet: id, text, url, lang, reason, kept_id)."""
+    here go there (Parquet: id, text, url, lang, reason, kept_id). `against_file`: the
+    partition's documents found in earlier corpora (stage against), dropped first."""
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
     from tokenmill.tokenize.series import encode_series
 
     tok = load_tokenizer(tokenizer_path)
     dtype = dtype_for_vocab(tok.get_vocab_size())
-    exact = duplicate_rows(ordinal, bucket_files)
-    near = np.setdiff1d(duplicate_rows(ordinal, near_files), exact)  # exact copies count as exact
-    dups = np.union1d(exact, near)
+    against = duplicate_rows(ordinal, [against_file]) if against_file else np.empty(0, np.int64)
+    exact = np.setdiff1d(duplicate_rows(ordinal, bucket_files), against)
+    # exact copies count as exact; what an earlier corpus has counts as against
+    near = np.setdiff1d(duplicate_rows(ordinal, near_files), np.union1d(exact, against))
+    dups = np.union1d(np.union1d(exact, near), against)
     removed_batches: list | None = [] if removed_path is not None else None
     dedup_by_lang: dict[str, Counter] = defaultdict(Counter)
-    batches = _kept_batches(docs_path, dups, near, dedup_by_lang, removed_batches)
+    batches = _kept_batches(docs_path, dups, near, against, dedup_by_lang, removed_batches)
     eod = token_id(tok, eod_token)
     tally = encode_series(tok, batches, eod, dtype, out_base, split_languages)
     if removed_batches:
         _write_removed_duplicates(
-            removed_path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths or {}
+            removed_path,
+            removed_batches,
+            (near, against),
+            ordinal,
+            bucket_files,
+            near_files,
+            docs_paths or {},
         )
     languages = {k: dict(v) for k, v in dedup_by_lang.items()}
     for lang, c in tally.by_lang.items():
@@ -120,6 +139,7 @@ def tokenize_partition(
         dtype=dtype.name,
         duplicates=int(len(exact)),
         near_duplicates=int(len(near)),
+        against_duplicates=int(len(against)),
         groups=tally.groups,
         languages=languages,
         histograms=tally.histograms(),
@@ -127,23 +147,26 @@ def tokenize_partition(
 
 
 def _write_removed_duplicates(
-    path, removed_batches, near, ordinal, bucket_files, near_files, docs_paths
+    path, removed_batches, near_against, ordinal, bucket_files, near_files, docs_paths
 ) -> None:
-    """The duplicates a partition dropped, each with the id of the document kept instead."""
+    """The duplicates a partition dropped, each with the id of the document kept instead
+    (none for what an earlier corpus has: its documents are not named in its index)."""
     kept_exact = duplicate_pairs(ordinal, bucket_files)
     kept_near = duplicate_pairs(ordinal, near_files)
     rows = np.concatenate([r for r, _ in removed_batches])
     table = pa.concat_tables([pa.Table.from_batches([b]) for _, b in removed_batches])
-    is_near = np.isin(rows, near)
+    reasons = _reasons(rows, *near_against)
     # a copy's first occurrence may itself be a near duplicate of an earlier document: the
     # near cluster's survivor (which the copy's cluster shares) is then the one in the shards
-    kept_keys = [kept_near.get(r, kept_exact.get(r)) for r in rows.tolist()]
-    ids = resolve_ids(kept_keys, docs_paths)
+    kept_keys = [
+        None if why == "dedup:against" else kept_near.get(r, kept_exact.get(r))
+        for r, why in zip(rows.tolist(), reasons, strict=True)
+    ]
+    ids = resolve_ids([k for k in kept_keys if k is not None], docs_paths)
+    table = table.append_column("reason", pa.array(reasons, pa.string()))
     table = table.append_column(
-        "reason",
-        pa.array(["dedup:near" if n else "dedup:exact" for n in is_near.tolist()], pa.string()),
+        "kept_id", pa.array([None if k is None else ids[k] for k in kept_keys], pa.string())
     )
-    table = table.append_column("kept_id", pa.array([ids[k] for k in kept_keys], pa.string()))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -173,6 +196,7 @@ class TokenizeStage(Stage):
                     split[p.source],
                     str(wd.removed_duplicates(p.source, p.key)) if keep else None,
                     docs if keep else None,
+                    run.against_files.get(p.ordinal),
                 ),
                 wd.done_tokenize(p.source, p.key),
             )
