@@ -415,6 +415,12 @@ def _frame_layouts(raw: bytes) -> list[bytes]:
     size = int.from_bytes(f[5:7], "little") + 256
     frames.append(f[:4] + bytes([0x40]) + b"\x58" + f[5:7] + f[7:])
     frames.append(f[:4] + bytes([0xC0]) + b"\x58" + size.to_bytes(8, "little") + f[7:])
+    # a Dictionary_ID field of 1, 2 and 4 bytes (flag 1, 2, 3), after the window byte: ID 0
+    # means no dictionary (RFC 8878 3.1.1.1.3), so libzstd decodes these without one
+    g = frames[3]
+    assert g[4] == 0  # window byte, no content size, no dictionary ID
+    for flag, n in ((1, 1), (2, 2), (3, 4)):
+        frames.append(g[:4] + bytes([flag]) + g[5:6] + bytes(n) + g[6:])
     return frames
 
 
@@ -465,3 +471,31 @@ def test_count_until_damage():
         "input:truncated_file: d/p.gz: compressed stream ends before its end marker "
         f"(truncated) at compressed byte 1,234; {LOST}",
     )
+
+
+def test_the_zstd_follower_reads_like_a_file(raw):
+    """`_ZstdInput.read(n)` as a file's: at most n bytes, none for 0, the rest for -1, each
+    byte once and in order, b"" at the end (zstandard's reader asks whole chunks, so only a
+    direct read tells a short read from a long one)."""
+    data = zstandard.ZstdCompressor(level=3).compress(raw[:5000])
+    src = compression._ZstdInput(io.BytesIO(data))
+    assert src.read(0) == b""
+    got = [src.read(1), src.read(0), src.read(7), src.read(100)]
+    assert [len(g) for g in got] == [1, 0, 7, 100]
+    got.append(src.read())
+    assert b"".join(got) == data and src.read(5) == b"" and src.read() == b""
+    assert src.consumed == len(data) and src.complete
+
+
+def test_decompressed_opens_a_path_itself(tmp_path, raw):
+    for kind in ("gz", "zst", "bz2", "xz"):
+        path = tmp_path / f"x.{kind}"
+        path.write_bytes(_compress(raw, kind))
+        with Decompressed(str(path), kind) as f:
+            assert f.read() == raw
+
+
+def test_a_url_query_is_not_part_of_the_name():
+    # only the first "?" starts the query: a later one is part of it
+    assert compression_of("https://h/d/a.jsonl.gz?sig=1?x.zst") == "gz"
+    assert compression_of("https://h/d/a.jsonl?x=a.gz") is None
