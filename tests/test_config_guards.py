@@ -73,6 +73,15 @@ def test_plain_names_with_dashes_and_underscores_load(tmp_path):
         ("workers: 2.5", "workers: must be a whole number (got 2.5)"),
         ("input: {max_doc_bytes: 0}", "input.max_doc_bytes: must be > 0 (got 0)"),
         ("input: {partition_docs: -1}", "input.partition_docs: must be > 0 (got -1)"),
+        # strict types: a quoted number or boolean, or a boolean for a number, is refused
+        (
+            "input: {partition_docs: '12'}",
+            "input.partition_docs: must be a whole number (got '12')",
+        ),
+        ("langid: {threshold: '0.5'}", "langid.threshold: must be a number (got '0.5')"),
+        ("workers: true", "workers: must be a whole number (got true)"),
+        ("keep_removed: 'yes'", "keep_removed: must be true or false (got 'yes')"),
+        ("output: 5", "output: must be a string (got 5)"),
         ("langid: {threshold: 1.5}", "langid.threshold: must be <= 1.0 (got 1.5)"),
         ("langid: {thresholds: {en: -0.1}}", "langid.thresholds.en: must be >= 0.0 (got -0.1)"),
         ("dedup: {buckets: -1}", "dedup.buckets: must be >= 0 (got -1)"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -57,8 +58,9 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     # A typo in a config key must fail loudly, not be ignored; `.inf` / `.nan` are not numbers
-    # any range check could accept.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # any range check could accept. Strict types: a quoted number (`partition_docs: '12'`), a
+    # quoted boolean or `true` for a number is a mistake to report, not to convert.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class CatalogRef(_Model):
@@ -326,10 +328,16 @@ def describe_errors(e: ValidationError) -> list[str]:
             msg = (
                 f"a source name is letters, digits, _ and - only (it names folders and files){got}"
             )
+        elif kind == "int_type" and isinstance(value, float) and not math.isfinite(value):
+            msg = f"must be a finite number{got}"
         elif kind in ("int_type", "int_parsing", "int_from_float"):
             msg = f"must be a whole number{got}"
         elif kind in ("float_type", "float_parsing"):
             msg = f"must be a number{got}"
+        elif kind in ("bool_type", "bool_parsing"):
+            msg = f"must be true or false{got}"
+        elif kind == "string_type":
+            msg = f"must be a string{got}"
         elif kind == "finite_number":
             msg = f"must be a finite number{got}"
         elif kind == "literal_error":
