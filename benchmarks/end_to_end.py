@@ -270,16 +270,17 @@ def datatrove_run(root: Path, tok: Path, work: Path) -> dict:
 
                 ft = fasttext.load_model(bundled_model_path())
 
-                class Model:  # fasttext-predict gives float scores; datatrove calls .item()
+                class Model:  # datatrove calls .item() on the scores
                     def predict(self, text, k=1):
-                        labels, scores = ft.predict(text, k=k)
-                        return labels, np.asarray(scores)
+                        # the binding: fastText 0.9.2's predict(str) fails under NumPy 2
+                        pairs = ft.f.predict(text + "\n", k, 0.0, "strict")
+                        return tuple(lab for _, lab in pairs), np.asarray([p for p, _ in pairs])
 
                 self._model = Model()
             return self._model
 
     # it checks for the `fasttext-numpy2-wheel` distribution; the fastText here is
-    # fasttext-predict (same `fasttext` module, what tokenmill uses), loaded by LocalFT176
+    # fasttext-wheel (same `fasttext` module, what tokenmill uses), loaded by LocalFT176
     LanguageFilter._requires_dependencies = ["fasteners"]
 
     def lang_filter():

@@ -101,3 +101,53 @@ def make_corpus(root: Path, n_per_file: int = 60, bad: bool = True) -> Path:
         "shards: {tokens_per_shard: 30000}\n"
     )
     return cfg
+
+
+def shuffled_words(text: str, seed: int) -> str:
+    """The text's words in a seeded random order (the same words, no longer language)."""
+    import random
+
+    words = text.split()
+    random.Random(seed).shuffle(words)
+    return " ".join(words)
+
+
+_QUALITY_MODELS: dict[tuple, str] = {}
+
+
+def quality_model(word_ngrams: int = 2, dim: int = 16) -> str:
+    """A small fastText quality classifier, trained once per test process with fastText
+    itself (not tokenmill): `__label__hq` for the bundled sample's Pile documents and its C4
+    documents from the 401st on (tests use the first 400 as unseen text),
+    `__label__lq` for the same with their words shuffled. Its path (a temporary folder)."""
+    key = (word_ngrams, dim)
+    if key not in _QUALITY_MODELS:
+        import atexit
+        import shutil
+        import tempfile
+
+        import fasttext
+
+        tmp = Path(tempfile.mkdtemp(prefix="tokenmill-test-quality-"))
+        atexit.register(shutil.rmtree, tmp, True)
+        lines = []
+        for k, r in enumerate(sample_docs("pile") + sample_docs("c4")[400:]):
+            text = r["text"].replace("\n", " ")
+            lines.append(f"__label__hq {text}\n")
+            lines.append(f"__label__lq {shuffled_words(text, k)}\n")
+        (tmp / "train.txt").write_text("".join(lines), encoding="utf-8")
+        model = fasttext.train_supervised(
+            input=str(tmp / "train.txt"),
+            epoch=25,
+            lr=0.5,
+            wordNgrams=word_ngrams,
+            dim=dim,
+            bucket=50_000,
+            thread=1,
+            seed=0,
+            verbose=0,
+        )
+        path = tmp / f"quality_{word_ngrams}_{dim}.bin"
+        model.save_model(str(path))
+        _QUALITY_MODELS[key] = str(path)
+    return _QUALITY_MODELS[key]

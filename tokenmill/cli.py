@@ -462,6 +462,7 @@ def _check_inspected(p: Path):
 def _register_parts() -> None:
     """Commands that live with their part of the package (their heavy imports are inside)."""
     from tokenmill.pipelines.download_cli import download
+    from tokenmill.quality_cli import app as quality
     from tokenmill.report.cli import stats
     from tokenmill.report.contamination import contamination
     from tokenmill.shards.cli import verify
@@ -472,6 +473,7 @@ def _register_parts() -> None:
     app.command()(contamination)
     app.command()(verify)
     app.command()(train)
+    app.add_typer(quality, name="quality")
 
 
 _register_parts()

@@ -1,7 +1,8 @@
 """Fixed-bin histograms that add up across partitions (so they can be summed in stats.json).
 
 Lengths use log2 bins: bin k counts values in [2**k, 2**(k+1)), bin 0 also counts 0; the last
-bin takes everything larger. Language-ID scores use 20 bins of 0.05 over [0, 1].
+bin takes everything larger. Language-ID scores and a quality classifier's scores (a source's
+`quality_score` histogram) use 20 bins of 0.05 over [0, 1].
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ SCORE_BINS = 20
 DESCRIPTION = {
     "length": "log2 bins: bin k counts values in [2^k, 2^(k+1)); bin 0 also counts 0",
     "lang_score": "20 bins of 0.05 over [0, 1]",
+    "quality_score": "20 bins of 0.05 over [0, 1]",
 }
+# a source's histograms that hold scores, not lengths
+SCORE_HISTOGRAMS = ("quality_score",)
 
 
 def length_hist(values) -> list[int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from tmfixtures import sample_docs
+from tmfixtures import quality_model, sample_docs
 
 from tokenmill.filters.base import Filter, Kept, RuleParams
 from tokenmill.filters.registry import (
@@ -17,7 +17,23 @@ from tokenmill.filters.registry import (
     build_filters,
 )
 
-ALL = ["basic", "c4", "gopher_quality", "gopher_repetition", "bigscience", "pii", "url"]
+ALL = [
+    "basic",
+    "c4",
+    "gopher_quality",
+    "gopher_repetition",
+    "bigscience",
+    "pii",
+    "url",
+    "fasttext_quality",
+]
+
+
+def _with_model(raw: dict | None = None) -> QualityConfig:
+    """The quality section `raw` with a model for fasttext_quality (it cannot run without)."""
+    raw = dict(raw or {})
+    raw["fasttext_quality"] = {"model_path": quality_model(), **raw.get("fasttext_quality", {})}
+    return QualityConfig.model_validate(raw)
 
 
 def test_default_filter_sets_by_format():
@@ -75,9 +91,12 @@ def test_build_filters_passes_the_parameters():
             "bigscience": {"overrides": {"fr": {"max_word_rep": 0.5, "words_augmentation": [2]}}},
             "pii": {"kinds": ["email"], "placeholders": {"email": "PI:EMAIL"}},
             "url": {"block_domains": ["Example.COM"], "block_words": ["Free-Casino"]},
+            "fasttext_quality": {"model_path": quality_model(), "min_score": 0.7},
         }
     )
-    basic, c4, gq, gr, big, pii, url = build_filters(ALL, q)
+    basic, c4, gq, gr, big, pii, url, ft = build_filters(ALL, q)
+    assert (ft.model_path, ft.model_label, ft.min_score) == (quality_model(), "__label__hq", 0.7)
+    assert ft.reason_prefix == "quality:fasttext:" and ft.scored
     assert (pii.kinds, pii.placeholders.email, pii.ip_scope) == (["email"], "PI:EMAIL", "public")
     assert url.block_domains == ["Example.COM"] and url.needs == ("url",)
     assert basic.min_chars == 10
@@ -100,9 +119,12 @@ def test_each_config_section_is_its_rules_own_model():
     for name, cls in RULES.items():
         assert QualityConfig.model_fields[name].annotation is cls.Params, name
         assert issubclass(cls.Params, RuleParams) and "languages" in cls.Params.model_fields
-    built = build_filters(ALL, QualityConfig())
+    built = build_filters(ALL, _with_model())
     for f, name in zip(built, ALL, strict=True):
-        bare = RULES[name]()
+        # (fasttext_quality's one required parameter, its model, given to both)
+        bare = RULES[name](
+            **({"model_path": quality_model()} if name == "fasttext_quality" else {})
+        )
         assert f.settings == bare.settings, name
         assert vars(f).keys() == vars(bare).keys(), name
     assert built[1].end_marks == c4.END_MARKS
@@ -124,7 +146,7 @@ def test_every_filter_runs_on_a_real_batch():
     texts = [r.get("content") or r.get("text") for r in docs]
     langs = [r["metadata"]["identification"]["label"] if "content" in r else "en" for r in docs]
     urls = [r["warc_headers"]["warc-target-uri"] if "content" in r else None for r in docs]
-    for f in build_filters(ALL, QualityConfig()):
+    for f in build_filters(ALL, _with_model()):
         out = f(texts, langs, url=urls)  # the document fields a rule `needs` (url's)
         reasons, new = out if getattr(f, "rewrites", False) else (out, texts)
         assert len(reasons) == len(new) == len(texts)
@@ -135,7 +157,7 @@ def test_filters_pickle_for_dask_after_use():
     import pickle
 
     texts, langs, urls = [sample_docs("c4")[0]["text"]], ["en"], [sample_docs("c4")[0]["url"]]
-    for f in build_filters(ALL, QualityConfig()):
+    for f in build_filters(ALL, _with_model()):
         before = f(texts, langs, url=urls)
         assert pickle.loads(pickle.dumps(f))(texts, langs, url=urls) == before
 
@@ -151,9 +173,21 @@ REMOVED = {
     "gopher_repetition": ("", "quality:gopher:empty"),
     "bigscience": ("hello world", "quality:bigscience:too_few_words"),
     "url": ("A page from a blocked site.", "quality:url:blocked_domain"),
+    "fasttext_quality": ("A page the classifier doubts.", "quality:fasttext:low_score"),
 }
 REWRITTEN = {"pii": ("Mail joe@example.org now.", "Mail <EMAIL> now.")}
-PARAMS = {"url": {"block_domains": ["example.com"]}}  # beyond the defaults
+PARAMS = {  # beyond the defaults
+    "url": {"block_domains": ["example.com"]},
+    "fasttext_quality": {"min_score": 1.0},  # (the model: _params)
+}
+
+
+def _params(name: str) -> dict:
+    if name == "fasttext_quality":
+        return {**PARAMS[name], "model_path": quality_model()}
+    return PARAMS.get(name, {})
+
+
 URL = "https://www.example.com/a"  # every document's url
 
 
@@ -161,7 +195,7 @@ URL = "https://www.example.com/a"  # every document's url
 def test_every_rule_applies_its_language_scope_and_the_prefix(name):
     text, reason = REMOVED[name] if name in REMOVED else REWRITTEN[name]
     kept = name in REWRITTEN  # then `reason` is the rewritten text
-    params = PARAMS.get(name, {})
+    params = _params(name)
     (everywhere,) = build_filters(
         [name], QualityConfig.model_validate({name: {**params, "languages": None}})
     )

@@ -44,10 +44,11 @@ def test_prepare_writes_the_same_report(prepared, report):
 
 
 def test_every_section_is_present(report, page):
-    """Every section, but decontamination: this run has no evaluation sets (its section is
-    checked in tests/pipelines/test_decontam_prepare.py)."""
+    """Every section, but decontamination (this run has no evaluation sets: its section is
+    checked in tests/pipelines/test_decontam_prepare.py) and quality scores (no classifier:
+    tests/filters/test_fasttext_quality.py)."""
     p = page(report["html"])
-    assert p.sections == [s for s in SECTIONS if s != "decontamination"]
+    assert p.sections == [s for s in SECTIONS if s not in ("decontamination", "scores")]
 
 
 def test_summary_equals_stats(prepared, report, page):

@@ -20,6 +20,10 @@ A rule is one `Filter` subclass with
   no `needs` is called with texts and languages only.
 - `setup()` (optional): derived state after the parameters are set (compiled patterns,
   frozensets).
+- `scored = True` (optional): `judge` also scores each document it is given (a float: a
+  classifier's probability) and returns `(verdicts, scores)`; the pass keeps each document's
+  score as its `quality_score` (the shards' .docs.parquet column) and counts them in a
+  histogram (`fasttext_quality`). The last scoring rule that judged a document sets it.
 
 The base class owns the rest: the parameters as attributes (`rule.min_words`), the batch loop
 over the still-kept documents (`apply`, one `judge` call a batch: no per-document call),
@@ -118,6 +122,8 @@ class Filter:
     rewrites: ClassVar[bool] = False
     # Document fields `judge` gets as keyword lists besides the texts (names in DOC_FIELDS).
     needs: ClassVar[tuple[str, ...]] = ()
+    # Whether `judge` returns (verdicts, scores): a score per document (quality_score).
+    scored: ClassVar[bool] = False
 
     def __init__(self, params: RuleParams | None = None, /, **kwargs: Any):
         if params is None:
@@ -131,7 +137,8 @@ class Filter:
             setattr(self, key, getattr(params, key))
         langs = params.languages
         self.languages: frozenset[str] | None = None if langs is None else frozenset(langs)
-        self.reason_prefix = f"quality:{self.label}:" if self.label else "quality:"
+        label = type(self).label  # (a parameter may share the name: fasttext_quality's)
+        self.reason_prefix = f"quality:{label}:" if label else "quality:"
         self.rewrite_key = self.reason_prefix[:-1]  # its key under stats.json's `rewritten`
         self.setup()
 
@@ -158,12 +165,14 @@ class Filter:
         *,
         fields: Mapping[str, Sequence] | None = None,
         rewritten: Rewrites | None = None,
+        scores: list[float | None] | None = None,
     ) -> None:
         """Judge the documents still kept (`reasons[i] is None`) and in scope, in one batch:
         fills `reasons` with prefixed reasons (`prefix`, by default `reason_prefix`) and
         replaces rewritten texts in `texts`, both in place. `fields`: document fields aligned
         with `texts` (those in `needs` are passed to `judge`); `rewritten`, where given,
-        counts each text the rule changed."""
+        counts each text the rule changed; `scores`, where given, gets a scoring rule's score
+        of each document it judged (in place; the others' are left as they are)."""
         scope = self.languages
         live = [
             i
@@ -183,6 +192,11 @@ class Filter:
             column = fields[name]
             kw[name] = [column[i] for i in live]
         verdicts = self.judge([texts[i] for i in live], [langs[i] for i in live], **kw)
+        if self.scored:
+            verdicts, got = verdicts
+            if scores is not None:
+                for i, score in zip(live, got, strict=True):
+                    scores[i] = score
         for i, v in zip(live, verdicts, strict=True):
             if v is None:
                 continue
@@ -196,11 +210,13 @@ class Filter:
     def __call__(self, texts: list[str], langs: list[str], **fields: Sequence) -> Any:
         """The rule alone on a batch: per document None or its reason as the rule names it
         (`gopher:too_few_words`; basic's, the first rule set's, were always
-        `quality:too_short`), and with `rewrites` also the texts, rewritten where kept.
+        `quality:too_short`), and with `rewrites` also the texts, rewritten where kept (a
+        scoring rule's scores: `apply` with `scores`).
         `fields`: the document fields the rule `needs` (`url=[...]`)."""
         out = list(texts)
         reasons: list[str | None] = [None] * len(out)
-        self.apply(out, langs, reasons, f"{self.label}:" if self.label else None, fields=fields)
+        label = type(self).label
+        self.apply(out, langs, reasons, f"{label}:" if label else None, fields=fields)
         return (reasons, out) if self.rewrites else reasons
 
     def __repr__(self) -> str:

@@ -32,11 +32,12 @@ def load_model(path: str | None = None):
     path = path or bundled_model_path()
     model = _MODELS.get(path)
     if model is None:
-        import fasttext
+        # (not fasttext.load_model: the full package's prints a warning on every load)
+        from fasttext.FastText import _FastText
 
         if not Path(path).exists():
             raise FileNotFoundError(f"language-ID model not found: {path}")
-        model = fasttext.load_model(path)
+        model = _FastText(model_path=path)
         _MODELS[path] = model
     return model
 

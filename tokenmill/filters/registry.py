@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from tokenmill.filters.base import DOC_FIELDS, Filter, Rewrites, RuleParams
 from tokenmill.filters.bigscience import BigScienceOverride, BigScienceQuality, BigScienceRules
 from tokenmill.filters.c4 import C4Params, C4Quality
+from tokenmill.filters.fasttext_quality import FastTextQuality
 from tokenmill.filters.gopher import (
     GopherQuality,
     GopherQualityParams,
@@ -62,6 +63,7 @@ _BUILTIN: dict[str, type[Filter]] = {
     "bigscience": BigScienceQuality,
     "pii": PiiRedaction,
     "url": UrlBlockList,
+    "fasttext_quality": FastTextQuality,
 }
 
 # The parameter models under the names they had when the registry copied them.
@@ -211,15 +213,17 @@ def apply_filters(
     *,
     fields: Mapping[str, Sequence] | None = None,
     rewritten: Rewrites | None = None,
+    scores: list[float | None] | None = None,
 ) -> list[str]:
     """Run `filters` in order, each on the documents still kept (`reasons[i] is None`).
 
     Fills `reasons` in place with `quality:`-prefixed reasons (`quality:c4:too_few_sentences`)
     and returns the texts, rewritten where a filter rewrites (C4's line rules, `pii`).
     `fields` holds the documents' other fields (`url`), aligned with `texts`, for the rules
-    that need them; `rewritten` counts each rule's rewrites. The one place the pipeline and the
-    raw-data report apply quality rules, so both count alike."""
+    that need them; `rewritten` counts each rule's rewrites; `scores` gets the scores of a
+    scoring rule (`fasttext_quality`: None where no such rule judged the document). The one
+    place the pipeline and the raw-data report apply quality rules, so both count alike."""
     texts = list(texts)
     for rule in filters:
-        rule.apply(texts, langs, reasons, fields=fields, rewritten=rewritten)
+        rule.apply(texts, langs, reasons, fields=fields, rewritten=rewritten, scores=scores)
     return texts

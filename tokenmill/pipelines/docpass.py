@@ -6,9 +6,11 @@
 `DocumentPass` takes an input's records in batches (`batches`) and, per batch, sorts each
 record into a valid document or an `input:*` reason, runs language ID and the quality rules,
 and counts documents and bytes in, kept and removed per reason, per language, with the
-LID-score and length histograms, and what the rules rewrote (`rewritten`: per rule, documents
-changed and the rule's counts by kind). What a caller does on top (write the kept documents and
-their hashes; or sample hashes and count tokens) it does with the `Batch` it gets back.
+LID-score and length histograms, the histogram of a scoring rule's scores (`quality_score`:
+`fasttext_quality`'s, of every document it judged, kept or not), and what the rules rewrote
+(`rewritten`: per rule, documents changed and the rule's counts by kind). What a caller does
+on top (write the kept documents and their hashes; or sample hashes and count tokens) it does
+with the `Batch` it gets back.
 
 Damage met while reading ends the records (not the pass): the batch being filled at that
 moment is processed like any other, and the error is kept in `damage`.
@@ -55,8 +57,9 @@ class LangCounts:
 class Batch:
     """One batch after the pass. `docs` are the valid documents (record index, document, its
     meta as JSON), their text as the rules left it; `texts_in` the texts before any rule
-    rewrote them; `langs`, `scores`, `reasons` (None: kept) align with `docs`. `set_aside`
-    are the records removed for an `input:*` reason (record index, record, reason)."""
+    rewrote them; `langs`, `scores` (LID), `quality_scores` (a scoring rule's; None where none
+    judged the document), `reasons` (None: kept) align with `docs`. `set_aside` are the
+    records removed for an `input:*` reason (record index, record, reason)."""
 
     docs: list[tuple[int, Doc, str]] = field(default_factory=list)
     set_aside: list[tuple[int, Bad | Doc, str]] = field(default_factory=list)
@@ -64,6 +67,7 @@ class Batch:
     texts: list[str] = field(default_factory=list)
     langs: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    quality_scores: list[float | None] = field(default_factory=list)
     reasons: list[str | None] = field(default_factory=list)
 
     def kept(self) -> list[int]:
@@ -103,6 +107,7 @@ class DocumentPass:
         self.damage: list[FileError] = []
         self.chars_in = [0] * hist.LENGTH_BINS
         self.score_hists: dict[str, list[int]] = {}
+        self.quality_hist: list[int] | None = None  # None: no scoring rule judged anything
         self.rewritten = Rewrites()
 
     def batches(self, records: Iterable) -> Iterator[Batch]:
@@ -135,6 +140,7 @@ class DocumentPass:
         else:
             langs, scores = [UNDETERMINED] * n, [0.0] * n
         urls = [d.url for _, d, _ in out.docs]
+        quality_scores: list[float | None] = [None] * n
         texts = apply_filters(
             self.quality,
             list(out.texts_in),
@@ -142,7 +148,11 @@ class DocumentPass:
             reasons,
             fields={"url": urls},
             rewritten=self.rewritten,
+            scores=quality_scores,
         )
+        scored = [s for s in quality_scores if s is not None]
+        if scored:
+            self.quality_hist = hist.add(self.quality_hist, hist.score_hist(scored))
         for i, t in enumerate(texts):
             if t is not out.texts_in[i]:  # rewritten by a rule (C4's line filter, pii)
                 doc = out.docs[i][1]
@@ -155,6 +165,7 @@ class DocumentPass:
             if r is not None:
                 self.removed[r] += 1
         out.texts, out.langs, out.scores, out.reasons = texts, langs, scores, reasons
+        out.quality_scores = quality_scores
         return out
 
     def _decontaminate(self, texts: list[str], langs: list[str], reasons: list) -> None:
@@ -223,6 +234,14 @@ class DocumentPass:
         for lang, h in self.score_hists.items():
             languages[lang]["lang_score"] = h
         return languages
+
+    def histograms(self) -> dict[str, list[int]]:
+        """The pass's histograms: `chars_in` (every valid document's length) and, where a
+        scoring rule judged documents, `quality_score` (its scores)."""
+        out = {"chars_in": self.chars_in}
+        if self.quality_hist is not None:
+            out["quality_score"] = self.quality_hist
+        return out
 
     def example_errors(self) -> list[dict]:
         return [e for got in self.examples.values() for e in got]

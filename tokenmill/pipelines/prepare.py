@@ -168,6 +168,7 @@ def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
     """Each source's input files, checked with the files the rules read (block lists, word
     lists, KenLM models), the evaluation files (decontamination) and the indexes of
     dedup.against against those of the first run."""
+    from tokenmill.filters.registry import build_filters
     from tokenmill.pipelines.readers import default_rules
 
     files = {s.name: expand_paths(s.paths, s.name) for s in cfg.sources}
@@ -178,6 +179,7 @@ def _inputs(cfg: Config, wd: WorkDir) -> dict[str, list[str]]:
     used = {
         n for s in cfg.sources for n in cfg.quality.filter_names(s.name, default_rules(s.format))
     }
+    build_filters(sorted(used), cfg.quality)  # the rules' own checks (a model file), here first
     if any(Path(a).resolve() == wd.out.resolve() for a in cfg.dedup.against):
         raise AgainstError(f"dedup.against names this run's own output {wd.out}: drop it")
     extra = {

@@ -1,8 +1,8 @@
 """report.html: one self-contained page (inline CSS and SVG; no script, nothing fetched; a
 Content-Security-Policy forbids loading anything) built from stats.json, the manifest and the
 shards. Numbers are in tables, distributions in plots; every section has an id (`#summary`,
-`#funnel`, `#lengths`, `#languages`, `#lid`, `#duplicates`, `#shards`, `#budget`, `#throughput`,
-`#config`) and every table an id, so tools and tests can find them.
+`#funnel`, `#lengths`, `#languages`, `#lid`, `#scores`, `#duplicates`, `#shards`, `#budget`,
+`#throughput`, `#config`) and every table an id, so tools and tests can find them.
 
 The same page serves a raw-corpus scan (`tokenmill stats FILES...`): sections without data
 (shards, budget without token counts) are left out.
@@ -72,6 +72,7 @@ SECTIONS = {
     "lengths": "Lengths",
     "languages": "Languages",
     "lid": "LID scores",
+    "scores": "Quality scores",
     "duplicates": "Duplicates",
     "decontamination": "Decontamination",
     "shards": "Shards",
@@ -594,6 +595,42 @@ def _lid_charts(name: str, langs: dict, labels: list[str], marker) -> list[str]:
     ]
 
 
+def _scores(stats: dict, rep: dict) -> str:
+    """The quality classifier's scores (fasttext_quality) per source: a histogram with the
+    threshold, and a table of documents scored and removed below it."""
+    labels = S.score_bin_labels()
+    cfg = (stats.get("config", {}).get("quality") or {}).get("fasttext_quality") or {}
+    floor = cfg.get("min_score")
+    marker = (floor * len(labels), f"min_score {floor:g}") if floor is not None else None
+    rows = [{"source": n, **v} for n, v in rep["quality_scores"].items()]
+    charts = [
+        svg.histogram(
+            labels,
+            [("documents", r["histogram"], _color(i))],
+            f"{r['source']}: score for {cfg.get('label', 'the label')}",
+            width=340,
+            height=170,
+            marker=marker,
+        )
+        for i, r in enumerate(rows)
+    ]
+    cols: list[Col] = [
+        ("source", lambda r: r["source"], None),
+        ("documents scored", lambda r: r["scored"], fmt_int),
+        ("removed (low_score)", lambda r: r["removed"], fmt_int),
+        ("share removed", lambda r: S._ratio(r["removed"], r["scored"]), fmt_pct),
+    ]
+    return (
+        "<p class='note'>The fastText classifier's probability for its label "
+        "(<code>quality.fasttext_quality</code>), 20 bins of 0.05, over every document it "
+        "judged. Documents below <code>min_score</code> are removed as "
+        f"<code>{S.LOW_SCORE}</code>; the kept ones carry their score in the shards' "
+        "<code>.docs.parquet</code> (<code>quality_score</code>).</p>"
+        + _grid(charts, 340)
+        + table("scores-table", cols, rows)
+    )
+
+
 def _below_threshold_table(stats: dict, rep: dict) -> str:
     """Per language with any: documents removed as langid:below_threshold and their share of
     its documents ("" when none were)."""
@@ -987,6 +1024,7 @@ _RENDER = {
     "lengths": _lengths,
     "languages": _languages,
     "lid": _lid,
+    "scores": _scores,
     "duplicates": _duplicates,
     "decontamination": _decontamination,
     "shards": _shards,
@@ -1001,6 +1039,8 @@ def present_sections(rep: dict) -> list[str]:
     skip = {"shards"} if not rep.get("shards") else set()
     if not rep.get("decontamination"):
         skip.add("decontamination")
+    if not rep.get("quality_scores"):
+        skip.add("scores")
     if not rep.get("budgets"):
         skip.add("budget")
     return [s for s in SECTIONS if s not in skip]

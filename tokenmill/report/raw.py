@@ -396,7 +396,7 @@ def scan_file(inp: RawInput, st: ScanSettings) -> dict:
         "removed": dict(dp.removed),
         "rewritten": dp.rewritten.to_json(),
         "languages": tally.languages(dp),
-        "histograms": {**tally.hists, "chars_in": dp.chars_in},
+        "histograms": {**tally.hists, **dp.histograms()},
         "errors": errors + dp.example_errors(),
         "wall_s": time.perf_counter() - t0,
         "sample": tally.sample,

@@ -87,6 +87,24 @@ def rewrites(sources: dict, totals: dict) -> dict:
     return out
 
 
+LOW_SCORE = "quality:fasttext:low_score"  # fasttext_quality's reason
+
+
+def quality_scores(stats: dict) -> dict:
+    """Per source whose documents a scoring rule judged (fasttext_quality): the histogram of
+    their scores, how many were scored, and how many it removed as below `min_score`."""
+    out = {}
+    for name, s in stats["sources"].items():
+        h = (s.get("histograms") or {}).get("quality_score")
+        if h:
+            out[name] = {
+                "histogram": h,
+                "scored": sum(h),
+                "removed": s["removed"].get(LOW_SCORE, 0),
+            }
+    return out
+
+
 def unaccounted(counts: dict) -> int:
     """Documents neither kept nor removed under a reason (0 when in = kept + removed)."""
     return counts["documents_in"] - counts["documents_kept"] - sum(counts["removed"].values())
@@ -411,9 +429,11 @@ def build(
             **{
                 f"{name}_{q}": length_quantile(values, p)
                 for name, values in h.items()
+                if name not in hist.SCORE_HISTOGRAMS
                 for q, p in (("p10", 0.1), ("median", 0.5), ("p90", 0.9))
             },
         }
+    report["quality_scores"] = quality_scores(stats)
     if manifest is not None and manifest.get("shards") and report["kind"] == "run":
         report["shards"] = check_shards(manifest, out)
         cap = (stats.get("config", {}).get("shards") or {}).get("tokens_per_shard")

@@ -29,7 +29,8 @@ def _nice_ticks(top: float, n: int = 4) -> list[float]:
     raw = top / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    return [i * step for i in range(int(top / step) + 1)]
+    # up to the first tick at or above `top`: the tallest bar stays inside the plot
+    return [i * step for i in range(math.ceil(top / step) + 1)]
 
 
 def _svg(width: int, height: int, label: str, body: list[str]) -> str:
@@ -98,11 +99,13 @@ def histogram(
             )
     if marker is not None:
         x = left + marker[0] * slot
+        # the label on the line's left when the line is in the plot's right third (no clipping)
+        tx, anchor = (x - 3, "end") if x > left + 2 * pw / 3 else (x + 3, "start")
         out.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top_pad}" y2="{top_pad + ph}" '
             f'stroke="{REMOVED}" stroke-dasharray="4 3"/>'
-            f'<text x="{x + 3:.1f}" y="{top_pad + 10}" style="{_FONT};fill:{REMOVED}">'
-            f"{escape(marker[1])}</text>"
+            f'<text x="{tx:.1f}" y="{top_pad + 10}" text-anchor="{anchor}" '
+            f'style="{_FONT};fill:{REMOVED}">{escape(marker[1])}</text>'
         )
     out.append(
         f'<line x1="{left}" x2="{left + pw}" y1="{top_pad + ph}" y2="{top_pad + ph}" '

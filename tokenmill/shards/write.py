@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenmill.fsio import atomic_path
 from tokenmill.shards.megatron import ShardWriter
 from tokenmill.shards.verify import shard_file_records
-from tokenmill.tokenize.series import TOKEN_DOCS_SCHEMA
+from tokenmill.tokenize.series import TOKEN_DOCS_SCHEMA, docs_table
 
 
 def cut_into_shards(
@@ -55,15 +54,14 @@ def cut_into_shards(
 
 
 def _copy_docs(writer: pq.ParquetWriter, path: str, start: int, end: int) -> None:
-    """Rows [start, end) of a series' docs.parquet, appended to `writer`."""
+    """Rows [start, end) of a series' docs.parquet, appended to `writer` (a column an older
+    series lacks, quality_score, as nulls)."""
     row0 = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=65536):
         a, b = max(start - row0, 0), min(end - row0, batch.num_rows)
         row0 += batch.num_rows
         if b > a:
-            writer.write_table(
-                pa.Table.from_batches([batch.slice(a, b - a)], schema=TOKEN_DOCS_SCHEMA)
-            )
+            writer.write_table(docs_table(batch.slice(a, b - a)))
         if row0 >= end:
             break
 
@@ -71,7 +69,8 @@ def _copy_docs(writer: pq.ParquetWriter, path: str, start: int, end: int) -> Non
 def write_shard(
     prefix: str, runs: list[tuple[str, int, int]], source: str, dtype: str, lang: str | None = None
 ) -> dict:
-    """Write one Megatron shard (PREFIX.bin/.idx) and its PREFIX.docs.parquet provenance.
+    """Write one Megatron shard (PREFIX.bin/.idx) and its PREFIX.docs.parquet provenance (id,
+    url, lang, quality_score of each sequence).
 
     `runs` are (BASE, first row, end row) ranges of token series (tokens of `dtype`): their
     .bin bytes are copied file to file, their sizes and docs rows sliced. Returns the shard's

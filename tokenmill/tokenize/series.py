@@ -2,9 +2,9 @@
 
 A series is BASE.bin (each document's tokens followed by the end-of-document id, as raw
 bytes in the shards' dtype: what a shard's .bin holds), BASE.sizes.npy (tokens per document)
-and BASE.docs.parquet (id, url, lang), in document order. `encode_series` encodes batches of
-documents into one series, or one per language (BASE.LANG.*), and counts documents, tokens
-and bytes per language; `TokenFiles` writes one series.
+and BASE.docs.parquet (id, url, lang, quality_score), in document order. `encode_series`
+encodes batches of documents into one series, or one per language (BASE.LANG.*), and counts
+documents, tokens and bytes per language; `TokenFiles` writes one series.
 """
 
 from __future__ import annotations
@@ -23,11 +23,33 @@ from tokenmill import hist
 from tokenmill.fsio import atomic_path
 from tokenmill.tokenize.encode import encode_pipelined
 
-TOKEN_DOCS_SCHEMA = pa.schema([("id", pa.string()), ("url", pa.string()), ("lang", pa.string())])
+# quality_score: a scoring rule's score (fasttext_quality), null where none ran
+TOKEN_DOCS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("url", pa.string()),
+        ("lang", pa.string()),
+        ("quality_score", pa.float32()),
+    ]
+)
+
+
+def docs_table(batch: pa.RecordBatch) -> pa.Table:
+    """The rows of `batch` as a TOKEN_DOCS_SCHEMA table; a column it lacks is null (files
+    written before the column existed: an older OUT/work resumed)."""
+    n = batch.num_rows
+    names = batch.schema.names
+    return pa.table(
+        {
+            f.name: batch.column(f.name) if f.name in names else pa.nulls(n, f.type)
+            for f in TOKEN_DOCS_SCHEMA
+        },
+        schema=TOKEN_DOCS_SCHEMA,
+    )
 
 
 class TokenFiles:
-    """One tokenized series: BASE.bin (raw tokens), BASE.docs.parquet (id, url, lang) and
+    """One tokenized series: BASE.bin (raw tokens), BASE.docs.parquet (TOKEN_DOCS_SCHEMA) and
     BASE.sizes.npy, each written under a temporary name and renamed on a clean exit."""
 
     def __init__(self, base: str):
@@ -48,12 +70,7 @@ class TokenFiles:
 
     def write(self, batch: pa.RecordBatch, flat: np.ndarray, sizes: np.ndarray) -> None:
         self._bin.write(memoryview(np.ascontiguousarray(flat)).cast("B"))
-        self._docs.write_table(
-            pa.table(
-                {name: batch.column(name) for name in TOKEN_DOCS_SCHEMA.names},
-                schema=TOKEN_DOCS_SCHEMA,
-            )
-        )
+        self._docs.write_table(docs_table(batch))
         self._sizes.append(sizes)
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -108,7 +125,8 @@ class SeriesTally:
 def encode_series(
     tok, batches: Iterable[pa.RecordBatch], eod: int, dtype, base: str, split_languages: bool
 ) -> SeriesTally:
-    """Encode `batches` (columns id, url, lang, text) into the series BASE (with
+    """Encode `batches` (columns id, url, lang, text; quality_score where they have it) into
+    the series BASE (with
     `split_languages`, one per language, BASE.LANG); what was written."""
     tally = SeriesTally()
     with contextlib.ExitStack() as stack:

@@ -39,6 +39,9 @@ DOC_SCHEMA = pa.schema(
         ("lang", pa.string()),
         ("lang_score", pa.float32()),
         ("meta", pa.string()),
+        # a scoring rule's score (fasttext_quality); null where none judged the document.
+        # Work files written before it lack the column: readers take that as null.
+        ("quality_score", pa.float32()),
     ]
 )
 REMOVED_SCHEMA = DOC_SCHEMA.append(pa.field("reason", pa.string()))
@@ -95,6 +98,7 @@ def _input_removed_table(part: Partition, rows: list[tuple[int, Bad | Doc, str]]
             "lang": [UNDETERMINED] * len(rows),
             "lang_score": [0.0] * len(rows),
             "meta": metas,
+            "quality_score": [None] * len(rows),
             "reason": [reason for _, _, reason in rows],
         },
         schema=REMOVED_SCHEMA,
@@ -111,6 +115,7 @@ def _doc_table(part: Partition, b: Batch, idxs: list[int], schema, extra) -> pa.
         "lang": [b.langs[i] for i in idxs],
         "lang_score": [b.scores[i] for i in idxs],
         "meta": [b.docs[i][2] for i in idxs],
+        "quality_score": [b.quality_scores[i] for i in idxs],
         **extra,
     }
     return pa.table(cols, schema=schema)
@@ -246,7 +251,7 @@ def _counts(part, dp: DocumentPass, kept: _KeptDocs, wd, buckets, near_buckets) 
         bytes_kept=kept.nbytes,
         removed=dict(dp.removed),
         languages=dp.language_counts(),
-        histograms={"chars_in": dp.chars_in},
+        histograms=dp.histograms(),
         errors=errors + dp.example_errors(),
         bucket_offsets=kept.save_hashes(wd, buckets),
         band_offsets=kept.save_bands(wd, near_buckets),

@@ -62,9 +62,11 @@ def _kept_batches(docs_path, dups, near, against, by_lang, removed_batches):
     """Each batch of the partition's documents with its duplicates dropped (counted per
     language in `by_lang`; kept in `removed_batches` when that is a list)."""
     row0 = 0
-    for batch in pq.ParquetFile(docs_path).iter_batches(
-        batch_size=BATCH_DOCS, columns=["id", "url", "lang", "text"]
-    ):
+    docs = pq.ParquetFile(docs_path)
+    columns = ["id", "url", "lang", "text"]
+    if "quality_score" in docs.schema_arrow.names:  # (older work files lack it: null)
+        columns.append("quality_score")
+    for batch in docs.iter_batches(batch_size=BATCH_DOCS, columns=columns):
         rows = np.arange(row0, row0 + batch.num_rows)
         row0 += batch.num_rows
         keep = ~np.isin(rows, dups) if len(dups) else np.ones(len(rows), bool)
