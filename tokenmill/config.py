@@ -130,6 +130,14 @@ class MinHashConfig(_Model):
         return self
 
 
+class SpanConfig(_Model):
+    """Span dedup (tokenmill/filters/spans.py): of every span of `sentences` consecutive
+    sentences seen more than once in the corpus, only the first occurrence is kept."""
+
+    enabled: bool = False
+    sentences: int = Field(3, ge=1, le=100, description="sentences per span (C4: 3)")
+
+
 class DedupConfig(_Model):
     exact: bool = True
     minhash: MinHashConfig = MinHashConfig()
@@ -144,6 +152,7 @@ class DedupConfig(_Model):
     write_index: bool = Field(
         True, description="leave OUT/dedup: the index later runs can dedup against"
     )
+    spans: SpanConfig = SpanConfig()
 
 
 class TokenizerTrainConfig(_Model):

@@ -200,9 +200,9 @@ def _finish(run: Run) -> dict:
     out, cfg = run.wd.out, run.cfg
     with atomic_path(out / "tokenizer.json") as tmp:
         shutil.copyfile(run.wd.tokenizer(), tmp)
+    write_index_meta(run)
     shard_counts = [c.to_json() for c in run.counts["shards"]]
     manifest = build_manifest(cfg, out, shard_counts)
-    write_index_meta(run)
     write_json(out / "manifest.json", manifest)
     stats = build_stats(
         cfg,

@@ -19,6 +19,7 @@ themselves. A partition is named by its source and key (`Partition.key`, FILE-SL
     OUT/removed/SOURCE/KEY.parquet               what keep_removed keeps; KEY.dedup.parquet
     OUT/dedup/meta.json, exact/, near/           the index later runs dedup against
     OUT/work/against/SOURCE/KEY.npy              documents found in dedup.against's indexes
+    OUT/work/spans/SOURCE/KEY.npy, dups/sB.npy   span hashes; duplicate spans per bucket
 
 Each task's done-mark is the JSON of counts it left (`done_*`): the engine skips a task that
 has one.
@@ -143,6 +144,21 @@ class WorkDir:
 
     def done_against(self, source: str, key: str) -> Path:
         return self.work / "against" / source / f"{key}.json"
+
+    # ---- span dedup
+
+    def spans(self, source: str, key: str) -> Path:
+        """A partition's span records, sorted by span bucket."""
+        return self.work / "spans" / source / f"{key}.npy"
+
+    def done_spans(self, source: str, key: str) -> Path:
+        return self.work / "spans" / source / f"{key}.json"
+
+    def span_dups(self, bucket: int) -> Path:
+        return self.work / "spans" / "dups" / f"s{bucket:05d}.npy"
+
+    def done_span_dups(self, bucket: int) -> Path:
+        return self.work / "spans" / "dups" / f"s{bucket:05d}.json"
 
     # ---- decontamination
 

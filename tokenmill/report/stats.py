@@ -91,6 +91,7 @@ def build_stats(
         src["bytes_in"] += pc.bytes_in
         src["removed"].update(pc.removed)
         src["rewritten"] = merge_rewrites(src["rewritten"], pc.rewritten)
+        src["rewritten"] = merge_rewrites(src["rewritten"], tc.rewritten)  # span dedup
         src["documents_kept"] += tc.documents
         src["bytes_kept"] += tc.bytes_kept
         src["tokens"] += tc.tokens
@@ -108,7 +109,7 @@ def build_stats(
             lc["documents_kept"] += c.get("documents", 0)
             lc["bytes_kept"] += c.get("bytes", 0)
             lc["tokens"] += c.get("tokens", 0)
-            for reason in ("dedup:exact", "dedup:near", "dedup:against"):
+            for reason in ("dedup:exact", "dedup:near", "dedup:against", "dedup:span"):
                 if c.get(reason):
                     lc["removed"][reason] += c[reason]
                     src["removed"][reason] += c[reason]

@@ -6,6 +6,8 @@
   against    documents in earlier corpora's indexes (only with dedup.against)
   dedup      exact duplicates, per hash bucket
   near       near duplicates: LSH buckets -> edges -> (verify) -> connected components
+  spans      span hashes per partition, then span_dedup: duplicate spans per span bucket
+             (only with dedup.spans.enabled)
   tokenizer  BPE trained on a sample of the kept text, or the given one
   tokenize   duplicates dropped, documents encoded into token series
   shards     series cut into Megatron shards
@@ -37,6 +39,7 @@ from tokenmill.pipelines.stages.process import (
 )
 from tokenmill.pipelines.stages.scan import ScanStage, scan_file
 from tokenmill.pipelines.stages.shards import ShardsStage
+from tokenmill.pipelines.stages.spans import SpanDedupStage, SpansStage
 from tokenmill.pipelines.stages.tokenize import TokenizeStage, tokenize_partition
 from tokenmill.pipelines.stages.tokenizer import TokenizerStage, sample_texts, train_tokenizer
 from tokenmill.shards.write import cut_into_shards, write_shard
@@ -49,6 +52,8 @@ STAGES: tuple[Stage, ...] = (
     AgainstStage(),
     DedupStage(),
     NearStage(),
+    SpansStage(),
+    SpanDedupStage(),
     TokenizerStage(),
     TokenizeStage(),
     ShardsStage(),

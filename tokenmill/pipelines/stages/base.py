@@ -76,6 +76,7 @@ class Run:
     near_files: list[str] = field(default_factory=list)  # near duplicates, per partition
     eval_indexes: tuple[str, ...] = ()  # decontamination: the evaluation sets' index files
     against_files: dict[int, str] = field(default_factory=dict)  # ordinal -> stage against's
+    span_files: list[str] = field(default_factory=list)  # duplicate spans, per span bucket
 
 
 class Stage:

@@ -10,17 +10,20 @@ it dropped (`WorkDir.removed_duplicates`). Collects, per partition, the series w
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tokenmill.filters.base import Rewrites
+from tokenmill.filters.spans import remove_spans
 from tokenmill.fsio import atomic_path
 from tokenmill.pipelines.docpass import BATCH_DOCS
 from tokenmill.pipelines.engine import Task
 from tokenmill.pipelines.stages.base import Counts, Run, Stage
 from tokenmill.pipelines.stages.dedup import duplicate_pairs, duplicate_rows, resolve_ids
+from tokenmill.pipelines.stages.spans import span_edits
 
 
 @dataclass
@@ -47,20 +50,62 @@ class TokenizeCounts(Counts):
     histograms: dict
     wall_s: float = 0.0
     against_duplicates: int = 0  # dropped as in an earlier corpus (dedup.against)
+    span_removed: int = 0  # left empty by span dedup (dedup.spans)
+    rewritten: dict = field(default_factory=dict)  # span dedup's edits, as a rule's
 
 
-def _reasons(rows: np.ndarray, near: np.ndarray, against: np.ndarray) -> list[str]:
-    """The dedup reason of each dropped row: against an earlier corpus, near, else exact."""
+def _reasons(rows, near, against, spans=()) -> list[str]:
+    """The dedup reason of each dropped row: left empty by span dedup, against an earlier
+    corpus, near, else exact."""
+    is_span = np.isin(rows, np.asarray(spans, np.int64))
     is_against, is_near = np.isin(rows, against), np.isin(rows, near)
     return [
-        "dedup:against" if a else "dedup:near" if n else "dedup:exact"
-        for a, n in zip(is_against.tolist(), is_near.tolist(), strict=True)
+        "dedup:span" if s else "dedup:against" if a else "dedup:near" if n else "dedup:exact"
+        for s, a, n in zip(is_span.tolist(), is_against.tolist(), is_near.tolist(), strict=True)
     ]
 
 
-def _kept_batches(docs_path, dups, near, against, by_lang, removed_batches):
+@dataclass
+class _SpanEdits:
+    """Span dedup's part of a partition: `edits` {row: its duplicate spans}, `n` sentences a
+    span; the rewrites made and the rows left empty (`removed`)."""
+
+    edits: dict[int, list[int]]
+    n: int
+    rewrites: Rewrites = field(default_factory=Rewrites)
+    removed: list[int] = field(default_factory=list)
+
+    def apply(self, rows: np.ndarray, batch, by_lang, removed_batches):
+        """`batch` (its rows `rows`) with the sentences of its duplicate spans removed; a
+        document left with white space only is dropped as dedup:span."""
+        hit = [i for i, r in enumerate(rows.tolist()) if r in self.edits]
+        if not hit:
+            return batch
+        texts = batch.column("text").to_pylist()
+        empty = np.zeros(len(rows), bool)
+        for i in hit:
+            spans = self.edits[int(rows[i])]
+            new = remove_spans(texts[i], spans, self.n)
+            if new.strip():
+                self.rewrites.add("dedup:span", texts[i], new, {"spans": len(spans)})
+                texts[i] = new
+            else:
+                empty[i] = True
+        if empty.any():
+            for lang in batch.column("lang").filter(pa.array(empty)).to_pylist():
+                by_lang[lang]["dedup:span"] += 1
+            self.removed += rows[empty].tolist()
+            if removed_batches is not None:
+                removed_batches.append((rows[empty], batch.filter(pa.array(empty))))
+        at = batch.schema.get_field_index("text")
+        batch = batch.set_column(at, "text", pa.array(texts, pa.string()))
+        return batch.filter(pa.array(~empty)) if empty.any() else batch
+
+
+def _kept_batches(docs_path, dups, near, against, by_lang, removed_batches, spans=None):
     """Each batch of the partition's documents with its duplicates dropped (counted per
-    language in `by_lang`; kept in `removed_batches` when that is a list)."""
+    language in `by_lang`; kept in `removed_batches` when that is a list) and, with `spans`
+    (a _SpanEdits), its duplicate spans removed."""
     row0 = 0
     docs = pq.ParquetFile(docs_path)
     columns = ["id", "url", "lang", "text"]
@@ -81,6 +126,8 @@ def _kept_batches(docs_path, dups, near, against, by_lang, removed_batches):
             if removed_batches is not None:
                 removed_batches.append((rows[gone], batch.filter(pa.array(gone))))
             batch = batch.filter(pa.array(keep))
+        if spans is not None and batch.num_rows:
+            batch = spans.apply(rows[keep], batch, by_lang, removed_batches)
         if batch.num_rows:
             yield batch
 
@@ -98,12 +145,15 @@ def tokenize_partition(
     removed_path: str | None = None,
     docs_paths: dict[int, str] | None = None,
     against_file: str | None = None,
+    span_files: list[str] | None = None,
+    span_sentences: int = 3,
 ) -> dict:
     """Encode the kept, non-duplicate documents of one partition into the series OUT_BASE
     (with `split_languages`, one per language, OUT_BASE.LANG, listed under "groups"); the
     counts give the token dtype under "dtype". With `removed_path`, the duplicates dropped
     here go there (Parquet: id, text, url, lang, reason, kept_id). `against_file`: the
-    partition's documents found in earlier corpora (stage against), dropped first."""
+    partition's documents found in earlier corpora (stage against), dropped first.
+    `span_files`: the duplicate spans (stage span_dedup), removed from their documents."""
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
     from tokenmill.tokenize.series import encode_series
@@ -117,14 +167,15 @@ def tokenize_partition(
     dups = np.union1d(np.union1d(exact, near), against)
     removed_batches: list | None = [] if removed_path is not None else None
     dedup_by_lang: dict[str, Counter] = defaultdict(Counter)
-    batches = _kept_batches(docs_path, dups, near, against, dedup_by_lang, removed_batches)
+    spans = _SpanEdits(span_edits(ordinal, span_files), span_sentences) if span_files else None
+    batches = _kept_batches(docs_path, dups, near, against, dedup_by_lang, removed_batches, spans)
     eod = token_id(tok, eod_token)
     tally = encode_series(tok, batches, eod, dtype, out_base, split_languages)
     if removed_batches:
         _write_removed_duplicates(
             removed_path,
             removed_batches,
-            (near, against),
+            (near, against, spans.removed if spans else ()),
             ordinal,
             bucket_files,
             near_files,
@@ -142,6 +193,8 @@ def tokenize_partition(
         duplicates=int(len(exact)),
         near_duplicates=int(len(near)),
         against_duplicates=int(len(against)),
+        span_removed=len(spans.removed) if spans else 0,
+        rewritten=spans.rewrites.to_json() if spans else {},
         groups=tally.groups,
         languages=languages,
         histograms=tally.histograms(),
@@ -199,6 +252,8 @@ class TokenizeStage(Stage):
                     str(wd.removed_duplicates(p.source, p.key)) if keep else None,
                     docs if keep else None,
                     run.against_files.get(p.ordinal),
+                    run.span_files,
+                    cfg.dedup.spans.sentences,
                 ),
                 wd.done_tokenize(p.source, p.key),
             )
