@@ -499,3 +499,46 @@ def test_a_url_query_is_not_part_of_the_name():
     # only the first "?" starts the query: a later one is part of it
     assert compression_of("https://h/d/a.jsonl.gz?sig=1?x.zst") == "gz"
     assert compression_of("https://h/d/a.jsonl?x=a.gz") is None
+
+
+@pytest.mark.parametrize("buffer", [1 << 20, 4096])
+def test_damage_right_after_a_whole_frame_is_not_an_end(tmp_path, raw, monkeypatch, buffer):
+    """The stream reader hands out the first frame whole, then meets the damage in the
+    second: the replay's first piece is exactly what was handed out, and must not come back
+    as an empty piece (a raw stream would read it as the end of the file)."""
+    monkeypatch.setattr(compression, "READ_BUFFER", buffer)
+    monkeypatch.setattr(compression, "ZSTD_PIECE", 20_000)  # the first read: frame one, whole
+    c = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    first, second = c.compress(raw[:20_000]), bytearray(c.compress(raw[20_000:40_000]))
+    second[len(second) // 2] ^= 0xFF
+    path = tmp_path / "x.jsonl.zst"
+    path.write_bytes(first + bytes(second))
+    pieces = []
+    with pytest.raises(Damage) as e:
+        pieces.extend(inflate(open(path, "rb"), "zst"))
+    assert all(pieces) and b"".join(pieces).startswith(raw[:20_000])
+    assert e.value.truncated is False
+    with open_binary(str(path)) as f, pytest.raises(EOFError):
+        f.read()
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz"])
+def test_corrupt_data_is_damage_not_truncation(raw, kind):
+    """Seekable or not (a stream that cannot seek cannot be replayed byte by byte)."""
+    data = bytearray(_compress(raw, kind))
+    data[len(data) // 2] ^= 0xFF
+
+    class Stream(io.RawIOBase):  # no seek
+        def __init__(self, b):
+            self.b = io.BytesIO(b)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buf):
+            return self.b.readinto(buf)
+
+    for stream in (io.BytesIO(bytes(data)), Stream(bytes(data))):
+        with pytest.raises(Damage) as e:
+            b"".join(inflate(stream, kind))
+        assert e.value.truncated is False and str(e.value).startswith("corrupt data")
