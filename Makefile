@@ -24,7 +24,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.installed
 	$(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev,eval]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -461,18 +461,22 @@ def _check_inspected(p: Path):
 
 def _register_parts() -> None:
     """Commands that live with their part of the package (their heavy imports are inside)."""
+    from tokenmill.eval.cli import eval_
     from tokenmill.pipelines.download_cli import download
     from tokenmill.quality_cli import app as quality
     from tokenmill.report.cli import stats
     from tokenmill.report.contamination import contamination
     from tokenmill.shards.cli import verify
     from tokenmill.trainer.cli import train
+    from tokenmill.trainer.export_cli import export
 
     app.command()(download)
     app.command()(stats)
     app.command()(contamination)
     app.command()(verify)
     app.command()(train)
+    app.command("eval")(eval_)
+    app.command()(export)
     app.add_typer(quality, name="quality")
 
 

@@ -6,12 +6,17 @@ written its files: a kill at any moment leaves `latest` naming the previous comp
 The client state is also written beside DeepSpeed's files as SAVE/stepN/tokenmill.json, so a
 resume is checked before anything is built or loaded: another model shape, other data or
 another number of processes is refused with a message (DeepSpeed's own load would fail in its
-strict weight load, or per rank on the ZeRO partitions, with a traceback each)."""
+strict weight load, or per rank on the ZeRO partitions, with a traceback each).
+
+Each step folder also holds a copy of the run's tokenizer (SAVE/stepN/tokenizer.json, and the
+manifest's tokenizer section under `tokenizer` in tokenmill.json), so `tokenmill eval` and
+`tokenmill export` need nothing but the checkpoint (weights.py reads it back)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from tokenmill.fsio import read_json, write_json
 log = logging.getLogger("tokenmill.trainer")
 
 INFO = "tokenmill.json"
+TOKENIZER = "tokenizer.json"
 
 
 def write_latest(save: Path, tag: str) -> None:
@@ -53,11 +59,23 @@ def save_checkpoint(engine, save: Path, step: int, data, model_cfg, rank: int, w
     # finished their files, so a kill in between would leave it naming a torn checkpoint
     engine.save_checkpoint(str(save), tag=tag, client_state=client, save_latest=False)
     if rank == 0:
-        write_json(save / tag / INFO, client)
+        write_json(save / tag / INFO, {**client, "tokenizer": copy_tokenizer(data, save / tag)})
     dist.barrier()  # every rank's files are written
     if rank == 0:
         write_latest(save, tag)
     log.info("saved %s", save / tag)
+
+
+def copy_tokenizer(data, folder: Path) -> dict:
+    """Copy the run's tokenizer.json into `folder`; returns the manifest's tokenizer section
+    with `path` naming the copy (None, with a warning, where the manifest's file is missing)."""
+    section = dict(data.manifest["tokenizer"])
+    source = data.root / section["path"]
+    if not source.exists():
+        log.warning("%s is missing: the checkpoint carries no tokenizer", source)
+        return {**section, "path": None}
+    shutil.copyfile(source, folder / TOKENIZER)
+    return {**section, "path": TOKENIZER}
 
 
 def latest_tag(save: Path) -> str | None:
