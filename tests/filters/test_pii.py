@@ -35,7 +35,7 @@ from tokenmill.filters.pii import (
     PiiRedaction,
     find_spans,
 )
-from tokenmill.filters.registry import QualityConfig, apply_filters, build_filters
+from tokenmill.filters.registry import RULES, QualityConfig, apply_filters, build_filters
 
 # ---- the independent readings (no code shared with the rule) ---------------------------------
 
@@ -506,8 +506,10 @@ def _refusal(tmp_path: Path, quality: str) -> list[str]:
         ),
         (
             "{filter_sets: {web: [pi]}}",
-            "quality.filter_sets.web[0]: must be one of 'basic', 'c4', 'gopher_quality', "
-            "'gopher_repetition', 'bigscience', 'pii' or 'url' (got 'pi')",
+            # every rule of the table, in its order (it grows: read it, not a copy of it)
+            "quality.filter_sets.web[0]: must be one of "
+            + ", ".join(f"'{n}'" for n in list(RULES)[:-1])
+            + f" or '{list(RULES)[-1]}' (got 'pi')",
         ),
     ],
 )
