@@ -91,28 +91,32 @@ class DedupIndex:
             self._cache[key] = np.load(path, mmap_mode="r")
         return self._cache[key]
 
-    def exact(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """Whether each (hi, lo) text hash is in the index."""
-        out = np.zeros(len(hi), bool)
-        buckets = self.meta.get("buckets")
-        if not buckets or not len(hi):
+    def _by_bucket(self, of: np.ndarray, buckets: int | None, part, lookup) -> np.ndarray:
+        """`lookup(bucket's sorted array, positions)` for the values whose bucket (`of` mod
+        `buckets`) it is, bucket by bucket; False where there is no index."""
+        out = np.zeros(len(of), bool)
+        if not buckets or not len(of):
             return out
-        b = (hi % np.uint64(buckets)).astype(np.int64)
+        b = (of % np.uint64(buckets)).astype(np.int64)
         for bucket in np.unique(b).tolist():
             at = np.flatnonzero(b == bucket)
-            part = self._part(self.root / "exact" / f"b{bucket:05d}.npy")
-            out[at] = in_pairs(part, hi[at], lo[at])
+            out[at] = lookup(self._part(part(bucket)), at)
         return out
+
+    def exact(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Whether each (hi, lo) text hash is in the index."""
+        return self._by_bucket(
+            hi,
+            self.meta.get("buckets"),
+            lambda b: self.root / "exact" / f"b{b:05d}.npy",
+            lambda part, at: in_pairs(part, hi[at], lo[at]),
+        )
 
     def near(self, keys: np.ndarray) -> np.ndarray:
         """Whether each band key is in the index."""
-        out = np.zeros(len(keys), bool)
-        buckets = self.meta.get("near_buckets")
-        if not buckets or not len(keys):
-            return out
-        b = (keys % np.uint64(buckets)).astype(np.int64)
-        for bucket in np.unique(b).tolist():
-            at = np.flatnonzero(b == bucket)
-            part = self._part(self.root / "near" / f"n{bucket:05d}.npy")
-            out[at] = in_sorted(part, keys[at])
-        return out
+        return self._by_bucket(
+            keys,
+            self.meta.get("near_buckets"),
+            lambda b: self.root / "near" / f"n{b:05d}.npy",
+            lambda part, at: in_sorted(part, keys[at]),
+        )
