@@ -79,6 +79,7 @@ MODULES: dict[str, list[str]] = {
     "tokenmill/filters/exact.py": ["tests/filters/test_exact.py"],
     "tokenmill/filters/minhash.py": [
         "tests/filters/test_minhash.py",
+        "tests/filters/test_minhash_parts.py",
         "tests/filters/test_decontam.py",  # shingle_hashes without short documents
     ],
 }

@@ -1,0 +1,134 @@
+"""The smaller pieces of tokenmill.filters.minhash against plain Python: band keys, the LSH
+records, the bucket sort, the word and shingle helpers that verification uses, Jaccard, and
+the character table."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+
+import numpy as np
+import pytest
+from tmfixtures import sample_docs
+
+from tokenmill.filters.minhash import (
+    BAND_DTYPE,
+    LSH,
+    _CharClasses,
+    band_keys,
+    bucket_sort,
+    jaccard_estimate,
+    optimal_bands,
+    shingle_set,
+    signatures,
+    true_jaccard,
+    words_of,
+)
+
+MASK = (1 << 64) - 1
+MUL = 0x9E3779B97F4A7C15
+
+
+def plain_band_keys(sig: np.ndarray, bands: int, rows: int) -> list[list[int]]:
+    out = []
+    for row in sig.tolist():
+        keys = []
+        for band in range(bands):
+            k = ((band + 1) * MUL) & MASK
+            for j in range(band * rows, (band + 1) * rows):
+                k = ((k ^ row[j]) * MUL) & MASK
+            keys.append(k)
+        out.append(keys)
+    return out
+
+
+def test_band_keys_equal_a_plain_reading():
+    rng = np.random.default_rng(0)
+    sig = rng.integers(0, 2**32, (7, 20), dtype=np.uint64).astype(np.uint32)
+    for bands, rows in ((4, 5), (20, 1), (1, 20), (3, 4)):
+        assert band_keys(sig, bands, rows).tolist() == plain_band_keys(sig, bands, rows)
+
+
+def test_lsh_records_are_every_documents_band_keys():
+    texts = [d["text"] for d in sample_docs("c4")[:9]]
+    lsh = LSH(0.8, 64, 5, 3)
+    assert (lsh.bands, lsh.rows) == optimal_bands(0.8, 64) and lsh.bands * lsh.rows <= 64
+    docs = np.arange(100, 109) * 7
+    rec = lsh.records(texts, ["en"] * 9, docs)
+    assert rec.dtype == BAND_DTYPE and len(rec) == 9 * lsh.bands
+    keys = band_keys(signatures(texts, ["en"] * 9, 64, 5, 3), lsh.bands, lsh.rows)
+    assert rec["band"].tolist() == list(range(lsh.bands)) * 9
+    assert rec["doc"].tolist() == [d for d in docs.tolist() for _ in range(lsh.bands)]
+    assert rec["key"].tolist() == keys.reshape(-1).tolist()
+    assert (lsh.num_perm, lsh.ngram, lsh.seed) == (64, 5, 3)
+    given = LSH(0.5, 128, 4, 1, bands=16, rows=8)
+    assert (given.bands, given.rows, given.ngram) == (16, 8, 4)
+    assert LSH(0.5, 128, 4, 1, bands=16, rows=8).records(texts[:1], ["en"], docs[:1]).size == 16
+
+
+def test_lsh_refuses_half_given_or_too_many_rows():
+    with pytest.raises(ValueError, match="set both minhash.bands and minhash.rows"):
+        LSH(0.8, 128, bands=4)
+    with pytest.raises(ValueError, match="set both"):
+        LSH(0.8, 128, rows=4)
+    with pytest.raises(ValueError, match=r"bands x rows = 132 > num_perm = 128"):
+        LSH(0.8, 128, bands=12, rows=11)
+    LSH(0.8, 128, bands=16, rows=8)  # exactly num_perm: fine
+
+
+def test_bucket_sort_is_a_stable_sort_by_hash_mod_buckets():
+    rng = np.random.default_rng(1)
+    for n, buckets in ((0, 3), (1, 1), (50, 1), (200, 7), (300, 64)):
+        rec = np.arange(n)
+        h = rng.integers(0, 2**64, n, dtype=np.uint64)
+        got, offsets = bucket_sort(rec, h, buckets)
+        want = sorted(range(n), key=lambda i: (int(h[i]) % buckets, i))
+        assert got.tolist() == want
+        counts = [sum(1 for x in h.tolist() if x % buckets == b) for b in range(buckets)]
+        assert offsets.tolist() == [sum(counts[:b]) for b in range(buckets + 1)]
+
+
+def plain_words(text: str, lang: str) -> list[str]:
+    t = unicodedata.normalize("NFC", text).casefold()
+    if lang in ("zh", "ja", "th"):
+        return [c for c in t if c.isalnum()]
+    return re.findall(r"[^\W]+", t)  # letters, marks, numbers and "_"; the texts have no marks
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_words_and_shingle_sets_equal_a_plain_reading(lang):
+    docs = [d["text"] for d in sample_docs("c4")[:40]] + ["", "  ", "one", "a b c d", "我们"]
+    if lang == "zh":
+        docs += [d["content"] for d in sample_docs("oscar") if "中" in d["content"]][:5]
+    for t in docs:
+        w = plain_words(t, lang)
+        assert words_of(t, lang) == w
+        for n in (1, 3, 5):
+            grams = {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+            assert shingle_set(t, lang, n) == (grams or set(w) or {t})
+
+
+def test_jaccard():
+    assert true_jaccard({1, 2, 3}, {2, 3, 4}) == 0.5
+    assert true_jaccard({1}, {2}) == 0.0
+    assert true_jaccard({1, 2}, {1, 2}) == 1.0
+    assert true_jaccard(set(), set()) == 1.0
+    assert true_jaccard(set(), {1}) == 0.0
+    a = np.array([1, 2, 3, 4], np.uint32)
+    assert jaccard_estimate(a, np.array([1, 2, 0, 0], np.uint32)) == 0.5
+    assert isinstance(jaccard_estimate(a, a), float) and jaccard_estimate(a, a) == 1.0
+
+
+def test_the_character_table_is_filled_by_256_blocks_on_demand():
+    c = _CharClasses()
+    assert c.table.shape == (0x110000,) and c.done.shape == (0x110000 >> 8,)
+    assert not c.table.any() and not c.done.any()
+    rng = random.Random(2)
+    cps = sorted({rng.randrange(0x110000) for _ in range(300)} | {0x41, 0x5F, 0x4E2D, 0x10FFFF})
+    cls = c(np.array(cps, np.int64))
+    for cp, got in zip(cps, cls.tolist(), strict=True):
+        ch = chr(cp)
+        word = unicodedata.category(ch)[0] in "LMN" or ch == "_"
+        assert got == (1 if word else 0) | (2 if ch.isalnum() else 0), hex(cp)
+    assert c.done.sum() == len({cp >> 8 for cp in cps})
