@@ -3,6 +3,9 @@
     python benchmarks/gpu_1b3.py                       # the real trainer: DeepSpeed, ZeRO-1, bf16
     python benchmarks/gpu_1b3.py --engine torch        # the bare model: AdamW + bf16 autocast
     python benchmarks/gpu_1b3.py --position learned    # SDPA's flash kernel (no ALiBi mask)
+    python benchmarks/gpu_1b3.py --engine torch --attention sdpa   # ALiBi as a bias tensor
+    python benchmarks/gpu_1b3.py --engine torch --attention flex   # ALiBi in FlexAttention
+                                                       # (CUDA only: no CPU backward)
     python benchmarks/gpu_1b3.py --tiny                # smoke check on CPU in seconds
 
 Random tokens (vocabulary 50257, the GPT-2 tokenizer's) in a throwaway shard set, so no corpus
@@ -65,7 +68,7 @@ def bench_torch(args, cfg, device) -> float:
     from tokenmill.trainer.model import GPT
 
     torch.manual_seed(0)
-    model = GPT(cfg).to(device)
+    model = GPT(cfg, args.attention).to(device)
     cuda = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4, fused=cuda)
     step_fn = torch.compile(model) if args.compile else model
@@ -124,6 +127,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first")
     p.add_argument("--zero-stage", type=int, default=1)
     p.add_argument("--compile", action="store_true", help="torch.compile (--engine torch)")
+    p.add_argument(
+        "--attention",
+        choices=["auto", "sdpa", "flex"],
+        default="auto",
+        help="ALiBi's path (--engine torch; the trainer uses auto: flex on CUDA)",
+    )
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--tiny", action="store_true", help="tiny model, a few steps: CPU smoke check")
     args = p.parse_args(argv)
@@ -158,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         "engine": args.engine,
         "device": name,
         "position": cfg.position,
+        "attention": args.attention if args.engine == "torch" else "auto",
         "parameters": count_params(cfg),
         "micro_batch": args.micro_batch,
         "seq_len": cfg.seq_len,

@@ -4,12 +4,18 @@ Pre-LayerNorm blocks, tied input/output embeddings, biases everywhere (as Megatr
 paper's switches: position embedding (none | learned | rotary | alibi), activation (gelu, the
 tanh approximation as BLOOM | swiglu) and a LayerNorm right after the embedding (BLOOM's
 "embedding norm"). Attention is `F.scaled_dot_product_attention`; ALiBi goes in as an additive
-float mask, which rules out SDPA's flash kernel (the memory-efficient one still runs on GPU).
+float mask, which rules out SDPA's flash kernel (the memory-efficient one still runs on GPU)
+and costs a (heads x T x T) tensor. On a CUDA device, `attention="auto"` (the default) runs
+ALiBi through FlexAttention instead (`torch.nn.attention.flex_attention`, compiled): the bias
+as a score modifier and the causal mask as a block mask, fused into one kernel, no bias
+tensor. `attention="flex"` forces it (on CPU it runs eagerly: slow, for the parity tests),
+`"sdpa"` the bias path. Dropout in attention needs the bias path.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +24,7 @@ import torch.nn.functional as F
 
 POSITIONS = ("none", "learned", "rotary", "alibi")
 ACTIVATIONS = ("gelu", "swiglu")
+ATTENTIONS = ("auto", "sdpa", "flex")
 
 
 @dataclass
@@ -92,6 +99,54 @@ def alibi_bias(n_head: int, T: int, device=None, dtype=torch.float32) -> torch.T
     return bias.masked_fill(future, float("-inf")).to(dtype)
 
 
+@dataclass
+class FlexAlibi:
+    """ALiBi for FlexAttention: the head slopes and the causal block mask of one length."""
+
+    slopes: torch.Tensor
+    block_mask: object
+
+    @classmethod
+    def build(cls, n_head: int, T: int, device) -> FlexAlibi:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        def causal(b, h, q_idx, kv_idx):
+            return q_idx >= kv_idx
+
+        slopes = torch.tensor(alibi_slopes(n_head), dtype=torch.float32, device=device)
+        return cls(slopes, create_block_mask(causal, None, None, T, T, device=device))
+
+    def __call__(self, q, k, v):
+        slopes = self.slopes
+
+        def alibi(score, b, h, q_idx, kv_idx):  # -m * (i - j), as alibi_bias
+            return score - slopes[h] * (q_idx - kv_idx)
+
+        return _flex_attention(q.device.type)(q, k, v, score_mod=alibi, block_mask=self.block_mask)
+
+
+_FLEX: dict[str, object] = {}
+
+
+def _flex_attention(device_type: str):
+    """flex_attention, compiled once per process on CUDA (eager elsewhere)."""
+    if device_type not in _FLEX:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX[device_type] = (
+            torch.compile(flex_attention) if device_type == "cuda" else flex_attention
+        )
+    return _FLEX[device_type]
+
+
+def flex_available() -> bool:
+    try:
+        import torch.nn.attention.flex_attention  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def rotary_tables(head_dim: int, T: int, base: float, device=None) -> tuple[torch.Tensor, ...]:
     inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim)
     angles = torch.outer(torch.arange(T, device=device).float(), inv_freq)
@@ -121,7 +176,9 @@ class CausalSelfAttention(nn.Module):
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         drop = self.dropout if self.training else 0.0
-        if attn_bias is None:  # lets SDPA pick its flash kernel
+        if isinstance(attn_bias, FlexAlibi):  # ALiBi fused (no dropout here: GPT checks)
+            y = attn_bias(q, k, v)
+        elif attn_bias is None:  # lets SDPA pick its flash kernel
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, is_causal=True)
         else:  # the bias carries the causal mask
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop)
@@ -162,9 +219,12 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, attention: str = "auto"):
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, not {attention!r}")
         self.cfg = cfg
+        self.attention = attention  # how ALiBi is computed: not part of the model's shape
         self.wte = nn.Embedding(cfg.padded_vocab, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.seq_len, cfg.n_embd) if cfg.position == "learned" else None
         self.ln_emb = nn.LayerNorm(cfg.n_embd, eps=cfg.layernorm_eps) if cfg.embed_ln else None
@@ -184,6 +244,15 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=self.cfg.init_std)
 
+    def _flex(self, device) -> bool:
+        """ALiBi through FlexAttention: forced ("flex"), or "auto" on CUDA where torch has it;
+        never with attention dropout while training (flex has none)."""
+        if self.cfg.dropout and self.training or self.attention == "sdpa":
+            return False
+        if self.attention == "flex":
+            return True
+        return device.type == "cuda" and flex_available()
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -202,7 +271,15 @@ class GPT(nn.Module):
         x = self.drop(x)
         # Built once per forward and shared by every layer.
         attn_bias = rope = None
-        if self.cfg.position == "alibi":
+        if self.cfg.position == "alibi" and self._flex(idx.device):
+            try:
+                attn_bias = FlexAlibi.build(self.cfg.n_head, T, idx.device)
+            except Exception as e:  # noqa: BLE001 - an old or partial torch: the bias path
+                warnings.warn(
+                    f"FlexAttention unavailable ({e}); ALiBi as a bias tensor", stacklevel=2
+                )
+                self.attention = "sdpa"
+        if self.cfg.position == "alibi" and attn_bias is None:
             attn_bias = alibi_bias(self.cfg.n_head, T, idx.device, x.dtype)
         elif self.cfg.position == "rotary":
             rope = rotary_tables(self.cfg.head_dim, T, self.cfg.rotary_base, idx.device)
