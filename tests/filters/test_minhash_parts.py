@@ -132,3 +132,42 @@ def test_the_character_table_is_filled_by_256_blocks_on_demand():
         word = unicodedata.category(ch)[0] in "LMN" or ch == "_"
         assert got == (1 if word else 0) | (2 if ch.isalnum() else 0), hex(cp)
     assert c.done.sum() == len({cp >> 8 for cp in cps})
+
+
+def plain_signature(shingles: list[int], num_perm: int, seed: int) -> list[int]:
+    """The documented MinHash: h_k(x) = ((a_k x + b_k) mod 2^64) >> 32, minimized over the
+    document's shingles; a_k = 2 r + 1 (r drawn from [1, 2^63)), b_k from [0, 2^63), both
+    from numpy's default_rng(seed), in that order."""
+    rng = np.random.default_rng(seed)
+    a = [2 * int(r) + 1 for r in rng.integers(1, 2**63, size=num_perm, dtype=np.uint64)]
+    b = [int(r) for r in rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)]
+    return [
+        min(((ak * x + bk) & MASK) >> 32 for x in shingles) for ak, bk in zip(a, b, strict=True)
+    ]
+
+
+def test_signatures_are_the_documented_minhash_and_its_defaults():
+    from tokenmill.filters.minhash import shingle_hashes
+
+    texts = [d["text"] for d in sample_docs("c4")[:6]] + ["x", ""]
+    langs = ["en"] * len(texts)
+    g, doc = shingle_hashes(texts, langs, 5)
+    sig = signatures(texts, langs, 16, 5, 7)
+    assert sig.dtype == np.uint32 and sig.shape == (len(texts), 16)
+    for i in range(len(texts)):
+        assert sig[i].tolist() == plain_signature(g[doc == i].tolist(), 16, 7), i
+    assert np.array_equal(signatures(texts, langs), signatures(texts, langs, 128, 5, 1))
+    assert signatures([], [], 8).shape == (0, 8)
+    lsh = LSH()  # the defaults: 0.8, 128 permutations, 5-grams, seed 1
+    assert (lsh.num_perm, lsh.ngram, lsh.seed) == (128, 5, 1)
+    assert (lsh.bands, lsh.rows) == optimal_bands(0.8, 128)
+
+
+def test_near_edges_of_nothing_and_of_one_record():
+    from tokenmill.filters.components import EDGE_DTYPE
+    from tokenmill.filters.minhash import near_edges
+
+    for n in (0, 1):
+        rec = np.zeros(n, BAND_DTYPE)
+        edges = near_edges(rec)
+        assert edges.dtype == EDGE_DTYPE and len(edges) == 0
