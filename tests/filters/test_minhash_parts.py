@@ -171,3 +171,53 @@ def test_near_edges_of_nothing_and_of_one_record():
         rec = np.zeros(n, BAND_DTYPE)
         edges = near_edges(rec)
         assert edges.dtype == EDGE_DTYPE and len(edges) == 0
+
+
+def _splitmix_int(x: int) -> int:
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & MASK
+    return x ^ (x >> 31)
+
+
+def plain_shingle_hashes(text: str, lang: str, ngram: int) -> list[int]:
+    """The documented shingle hashes in plain Python: a word's hash is splitmix(sum over its
+    characters of splitmix(code point << 32 | place in the word) ^ length * 2^64/phi); an
+    n-gram folds its words' hashes with g = g * 0x100000001B3 + h; a document of fewer than n
+    words has its words as shingles, one of none the xxh3-64 of its prepared text. These
+    values are what OUT/dedup's band keys are made of: they must not change between versions
+    (an index from an earlier run must stay comparable)."""
+    import xxhash
+
+    t = unicodedata.normalize("NFC", text).casefold()
+    words = plain_words(text, lang)
+    hashes = []
+    for w in words:
+        s = sum(_splitmix_int((ord(c) << 32) | i) for i, c in enumerate(w)) & MASK
+        hashes.append(_splitmix_int(s ^ ((len(w) * MUL) & MASK)))
+    if len(hashes) >= ngram:
+        out = []
+        for i in range(len(hashes) - ngram + 1):
+            g = hashes[i]
+            for h in hashes[i + 1 : i + ngram]:
+                g = (g * 0x100000001B3 + h) & MASK
+            out.append(g)
+        return out
+    return hashes or [xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass"))]
+
+
+@pytest.mark.parametrize("ngram", [1, 3, 5])
+def test_shingle_hashes_are_the_documented_values(ngram):
+    from tokenmill.filters.minhash import shingle_hashes
+
+    texts = [d["text"] for d in sample_docs("c4")[:12]] + ["", "!!!", "one two", "a b c d e"]
+    texts += ["x " * 40_000]  # longer than a slice: hashed a slice at a time
+    langs = ["en"] * len(texts)
+    g, doc = shingle_hashes(texts, langs, ngram)
+    for i, t in enumerate(texts):
+        assert g[doc == i].tolist() == plain_shingle_hashes(t, "en", ngram), i
+    g, doc = shingle_hashes(texts, langs, ngram, short=False)  # whole n-grams only
+    for i, t in enumerate(texts):
+        want = plain_shingle_hashes(t, "en", ngram) if len(plain_words(t, "en")) >= ngram else []
+        assert g[doc == i].tolist() == want, i
