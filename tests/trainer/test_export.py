@@ -222,6 +222,7 @@ def trained(prepared, tmp_path_factory) -> Path:
     return save
 
 
+@pytest.mark.slow  # a real DeepSpeed run first (~70 s): the slow suite
 def test_a_trained_checkpoint_exports_with_its_fp32_master_weights(trained, prepared, tmp_path):
     step = trained / "step12"
     info = json.loads((step / "tokenmill.json").read_text())
@@ -262,6 +263,7 @@ def test_a_trained_checkpoint_exports_with_its_fp32_master_weights(trained, prep
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # a real DeepSpeed run first (~70 s): the slow suite
 def test_a_checkpoint_without_its_tokenizer_takes_the_runs(trained, prepared, tmp_path):
     """Checkpoints written before steps carried the tokenizer: refused without --tokenizer,
     exported with the run's (a manifest, an OUT folder or a tokenizer.json)."""
@@ -289,6 +291,7 @@ def test_a_checkpoint_without_its_tokenizer_takes_the_runs(trained, prepared, tm
     assert auto.pad_token_id == manifest["pad_id"] and auto.eos_token_id == manifest["eod_id"]
 
 
+@pytest.mark.slow  # a real DeepSpeed run first (~70 s): the slow suite
 def test_bf16_export(trained, tmp_path):
     export(trained, tmp_path / "hf", dtype="bfloat16")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
