@@ -467,6 +467,7 @@ def _register_parts() -> None:
     from tokenmill.report.cli import stats
     from tokenmill.report.contamination import contamination
     from tokenmill.shards.cli import verify
+    from tokenmill.trainer.ablate_cli import ablate
     from tokenmill.trainer.cli import train
     from tokenmill.trainer.export_cli import export
 
@@ -477,6 +478,7 @@ def _register_parts() -> None:
     app.command()(train)
     app.command("eval")(eval_)
     app.command()(export)
+    app.command()(ablate)
     app.add_typer(quality, name="quality")
 
 

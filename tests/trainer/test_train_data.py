@@ -157,3 +157,35 @@ def test_a_manifest_that_is_not_tokenmills_is_refused_in_one_line(tmp_path, text
     with pytest.raises(ManifestError, match=message) as e:
         ManifestData(tmp_path, S)
     assert "\n" not in str(e.value) and str(tmp_path / "manifest.json") in str(e.value)
+
+
+def test_a_mixture_trains_on_the_sources_it_names_only(traceable):
+    # traceable token k of document d is d * 1000 + k: a's documents are 0-39, b's 40-64
+    only_b = ManifestData(traceable, S, seed=1, valid_fraction=0.1, weights={"b": 1.0})
+    assert only_b.source_names == ["b"]
+    docs = set(np.unique(only_b.train.get(only_b.train.next_indices(300)) // 1000).tolist())
+    assert docs and docs <= set(range(40, 62)), "b's training documents (62-64 held out)"
+    # its own held-out slice is b's; the manifest's held-out mixture has a's too
+    assert set(np.unique(only_b.valid_batch(16) // 1000).tolist()) <= {62, 63, 64}
+    full = ManifestData(traceable, S, seed=1, valid_fraction=0.1)
+    assert set(np.unique(full.valid_batch(16) // 1000).tolist()) & {36, 37, 38, 39}
+    # other weights, other samples: a checkpoint of one is refused by the other
+    assert only_b.fingerprint() != full.fingerprint()
+
+
+def test_a_mixture_naming_a_source_the_manifest_lacks_is_refused(traceable):
+    with pytest.raises(ValueError, match=r"no source 'c4' in its shards \(sources: a, b\)"):
+        ManifestData(traceable, S, weights={"a": 1.0, "c4": 1.0})
+
+
+def test_validation_data_with_another_tokenizer_is_refused(traceable, tmp_path):
+    import shutil
+
+    (traceable.parent / "tokenizer.json").write_text('{"model": "one"}')
+    other = tmp_path / "other"
+    shutil.copytree(traceable.parent, other)
+    a, b = ManifestData(traceable, S), ManifestData(other / "manifest.json", S)
+    a.require_same_tokenizer(b, "--valid-data")  # byte-identical tokenizer.json: accepted
+    (other / "tokenizer.json").write_text('{"model": "two"}')
+    with pytest.raises(ValueError, match="written with another tokenizer"):
+        a.require_same_tokenizer(ManifestData(other / "manifest.json", S), "--valid-data")

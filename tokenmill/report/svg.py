@@ -161,3 +161,72 @@ def hbars(
             f'style="{_FONT}">{escape(marker[1])}</text>'
         )
     return _svg(width, height, title, out)
+
+
+def lines(
+    series: list[tuple[str, list[tuple[float, float]], str]],
+    title: str,
+    *,
+    width: int = 560,
+    height: int = 240,
+    x_label: str = "",
+    dots: bool = False,
+) -> str:
+    """Line plot of (x, y) points per series (name, points, color): loss curves. The y axis
+    spans the data's range (losses do not start at 0); `dots` marks each point (sparse series,
+    e.g. validation every N steps). Hovering a point shows its values."""
+    left, right, top_pad, bottom = 46, 10, 22, 34
+    pw, ph = width - left - right, height - top_pad - bottom
+    pts = [p for _, ps, _ in series for p in ps]
+    out = [f'<text x="{left}" y="14" style="{_FONT};font-weight:600">{escape(title)}</text>']
+    if not pts:
+        return _svg(width, height, title, out)
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    pad = (y1 - y0) * 0.05 or abs(y1) * 0.05 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+    x1 = x1 if x1 > x0 else x0 + 1
+
+    def sx(x: float) -> float:
+        return left + pw * (x - x0) / (x1 - x0)
+
+    def sy(y: float) -> float:
+        return top_pad + ph - ph * (y - y0) / (y1 - y0)
+
+    for i in range(5):
+        y = y0 + (y1 - y0) * i / 4
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" text-anchor="end" style="{_FONT}">'
+            f"{y:.3g}</text>"
+        )
+    for i in range(5):
+        x = x0 + (x1 - x0) * i / 4
+        out.append(
+            f'<text x="{sx(x):.1f}" y="{top_pad + ph + 14}" text-anchor="middle" '
+            f'style="{_FONT}">{_fmt(round(x))}</text>'
+        )
+    if x_label:
+        out.append(
+            f'<text x="{left + pw}" y="{height - 4}" text-anchor="end" style="{_FONT}">'
+            f"{escape(x_label)}</text>"
+        )
+    for name, ps, color in series:
+        if not ps:
+            continue
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in ps)
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5">'
+            f"<title>{escape(name)}</title></polyline>"
+        )
+        if dots or len(ps) == 1:
+            for x, y in ps:
+                out.append(
+                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}">'
+                    f"<title>{escape(name)} step {x:g}: {y:.4f}</title></circle>"
+                )
+    out.append(
+        f'<line x1="{left}" x2="{left + pw}" y1="{top_pad + ph}" y2="{top_pad + ph}" '
+        'stroke="#999"/>'
+    )
+    return _svg(width, height, title, out)

@@ -24,6 +24,25 @@ def parse_count(text: str) -> int:
     return int(t)
 
 
+def parse_mixture(text: str) -> dict[str, float]:
+    """'oscar=0.5,c4=0.5' -> {'oscar': 0.5, 'c4': 0.5}; a lone name weighs 1."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, eq, weight = part.partition("=")
+        try:
+            w = float(weight) if eq else 1.0
+        except ValueError:
+            raise ValueError(f"--mixture: {part!r} is not SOURCE=WEIGHT (e.g. c4=0.5)") from None
+        if not name.strip() or name.strip() in out:
+            raise ValueError(f"--mixture: {part!r}: a source name, once each")
+        out[name.strip()] = w
+    if not out:
+        raise ValueError("--mixture: give SOURCE=WEIGHT pairs, e.g. c4=1")
+    return out
+
+
 class Opt:
     """The options of `tokenmill train`, one Annotated type each (typer reads their help).
     The command's parameters are named as TrainConfig's fields, but for --adam-beta2 and the
@@ -109,8 +128,22 @@ class Opt:
     weight_decay = Annotated[float, typer.Option(help="AdamW weight decay.")]
     adam_beta2 = Annotated[float, typer.Option(help="Adam beta2 (BLOOM used 0.95).")]
     seed = Annotated[int, typer.Option(help="Seeds the weights and the sample order.")]
+    mixture = Annotated[
+        str | None,
+        typer.Option(
+            help="Sources and weights to train on, e.g. c4=1 or oscar=0.5,c4=0.5 (default: the "
+            "manifest's mixture). A source left out is not trained on."
+        ),
+    ]
     valid_fraction = Annotated[
         float, typer.Option(help="Held-out share of each source's documents.")
+    ]
+    valid_data = Annotated[
+        Path | None,
+        typer.Option(
+            help="Validate on the held-out slice of this manifest (same tokenizer) instead of "
+            "--data's: one held-out mixture for runs on different data (tokenmill ablate)."
+        ),
     ]
     eval_interval = Annotated[int, typer.Option(help="Validation every N steps (0: never).")]
     eval_samples = Annotated[int, typer.Option(help="Held-out sequences per validation.")]
@@ -160,7 +193,9 @@ def train(
     weight_decay: Opt.weight_decay = 0.1,
     adam_beta2: Opt.adam_beta2 = 0.999,
     seed: Opt.seed = 1234,
+    mixture: Opt.mixture = None,
     valid_fraction: Opt.valid_fraction = 0.01,
+    valid_data: Opt.valid_data = None,
     eval_interval: Opt.eval_interval = 100,
     eval_samples: Opt.eval_samples = 64,
     save: Opt.save = None,
@@ -192,8 +227,9 @@ def train(
 def train_config(params: dict) -> TrainConfig:
     """The TrainConfig of the command's parameters (by name, as typer passed them)."""
     fields = {k: v for k, v in params.items() if k not in ("adam_beta2", "local_rank")}
-    for k in ("data", "deepspeed_config", "save", "log_dir"):  # paths, as strings
+    for k in ("data", "deepspeed_config", "save", "log_dir", "valid_data"):  # paths, as strings
         fields[k] = str(Path(fields[k])) if fields[k] else None
+    fields["mixture"] = parse_mixture(fields["mixture"]) if fields["mixture"] else None
     tokens = fields["warmup_tokens"]
     fields["warmup_tokens"] = parse_count(tokens) if tokens else None
     return TrainConfig(**fields, betas=(0.9, params["adam_beta2"]))

@@ -184,6 +184,13 @@ class ManifestData:
         self.vocab_size = int(self.manifest["tokenizer"]["vocab_size"])
         self.eod_id = self.manifest["tokenizer"].get("eod_id")
         mixture = dict(weights if weights is not None else self.manifest["mixture"])
+        known = {s["source"] for s in self.manifest["shards"]}
+        unknown = sorted(set(mixture) - known) if weights is not None else []
+        if unknown:
+            raise ValueError(
+                f"{path}: no source {', '.join(map(repr, unknown))} in its shards (sources: "
+                f"{', '.join(sorted(known))})"
+            )
 
         readers, prefixes, by_source = [], [], {}
         for shard in self.manifest["shards"]:
@@ -234,6 +241,22 @@ class ManifestData:
             return None
         blend = Blend([s for s, _ in self._valid], [w for _, w in self._valid])
         return blend.get(blend.next_indices(n))
+
+    def tokenizer_digest(self) -> str:
+        """SHA-256 of the manifest's tokenizer.json (token ids mean the same only where equal)."""
+        path = self.root / self.manifest["tokenizer"]["path"]
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+
+    def require_same_tokenizer(self, other: ManifestData, what: str) -> None:
+        """ValueError unless `other`'s shards were written with the same tokenizer."""
+        mine, theirs = self.tokenizer_digest(), other.tokenizer_digest()
+        if self.vocab_size != other.vocab_size or mine != theirs:
+            raise ValueError(
+                f"{what} {other.root}: its shards were written with another tokenizer than "
+                f"{self.root}'s (vocab_size {other.vocab_size} vs {self.vocab_size}, "
+                "tokenizer.json differs): losses would not compare. Prepare both with the same "
+                "`tokenizer:` in the config"
+            )
 
     def fingerprint(self) -> str:
         """What decides the samples: a resumed run must match it."""

@@ -50,7 +50,9 @@ class TrainConfig:
     eps: float = 1e-8
     seed: int = 1234
     # data
+    mixture: dict[str, float] | None = None  # source -> weight; None: the manifest's mixture
     valid_fraction: float = 0.01
+    valid_data: str | None = None  # validate on this manifest's held-out slice (None: `data`'s)
     eval_interval: int = 100
     eval_samples: int = 64
     # outputs
@@ -76,6 +78,13 @@ class TrainConfig:
             raise ValueError(f"--dropout: must be in [0, 1) (got {self.dropout})")
         if self.zero_stage is not None and self.zero_stage not in (0, 1, 2, 3):
             raise ValueError(f"--zero-stage: must be 0, 1, 2 or 3 (got {self.zero_stage})")
+        if self.mixture is not None:
+            bad = {k: w for k, w in self.mixture.items() if not w >= 0}
+            if bad or not any(w > 0 for w in self.mixture.values()):
+                raise ValueError(
+                    f"--mixture: weights must be >= 0 with at least one above 0 (got "
+                    f"{self.mixture})"
+                )
 
 
 def _lower_bounds(c: TrainConfig) -> list[tuple[str, int | float | None, int]]:

@@ -103,6 +103,7 @@ class _Run:
     engine: object
     scheduler: object
     data: object  # ManifestData
+    valid: object  # ManifestData whose held-out slice validates (data, or --valid-data's)
     model_cfg: object  # GPTConfig
     device: object  # torch.device
     rank: int
@@ -188,7 +189,11 @@ def _start(cfg: TrainConfig, held: Held) -> _Run:
     glob = ds_config["train_batch_size"]
 
     probe = preset(cfg.model, seq_len=cfg.seq_len)
-    data = ManifestData(cfg.data, probe.seq_len, cfg.seed, cfg.valid_fraction)
+    data = ManifestData(cfg.data, probe.seq_len, cfg.seed, cfg.valid_fraction, cfg.mixture)
+    valid = data
+    if cfg.valid_data:  # one held-out mixture for runs on other data (tokenmill ablate)
+        valid = ManifestData(cfg.valid_data, probe.seq_len, cfg.seed, cfg.valid_fraction)
+        data.require_same_tokenizer(valid, "--valid-data")
     model_cfg = _model_config(cfg, data.vocab_size)
     data.vocab.model = (model_cfg.vocab_size, model_cfg.padded_vocab)
     n_params = count_params(model_cfg)
@@ -206,7 +211,7 @@ def _start(cfg: TrainConfig, held: Held) -> _Run:
         )
         (log.warning if warn else log.info)(text)
     if cfg.eval_interval:
-        for source, tokens in data.short_valid().items():
+        for source, tokens in valid.short_valid().items():
             log.warning(
                 "validation: the held-out slice of source %r is %d tokens, shorter than one "
                 "sample (%d): its validation loss reads those tokens over and over. Hold out "
@@ -231,6 +236,7 @@ def _start(cfg: TrainConfig, held: Held) -> _Run:
         engine,
         scheduler,
         data,
+        valid,
         model_cfg,
         device,
         rank,
@@ -359,7 +365,7 @@ def _evaluate(r: _Run) -> float | None:
 
     micro = r.micro
     per_rank = max(1, r.cfg.eval_samples // (r.world * micro)) * micro
-    batch = r.data.valid_batch(per_rank * r.world)
+    batch = r.valid.valid_batch(per_rank * r.world)
     if batch is None:
         return None
     mine = torch.from_numpy(batch[r.rank * per_rank : (r.rank + 1) * per_rank]).to(r.device)
