@@ -39,6 +39,10 @@ READER_TESTS = [
     "tests/pipelines/test_readers_records.py",
     "tests/pipelines/test_readers_compression.py",
     "tests/pipelines/test_readers_jsonl.py",
+    "tests/pipelines/test_readers_oscar.py",
+    "tests/pipelines/test_readers_parquet.py",
+    "tests/pipelines/test_readers_hf.py",
+    "tests/pipelines/test_readers_inputs.py",
 ]
 TOKENIZE_TESTS = [
     "tests/tokenize",
