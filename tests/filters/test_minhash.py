@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import os
 import random
 import re
 import unicodedata
@@ -172,6 +174,46 @@ def test_local_components_match_networkx(tmp_path, seed):
     assert rounds[-1] == 0 and len(rounds) > 2
     removed = save_removed(labels, str(tmp_path / "removed"))
     _assert_matches_networkx(g, got, removed, cluster_sizes(labels))
+
+
+def test_a_small_graph_is_solved_in_one_task_on_a_worker(tmp_path):
+    """solve_local runs where Dask puts it (the process that runs `prepare` only counts the
+    edges) and gives networkx's components; the one-task size follows the worker's memory."""
+    from distributed import Client, LocalCluster
+
+    from tokenmill.filters.components import (
+        LOCAL_BYTES_PER_EDGE,
+        LOCAL_MAX_EDGES,
+        local_edge_limit,
+        solve_local,
+    )
+
+    g, files = _edge_files(tmp_path, np.random.default_rng(5), 1500, 400, chain=True)
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        got = client.submit(solve_local, files, str(tmp_path / "removed"), pure=False).result()
+        worker_pid = client.run(os.getpid)
+    assert os.getpid() not in worker_pid.values()
+    assert got["rounds"][-1] == 0
+    removed = got["files"]
+    assert removed == [str(tmp_path / "removed" / "removed_00000.npy")]
+    gone = np.load(removed[0])
+    kept = np.load(removed[0][:-4] + ".kept.npy")
+    labels = {int(n): int(k) for n, k in zip(gone, kept, strict=True)}
+    for comp in nx.connected_components(g):
+        low = min(comp)
+        labels.setdefault(low, low)
+        assert all(labels.get(n, n) == low for n in comp)
+    assert got["cluster_sizes"] == {
+        str(k): v
+        for k, v in sorted(collections.Counter(len(c) for c in nx.connected_components(g)).items())
+    }
+    # half the smallest worker's memory at LOCAL_BYTES_PER_EDGE, capped; no limit: the cap
+    assert local_edge_limit(2 * 2**30) == 2**30 // LOCAL_BYTES_PER_EDGE == 7_158_278
+    assert local_edge_limit(None) == local_edge_limit(0) == LOCAL_MAX_EDGES
+    assert local_edge_limit(2**40) == LOCAL_MAX_EDGES
 
 
 @pytest.mark.parametrize("lang", ["ru", "ja"])

@@ -9,10 +9,14 @@ smallest document) need a handful. Each round is a shuffle-based merge and group
 worker ever holds more than its share of the edges. The smallest id in a component is its
 label, so the document kept per cluster does not depend on the worker count.
 
-A graph of up to `LOCAL_MAX_EDGES` edges (the usual case: edges are candidate near-duplicate
-pairs, a small fraction of the documents) is solved in the calling process instead, with the
-same algorithm on numpy arrays (`components_local`): each Dask round is a shuffle that costs
-~0.5 s however small the graph. Both give the same labels (a component's smallest id).
+A small graph (the usual case: edges are candidate near-duplicate pairs, a small fraction of
+the documents) is solved in one task on one worker instead, with the same algorithm on numpy
+arrays (`components_local`, `solve_local`): each Dask round is a shuffle that costs ~0.5 s
+however small the graph. Both give the same labels (a component's smallest id). "Small" is
+what fits a worker: `LOCAL_BYTES_PER_EDGE` (measured peak of `components_local`, 146 bytes
+per edge on 2M random edges) times the edges, at most half the smallest worker's memory
+limit, and never more than `LOCAL_MAX_EDGES`. The process that runs `prepare` only counts the
+edges (file headers): its memory does not grow with the graph.
 """
 
 from __future__ import annotations
@@ -24,8 +28,18 @@ import numpy as np
 EDGE_DTYPE = np.dtype([("u", "<i8"), ("v", "<i8")])
 
 
-# 20M edges: ~0.5 GB of arrays in the process that runs `prepare` at the peak
-LOCAL_MAX_EDGES = 20_000_000
+# peak bytes per edge of components_local (tracemalloc, 2M edges: 146): the one-task
+# method is chosen only where this fits in half a worker's memory limit
+LOCAL_BYTES_PER_EDGE = 150
+LOCAL_MAX_EDGES = 20_000_000  # ~3 GB at the peak: above this, Dask rounds whatever the memory
+
+
+def local_edge_limit(worker_memory: int | None) -> int:
+    """The most edges solved in one task on a worker with `worker_memory` bytes (None or 0:
+    no limit set, LOCAL_MAX_EDGES)."""
+    if not worker_memory:
+        return LOCAL_MAX_EDGES
+    return min(LOCAL_MAX_EDGES, int(worker_memory * 0.5 // LOCAL_BYTES_PER_EDGE))
 
 
 @dataclass
@@ -62,6 +76,15 @@ def components_local(edge_files: list[str], rounds: list | None = None) -> Local
         if changed == 0:
             break
     return LocalLabels(nodes, nodes[label])
+
+
+def solve_local(edge_files: list[str], out_dir: str) -> dict:
+    """One task's work (run on a worker): components_local, the removed files and the
+    cluster sizes; returns {"files", "cluster_sizes", "rounds"} (small)."""
+    rounds: list[int] = []
+    labels = components_local(edge_files, rounds=rounds)
+    files = save_removed(labels, out_dir)
+    return {"files": files, "cluster_sizes": cluster_sizes(labels), "rounds": rounds}
 
 
 def _load(path: str):

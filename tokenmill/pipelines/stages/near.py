@@ -114,25 +114,29 @@ def _verify(run: Run, edge_files: list[str]) -> list[str]:
 def _components(run: Run, edge_files: list[str]) -> dict:
     """Connected components of the edges: which documents to remove, cluster sizes."""
     from tokenmill.filters.components import (
-        LOCAL_MAX_EDGES,
         cluster_sizes,
-        components_local,
         connected_components,
+        local_edge_limit,
         save_removed,
+        solve_local,
     )
 
     info = {"files": [], "cluster_sizes": {}, "rounds": [], "wall_s": 0.0}
     if not edge_files:
         return info
     t0 = time.perf_counter()
-    n_edges = sum(int(np.load(f, mmap_mode="r").shape[0]) for f in edge_files)
-    info["method"] = "local" if n_edges <= LOCAL_MAX_EDGES else "dask"
-    if info["method"] == "local":  # a small graph: no Dask shuffle rounds
-        labels = components_local(edge_files, rounds=info["rounds"])
+    client = run.engine.client
+    n_edges = sum(int(np.load(f, mmap_mode="r").shape[0]) for f in edge_files)  # headers only
+    limits = [w.get("memory_limit") for w in client.scheduler_info()["workers"].values()]
+    limit = local_edge_limit(min((m for m in limits if m), default=None))
+    info.update(method="local" if n_edges <= limit else "dask", edges=n_edges)
+    out_dir = str(run.wd.near_removed())
+    if info["method"] == "local":  # a graph one worker holds: one task, no shuffle rounds
+        info.update(client.submit(solve_local, edge_files, out_dir, pure=False).result())
     else:
-        labels = connected_components(run.engine.client, edge_files, rounds=info["rounds"])
-    info["files"] = save_removed(labels, str(run.wd.near_removed()))
-    info["cluster_sizes"] = cluster_sizes(labels)
+        labels = connected_components(client, edge_files, rounds=info["rounds"])
+        info["files"] = save_removed(labels, out_dir)
+        info["cluster_sizes"] = cluster_sizes(labels)
     info["wall_s"] = round(time.perf_counter() - t0, 3)
     return info
 
