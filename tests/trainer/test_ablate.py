@@ -341,3 +341,29 @@ def test_the_slurm_script_runs_the_array_tasks_variant(prepared, tmp_path):
     env.pop("SLURM_ARRAY_TASK_ID", None)
     alone = subprocess.run(run, env=env, capture_output=True, text=True)
     assert alone.returncode != 0 and "submit as an array job" in alone.stderr
+
+
+def test_a_key_given_twice_is_refused(prepared, tmp_path):
+    path = write_spec(tmp_path, prepared.parent)
+    text = path.read_text().replace("variants:\n", "variants:\n  c4: {sources: [pile]}\n", 1)
+    path.write_text(text)
+    with pytest.raises(AblationError, match="key 'c4' given twice"):
+        load_spec(path)
+
+
+def test_the_page_leaves_out_a_result_of_other_settings(prepared, tmp_path):
+    from tokenmill.trainer.ablate import summarize, variant_key
+
+    spec = load_spec(write_spec(tmp_path, prepared.parent))
+    planned = plan(spec, tmp_path / "out")
+    for p, key in zip(planned, [variant_key(planned[0], spec), "from-another-spec"], strict=True):
+        p.folder.mkdir(parents=True)
+        result = {"digest": key, "valid_loss": 7.5, "loss": 7.0, "zero_shot": {}}
+        (p.folder / "result.json").write_text(json.dumps(result))
+    s = summarize(spec, planned)
+    assert [v["result"] is not None for v in s["variants"]] == [True, False]
+    assert [v["stale"] for v in s["variants"]] == [False, True]
+    from tokenmill.report.ablation import render
+
+    page = render(s)
+    assert page.count("7.5000") == 1 and "run with other settings" in page

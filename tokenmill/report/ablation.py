@@ -47,6 +47,7 @@ def _results(s: dict) -> str:
         ("train loss", lambda v: (v["result"] or {}).get("loss"), _fmt),
         ("mean accuracy", lambda v: (v["result"] or {}).get("mean_accuracy"), _fmt),
         ("hours", lambda v: (v["result"] or {}).get("seconds"), _hours),
+        ("state", _state, None),
     ]
     return (
         f"<div class='kpis'>{''.join(kpis)}</div>"
@@ -55,6 +56,12 @@ def _results(s: dict) -> str:
         "<code>acc</code>, as the paper's. A variant still running or not started shows –.</p>"
         + table("ablation-results", cols, s["variants"])
     )
+
+
+def _state(v: dict) -> str:
+    if v.get("stale"):
+        return "run with other settings (the spec changed): not shown"
+    return "finished" if v["result"] else "not finished"
 
 
 def _hours(v) -> str:

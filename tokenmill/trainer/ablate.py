@@ -161,10 +161,26 @@ class Planned:
     command: list[str]
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently: two variants of one name would be one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: Path) -> AblationSpec:
     """The spec at `path`, with data paths made absolute against the spec's folder."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506
     except FileNotFoundError:
         raise AblationError(f"{path}: no such spec file") from None
     except yaml.YAMLError as e:
@@ -382,6 +398,11 @@ def digest(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def variant_key(p: Planned, spec: AblationSpec) -> str:
+    """What a variant's results depend on: its training settings and the zero-shot setup."""
+    return digest({"train": p.settings, "zero_shot": spec.zero_shot.model_dump()})
+
+
 @contextlib.contextmanager
 def _variant_lock(folder: Path):
     folder.mkdir(parents=True, exist_ok=True)
@@ -420,7 +441,7 @@ def _write_json(path: Path, data: dict) -> None:
 def run_variant(p: Planned, spec: AblationSpec, quiet: bool = False) -> tuple[dict, bool]:
     """Train and evaluate one variant (skipped when finished); (its result, whether it ran)."""
     with _variant_lock(p.folder):
-        key = digest({"train": p.settings, "zero_shot": spec.zero_shot.model_dump()})
+        key = variant_key(p, spec)
         given = _read_json(p.folder / "settings.json")
         if given is not None and given.get("digest") != key:
             raise AblationError(
@@ -571,12 +592,15 @@ def summarize(spec: AblationSpec, planned: list[Planned]) -> dict:
     variants = []
     for p in planned:
         result = _read_json(p.folder / "result.json")
+        stale = result is not None and result.get("digest") != variant_key(p, spec)
         variants.append(
             {
                 "name": p.name,
                 "changes": spec.variants[p.name].model_dump(exclude_none=True),
                 "settings": p.settings,
-                "result": result,
+                # a result of other settings (the spec changed since) is not this variant's
+                "result": None if stale else result,
+                "stale": stale,
                 "curve": read_curve(Path(p.settings["save"]) / "logs" / "metrics.jsonl"),
             }
         )
