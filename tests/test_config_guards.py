@@ -289,6 +289,18 @@ def test_yaml_errors_are_one_line_with_the_position(tmp_path):
     assert line.startswith(f"{path}: not valid YAML (line 3, column 1): ")
 
 
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    # PyYAML keeps the last of two equal keys: the first `quality:` would vanish unseen
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        f"sources: [{SOURCE}]\nquality: {{rules: [basic]}}\noutput: o\nquality: {{rules: []}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (line,) = info.value.lines
+    assert line == f"{path}: not valid YAML (line 4, column 1): key 'quality' given twice"
+
+
 def test_relative_output_is_resolved_against_the_config_folder(tmp_path, monkeypatch):
     proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
     proj.mkdir()

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from tokenmill.filters.registry import QualityConfig  # the rule sets and their parameters
+from tokenmill.fsio import load_yaml
 from tokenmill.pipelines.readers.formats import FORMAT_NAMES
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -167,6 +168,11 @@ class TokenizerConfig(_Model):
     train: TokenizerTrainConfig = TokenizerTrainConfig()
     eod_token: str = "<|endoftext|>"
     pad_token: str = "<|pad|>"
+    backend: Literal["auto", "hf"] = Field(
+        "auto",
+        description="auto: tiktoken's encoder where it gives HF's ids (byte-level BPE), else "
+        "HF tokenizers; hf: HF tokenizers always. The ids, and shards, are the same either way",
+    )
 
 
 class ShardsConfig(_Model):
@@ -285,7 +291,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if path.is_dir():
         raise ConfigError([f"{shown}: is a folder, not a YAML config file"])
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""

@@ -63,3 +63,24 @@ def sweep_temporaries(root: str | os.PathLike) -> list[str]:
                     os.unlink(path)
             removed.append(path)
     return removed
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as `yaml.safe_load` reads it, but a key given twice in one mapping is an error
+    (yaml.YAMLError naming the line), not silently the last one: two `quality:` sections or
+    two variants of one name are a mistake to report."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=UniqueKeys)  # noqa: S506 - a SafeLoader

@@ -47,7 +47,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tokenmill.fsio import atomic_path
+from tokenmill.fsio import atomic_path, load_yaml
 
 log = logging.getLogger("tokenmill.ablate")
 
@@ -161,26 +161,10 @@ class Planned:
     command: list[str]
 
 
-class _UniqueKeys(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
-    silently: two variants of one name would be one)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} given twice", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_spec(path: Path) -> AblationSpec:
     """The spec at `path`, with data paths made absolute against the spec's folder."""
     try:
-        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AblationError(f"{path}: no such spec file") from None
     except yaml.YAMLError as e:
