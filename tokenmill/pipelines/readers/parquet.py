@@ -27,6 +27,21 @@ def parquet_file(path: str):
         ) from e
 
 
+def _values(column) -> list:
+    """A column's values. Parquet writers need not check that a string column is UTF-8: where
+    one is not, its values are decoded with the bad bytes as lone surrogates, which make_doc
+    sets aside as input:invalid_utf8, so only their rows are lost, not the batch's."""
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:
+        import pyarrow as pa
+
+        return [
+            None if v is None else v.decode("utf-8", "surrogateescape")
+            for v in column.cast(pa.large_binary()).to_pylist()
+        ]
+
+
 def _parquet_rows(pf, path, cols, start, stop):
     """`(index, text, url)` of rows `start <= i < stop`, row group by row group; the rows of a
     row group that cannot be decoded come back as `(index, None, Bad)`, and after the last
@@ -41,17 +56,21 @@ def _parquet_rows(pf, path, cols, start, stop):
         first = hi
         if hi <= start or (stop is not None and lo >= stop):
             continue
+        end = hi if stop is None else min(hi, stop)  # `stop` may fall inside the row group
         index = lo
         try:
             for batch in pf.iter_batches(batch_size=4096, row_groups=[g], columns=cols):
-                texts = batch.column(0).to_pylist()
-                urls = batch.column(1).to_pylist() if len(cols) > 1 else [None] * len(texts)
+                batch = batch.slice(0, end - index)
+                texts = _values(batch.column(0))
+                urls = _values(batch.column(1)) if len(cols) > 1 else [None] * len(texts)
                 for text, url in zip(texts, urls, strict=True):
                     yield index, text, url
                     index += 1
+                if index >= end:
+                    break
         except (pa.ArrowException, OSError, ValueError, EOFError) as e:
             damaged.append(f"row group {g} (rows {lo}-{hi - 1}): {type(e).__name__}: {e}")
-            for i in range(max(index, start), hi if stop is None else min(hi, stop)):
+            for i in range(max(index, start), end):
                 yield i, None, Bad("input:unreadable_rows", None, i + 1)
         if stop is not None and hi >= stop:
             break
