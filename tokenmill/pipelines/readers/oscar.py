@@ -103,7 +103,7 @@ def read_oscar2109(
     if not is_url(meta_path) and not os.path.exists(local_path(meta_path)):
         raise FileError("input:missing_metadata", f"{path}: no metadata file {meta_path}")
     try:
-        with open_binary(path) as text, closing(read_chunks(meta_path)) as meta:
+        with open_binary(path) as text, closing(_metadata_chunks(meta_path)) as meta:
             line_no = 0
             index = -1
             blank = 0
@@ -156,6 +156,15 @@ def read_oscar2109(
         raise file_error(path, e) from e
 
 
+def _metadata_chunks(meta_path: str) -> Iterator[bytes]:
+    """`read_chunks` of a metadata file, whose damage is a FileError naming it: the compressed
+    offset in the message is this file's, not the text file's."""
+    try:
+        yield from read_chunks(meta_path)
+    except DAMAGE as e:
+        raise file_error(meta_path, e) from e
+
+
 def _oscar2109_doc(rec: dict, parts: list[bytes], raw: bytes, line: int) -> Doc | Bad:
     """The document of metadata record `rec` (metadata line `line`, bytes `raw`), whose text
     lines are `parts`."""
@@ -205,10 +214,11 @@ def _oscar2109_meta(raw: bytes | None) -> dict | str:
 
 def count_oscar2109(path: str, max_doc_bytes: int) -> tuple[int, str | None]:
     """`(documents, None)` of an OSCAR 21.09 text file (the non-blank lines of its metadata
-    file), or with the count so far the error (`reason: detail`) that stopped it."""
+    file), or with the count so far the error (`reason: detail`, naming the metadata file)
+    that stopped it."""
     try:
         meta_path = oscar2109_meta_path(path)
     except FileError as e:
         return 0, str(e)
     # metadata lines hold WARC headers, not text: the document cap is not theirs
-    return count_lines(path, max(max_doc_bytes, compression.READ_BUFFER), source=meta_path)
+    return count_lines(meta_path, max(max_doc_bytes, compression.READ_BUFFER))
