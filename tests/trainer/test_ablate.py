@@ -260,6 +260,7 @@ def test_a_busy_variant_is_refused_and_a_killed_one_resumes(prepared, tmp_path):
         tmp_path,
         prepared.parent,
         base__tokens="20K",
+        base__processes=2,  # under torchrun, killed as a process group
         base__train={**TRAIN, "save_interval": 10},
         variants={"c4": {"sources": ["c4"]}},
     )
@@ -290,6 +291,7 @@ def test_a_busy_variant_is_refused_and_a_killed_one_resumes(prepared, tmp_path):
     curve = [json.loads(x) for x in (ckpt / "logs" / "metrics.jsonl").open()]
     assert [c["step"] for c in curve] == list(range(1, 41)), "each step logged once"
     assert json.loads((out / "variants" / "c4" / "result.json").read_text())["steps"] == 40
+    assert "--nproc-per-node=2" in (out / "variants" / "c4" / "command.txt").read_text()
 
 
 def test_the_papers_example_spec_plans_and_its_comment_tells_its_cost(prepared, tmp_path):
