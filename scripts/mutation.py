@@ -9,7 +9,7 @@ time, each with only its own test files (docs/TESTING.md).
 
 mutmut reads its settings from the pyproject.toml of the directory it runs in and writes
 `mutants/` there, so each module gets a scratch copy of the project under build/mutation/
-(git-ignored): tokenmill/, tests/ and a pyproject.toml whose [tool.mutmut] is the project's
+(git-ignored): tokenmill/, tests/, deploy/ and a pyproject.toml whose [tool.mutmut] is the project's
 with `only_mutate` and the test selection set for that module. The summary (score, survivors
 with their diffs) is printed and written to build/mutation/<module>/report.txt.
 """
@@ -99,7 +99,7 @@ def scratch(module: str, tests: list[str]) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     skip = shutil.ignore_patterns("__pycache__", "*.pyc", "artifacts")
-    for tree in ("tokenmill", "tests"):
+    for tree in ("tokenmill", "tests", "deploy"):  # deploy/: the SLURM config test_slurm reads
         shutil.copytree(ROOT / tree, work / tree, ignore=skip)
     project = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     if "[tool.mutmut]" not in project:
