@@ -94,6 +94,9 @@ def test_the_bundled_corpora_are_told_by_name_and_first_record():
         ({"content": "t", "warc_headers": {}, "text": "t", "meta": {}}, "oscar2301"),
         ({"text": "t", "url": "u"}, "jsonl"),
         ({"body": {"text": "t"}}, "jsonl"),
+        # OSCAR needs both content and warc_headers: either alone is another format
+        ({"content": "t", "metadata": {"annotation": []}}, "jsonl"),
+        ({"text": "t", "meta": {}, "warc_headers": {}}, "pile"),
     ],
 )
 def test_a_first_record_says_its_format_as_raw_stats_tells_it(tmp_path, rec, fmt):
@@ -106,6 +109,7 @@ def test_file_names_that_say_their_format():
     assert format_by_suffix("/d/part-0.parquet") == "parquet"
     assert format_by_suffix("/d/FR.TXT.GZ") == "oscar2019"
     assert format_by_suffix("s3://b/fr_part_1.txt?versionId=3") == "oscar2019"
+    assert format_by_suffix("https://h/p.parquet?a=1?b=2") == "parquet"  # the first ? ends it
     assert format_by_suffix("s3://b/x.parquet.gz") is None
     assert format_by_suffix("/d/x.jsonl.zst") is None
 
@@ -164,3 +168,17 @@ def test_every_row_reads_and_counts_the_records_a_plain_reading_finds():
             got = list(read_records(path, fmt))
             assert [d.text for _, d in got] == [r[key] for r in recs], path
             assert count_records(path, fmt) == (len(recs), None), path
+
+
+def test_default_rules_per_format_and_for_one_the_table_does_not_know():
+    from tokenmill.pipelines.readers.formats import (
+        FORMAT_NAMES,
+        default_filter_sets,
+        default_rules,
+    )
+
+    assert default_rules("no-such-format") == ("basic",)
+    sets = default_filter_sets()
+    assert sorted(sets) == sorted(FORMAT_NAMES)
+    assert all(sets[name] == list(default_rules(name)) for name in FORMAT_NAMES)
+    assert sets["c4"] != sets["oscar2301"], "the table's rules differ by format"
