@@ -647,6 +647,9 @@ def test_oscar2109_file_names(tmp_path):
         "input:missing_metadata",
         f"{path}: no metadata file {tmp_path / 'fr_meta_part_1.jsonl.gz'}",
     )
+    # the scan stage's count gives the reader's reason, not input:unreadable_file
+    assert count_oscar2109(str(path), MAX) == (0, str(err))
+    assert count_records(str(path), "oscar2109") == (0, str(err))
 
 
 # ---- the memory bound ---------------------------------------------------------------------------

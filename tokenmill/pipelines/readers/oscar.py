@@ -99,9 +99,7 @@ def read_oscar2109(
     of the text file from line `offset` on. Both files stream side by side, so memory stays at
     one document."""
     buffer = compression.READ_BUFFER
-    meta_path = oscar2109_meta_path(path)
-    if not is_url(meta_path) and not os.path.exists(local_path(meta_path)):
-        raise FileError("input:missing_metadata", f"{path}: no metadata file {meta_path}")
+    meta_path = _existing_meta_path(path)
     try:
         with open_binary(path) as text, closing(_metadata_chunks(meta_path)) as meta:
             line_no = 0
@@ -212,12 +210,21 @@ def _oscar2109_meta(raw: bytes | None) -> dict | str:
     return rec
 
 
+def _existing_meta_path(path: str) -> str:
+    """The metadata file of an OSCAR 21.09 text file; FileError `input:missing_metadata`
+    where its name does not pair or a local one does not exist (a URL is found on reading)."""
+    meta_path = oscar2109_meta_path(path)
+    if not is_url(meta_path) and not os.path.exists(local_path(meta_path)):
+        raise FileError("input:missing_metadata", f"{path}: no metadata file {meta_path}")
+    return meta_path
+
+
 def count_oscar2109(path: str, max_doc_bytes: int) -> tuple[int, str | None]:
     """`(documents, None)` of an OSCAR 21.09 text file (the non-blank lines of its metadata
     file), or with the count so far the error (`reason: detail`, naming the metadata file)
     that stopped it."""
     try:
-        meta_path = oscar2109_meta_path(path)
+        meta_path = _existing_meta_path(path)  # the reason the reader gives, not unreadable_file
     except FileError as e:
         return 0, str(e)
     # metadata lines hold WARC headers, not text: the document cap is not theirs
