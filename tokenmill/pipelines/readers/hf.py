@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote, urlencode
 
-from tokenmill.pipelines.readers.compression import DAMAGE
+from tokenmill.pipelines.readers.compression import DAMAGE, file_error
 from tokenmill.pipelines.readers.inputs import HF_SPEC_PREFIX, local_path
 from tokenmill.pipelines.readers.parquet import parquet_file
 from tokenmill.pipelines.readers.records import Bad, Doc, FileError, get_dotted, make_doc
@@ -155,19 +155,25 @@ def _hf_rows(path: str) -> Iterator[dict]:
         it = iter(_hf_stream(path))
     except FileError:
         raise
-    except Exception as e:
-        raise FileError("input:read_error", f"{path}: {type(e).__name__}: {e}") from e
+    except Exception as e:  # load_dataset reads the first chunk (10 MB of JSON) already
+        raise _file_error(path, e) from e
     while True:
         try:
             row = next(it)
         except StopIteration:
             return
-        except DAMAGE as e:
-            raise FileError("input:truncated_file", f"{path}: {type(e).__name__}: {e}") from e
-        except Exception as e:  # datasets wraps reader errors in its own types
-            reason = "input:truncated_file" if _is_damage(e) else "input:read_error"
-            raise FileError(reason, f"{path}: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            raise _file_error(path, e) from e
         yield row
+
+
+def _file_error(path: str, e: Exception) -> FileError:
+    """A file that is not there (or not readable) is input:unreadable_file, as in every other
+    reader; damage, also where datasets wraps it in its own types, input:truncated_file."""
+    if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return file_error(path, e)
+    reason = "input:truncated_file" if _is_damage(e) else "input:read_error"
+    return FileError(reason, f"{path}: {type(e).__name__}: {e}")
 
 
 def _is_damage(e: BaseException | None) -> bool:
