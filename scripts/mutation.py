@@ -112,6 +112,7 @@ def scratch(module: str, tests: list[str]) -> Path:
         # the tests would pass; a fork server that only imports the tests forks clean runs
         "process_isolation": '"forkserver"',
         "only_mutate": toml_list([module]),
+        "also_copy": toml_list(["deploy/"]),  # into mutants/, where the tests run
         "pytest_add_cli_args_test_selection": toml_list(tests),
     }
     head, _, rest = project.partition("[tool.mutmut]\n")
