@@ -52,6 +52,9 @@ class TokenizeCounts(Counts):
     against_duplicates: int = 0  # dropped as in an earlier corpus (dedup.against)
     span_removed: int = 0  # left empty by span dedup (dedup.spans)
     rewritten: dict = field(default_factory=dict)  # span dedup's edits, as a rule's
+    encoder: str = "hf"  # tiktoken or hf (tokenmill.tokenize.fastbpe); older OUTs: hf
+    encoder_reason: str | None = None  # why hf
+    encoder_hf_documents: int = 0  # documents (pieces of long ones) tiktoken left to hf
 
 
 def _reasons(rows, near, against, spans=()) -> list[str]:
@@ -147,15 +150,18 @@ def tokenize_partition(
     against_file: str | None = None,
     span_files: list[str] | None = None,
     span_sentences: int = 3,
+    backend: str = "auto",
 ) -> dict:
     """Encode the kept, non-duplicate documents of one partition into the series OUT_BASE
     (with `split_languages`, one per language, OUT_BASE.LANG, listed under "groups"); the
     counts give the token dtype under "dtype". With `removed_path`, the duplicates dropped
     here go there (Parquet: id, text, url, lang, reason, kept_id). `against_file`: the
     partition's documents found in earlier corpora (stage against), dropped first.
-    `span_files`: the duplicate spans (stage span_dedup), removed from their documents."""
+    `span_files`: the duplicate spans (stage span_dedup), removed from their documents.
+    `backend`: tokenizer.backend (auto: tiktoken where it gives HF's ids, see fastbpe)."""
     from tokenmill.shards.megatron import dtype_for_vocab
     from tokenmill.tokenize.bpe import load_tokenizer, token_id
+    from tokenmill.tokenize.fastbpe import partition_encoder
     from tokenmill.tokenize.series import encode_series
 
     tok = load_tokenizer(tokenizer_path)
@@ -170,7 +176,8 @@ def tokenize_partition(
     spans = _SpanEdits(span_edits(ordinal, span_files), span_sentences) if span_files else None
     batches = _kept_batches(docs_path, dups, near, against, dedup_by_lang, removed_batches, spans)
     eod = token_id(tok, eod_token)
-    tally = encode_series(tok, batches, eod, dtype, out_base, split_languages)
+    encoder = partition_encoder(tok, backend)
+    tally = encode_series(encoder, batches, eod, dtype, out_base, split_languages)
     if removed_batches:
         _write_removed_duplicates(
             removed_path,
@@ -198,6 +205,9 @@ def tokenize_partition(
         groups=tally.groups,
         languages=languages,
         histograms=tally.histograms(),
+        encoder=encoder.backend,
+        encoder_reason=encoder.reason,
+        encoder_hf_documents=encoder.hf_documents,
     ).to_json()
 
 
@@ -254,8 +264,20 @@ class TokenizeStage(Stage):
                     run.against_files.get(p.ordinal),
                     run.span_files,
                     cfg.dedup.spans.sentences,
+                    cfg.tokenizer.backend,
                 ),
                 wd.done_tokenize(p.source, p.key),
             )
             for p in run.partitions
         ]
+
+    def collect(self, run: Run, result, counts: list[TokenizeCounts]) -> None:
+        """The encoders used: partitions per encoder, the reasons for hf, and the documents
+        that tiktoken's partitions gave to hf."""
+        run.stages[self.name]["encoders"] = {
+            "partitions": dict(sorted(Counter(c.encoder for c in counts).items())),
+            "reasons": dict(
+                sorted(Counter(c.encoder_reason for c in counts if c.encoder_reason).items())
+            ),
+            "hf_documents": sum(c.encoder_hf_documents for c in counts),
+        }
