@@ -404,3 +404,21 @@ def test_an_out_from_before_new_config_sections_still_resumes(base, tmp_path):
     saved.write_text(json.dumps(old))
     with pytest.raises(Exception, match=r"different config \(changed: shards\)"):
         prepare(load_config(cfg), copy, workers=1, quiet=True)
+
+
+def test_the_tokenizer_backend_may_change_between_runs_other_tokenizer_keys_may_not(tmp_path):
+    # tiktoken and HF tokenizers write the same ids: the backend is how a run is executed
+    from tokenmill.config import load_config
+    from tokenmill.pipelines.resume import ConfigMismatch, check_config
+
+    work = tmp_path / "out" / "work"
+    work.mkdir(parents=True)
+    cfg = load_config()
+    check_config(cfg, work)
+    hf = cfg.model_copy(deep=True)
+    hf.tokenizer.backend = "hf"
+    check_config(hf, work)  # accepted
+    other = cfg.model_copy(deep=True)
+    other.tokenizer.pad_token = "<|padding|>"
+    with pytest.raises(ConfigMismatch, match=r"changed: tokenizer\)"):
+        check_config(other, work)

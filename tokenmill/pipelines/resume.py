@@ -20,8 +20,9 @@ from tokenmill.config import Config
 from tokenmill.fsio import read_json, write_json
 from tokenmill.pipelines.workdir import WorkDir
 
-# Config sections that do not change what is written (how a run is executed, not its result).
-_EXECUTION_ONLY = {"output", "workers"}
+# Config keys that do not change what is written (how a run is executed, not its result):
+# tokenizer.backend picks the encoder, and both give the same ids (tokenize/fastbpe.py)
+_EXECUTION_ONLY = {"output": True, "workers": True, "tokenizer": {"backend"}}
 
 
 class ConfigMismatch(RuntimeError):
