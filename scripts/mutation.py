@@ -79,6 +79,10 @@ MODULES: dict[str, list[str]] = {
     "tokenmill/pipelines/engine.py": [
         "tests/pipelines/test_engine.py",
         "tests/test_slurm.py",  # the SLURM cluster and its config (fake sbatch)
+        # a prepare on a cluster started elsewhere runs mutated engine code in workers whose
+        # folder is not the scratch copy: mutmut's trampolines there cannot find their config
+        "-k",
+        "not test_prepare_joins_a_running_cluster_by_address",
     ],
     "tokenmill/filters/exact.py": ["tests/filters/test_exact.py"],
     "tokenmill/filters/minhash.py": [
