@@ -13,7 +13,7 @@ from tmfixtures import make_corpus
 from tokenmill.config import load_config
 from tokenmill.pipelines.prepare import prepare
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # a prepare run each way: ~20 s
 
 
 def _files(out) -> dict[str, bytes]:

@@ -134,7 +134,16 @@ def gpt2_style() -> Tokenizer:
     return Tokenizer.from_str(t.to_str())
 
 
-@pytest.fixture(scope="module", params=["trained", "gpt2_style", "split_form"])
+# the trained tokenizer in the default suite; the GPT-2-style and Split forms (9 s each on
+# 2 cores) in the slow one
+@pytest.fixture(
+    scope="module",
+    params=[
+        "trained",
+        pytest.param("gpt2_style", marks=pytest.mark.slow),
+        pytest.param("split_form", marks=pytest.mark.slow),
+    ],
+)
 def byte_level(request) -> Tokenizer:
     if request.param == "split_form":
         return _split_form(request.getfixturevalue("trained"))
@@ -269,6 +278,7 @@ def test_the_search_for_added_tokens_finds_exactly_their_texts():
     assert Plan(None, None, ()).to_hf is None
 
 
+@pytest.mark.slow  # every code point through both regex engines: ~10 s
 def test_the_engine_probe_finds_what_checked_engines_records():
     """The probe over every code point: HF's Oniguruma and tiktoken's fancy-regex put each
     in the same class among \\p{L}, \\p{N}, \\s, except the code points recorded."""
