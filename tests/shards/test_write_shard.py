@@ -3,6 +3,8 @@ language series, the provenance sidecar."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 
 import numpy as np
@@ -13,6 +15,7 @@ from tmfixtures import sample_docs
 
 from tokenmill.pipelines.stages import tokenize_partition, write_shard
 from tokenmill.shards.megatron import ShardReader
+from tokenmill.shards.write import cut_into_shards
 from tokenmill.tokenize.bpe import train_bpe
 from tokenmill.tokenize.encode import encode_documents
 
@@ -155,3 +158,180 @@ def test_scores_follow_their_documents_and_old_series_read_as_null(tmp_path):
     assert side.column_names == ["id", "url", "lang", "quality_score"]
     assert side.column("id").to_pylist() == old.column("id").to_pylist()
     assert side.column("quality_score").null_count == old.num_rows
+
+
+# --- shards from hand-made series: exact cuts, runs and the files they give -----------------
+
+
+def _series(base, sizes: list[int]) -> np.ndarray:
+    """A token series as the tokenize stage leaves it (BASE.bin raw uint16, BASE.sizes.npy
+    int64, BASE.docs.parquet), written here with numpy and pyarrow: document i is called d{i}
+    and its tokens continue a count mod 65521. Returns all the tokens."""
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    n = len(sizes)
+    tokens = (np.arange(sum(sizes)) % 65521).astype(np.uint16)
+    tokens.tofile(base + ".bin")
+    np.save(base + ".sizes.npy", np.array(sizes, dtype=np.int64))
+    docs = {
+        "id": [f"d{i}" for i in range(n)],
+        "url": [f"u{i}" for i in range(n)],
+        "lang": ["de"] * n,
+        "quality_score": pa.array([i / 4 for i in range(n)], pa.float32()),
+    }
+    pq.write_table(pa.table(docs), base + ".docs.parquet")
+    return tokens
+
+
+def _docs_of(tokens: np.ndarray, sizes: list[int]) -> list[list[int]]:
+    ends = np.cumsum(sizes)
+    return [tokens[e - s : e].tolist() for s, e in zip(sizes, ends, strict=True)]
+
+
+def _sizes_files(tmp_path, parts: list[list[int]]) -> list[str]:
+    paths = []
+    for i, sizes in enumerate(parts):
+        np.save(tmp_path / f"{i}.sizes.npy", np.array(sizes, dtype=np.int64))
+        paths.append(str(tmp_path / f"{i}.sizes.npy"))
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("parts", "budget", "want"),
+    [
+        # a budget at a document boundary (3 + 4 = 7), one below and one above it
+        ([[3, 4, 2]], 7, [[(0, 0, 2)], [(0, 2, 3)]]),
+        ([[3, 4, 2]], 6, [[(0, 0, 1)], [(0, 1, 3)]]),
+        ([[3, 4, 2]], 8, [[(0, 0, 2)], [(0, 2, 3)]]),
+        ([[3, 4, 2]], 9, [[(0, 0, 3)]]),
+        # the same boundaries across partitions
+        ([[3], [4, 2]], 7, [[(0, 0, 1), (1, 0, 1)], [(1, 1, 2)]]),
+        ([[3], [4, 2]], 6, [[(0, 0, 1)], [(1, 0, 2)]]),
+        # one token of room left when a partition ends: the next partition's 1-token document
+        # still fits
+        ([[3, 4], [1, 5]], 8, [[(0, 0, 2), (1, 0, 1)], [(1, 1, 2)]]),
+        ([[3, 4], [2, 5]], 8, [[(0, 0, 2)], [(1, 0, 2)]]),
+        # empty partitions: no runs, and they do not close a shard
+        ([[2, 2], [], [3], []], 4, [[(0, 0, 2)], [(2, 0, 1)]]),
+        ([[2], [], [1]], 4, [[(0, 0, 1), (2, 0, 1)]]),
+        ([[], []], 4, []),
+        ([], 4, []),
+        # a document bigger than a shard gets a shard of its own, wherever it lies
+        ([[10]], 5, [[(0, 0, 1)]]),
+        ([[2, 10, 2]], 5, [[(0, 0, 1)], [(0, 1, 2)], [(0, 2, 3)]]),
+        ([[5, 6], [1]], 5, [[(0, 0, 1)], [(0, 1, 2)], [(1, 0, 1)]]),
+        # a budget of one token: every (1-token) document alone
+        ([[1, 1, 1]], 1, [[(0, 0, 1)], [(0, 1, 2)], [(0, 2, 3)]]),
+    ],
+)
+def test_cut_into_shards_exact_split(tmp_path, parts, budget, want):
+    assert cut_into_shards(_sizes_files(tmp_path, parts), budget) == want
+
+
+def _file_records(prefix: str) -> dict:
+    out = {}
+    for suffix in ("bin", "idx", "docs.parquet"):
+        data = open(f"{prefix}.{suffix}", "rb").read()
+        out[suffix] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return out
+
+
+def test_cut_then_written_shards_hold_the_series_with_a_huge_document_alone(tmp_path):
+    """Sizes 2, 10, 2 at 5 tokens a shard: three shards, the middle one the 10-token document
+    alone; each shard's counts are exactly its documents, tokens and files."""
+    sizes = [2, 10, 2]
+    base = str(tmp_path / "tok" / "0.de")
+    tokens = _series(base, sizes)
+    docs = _docs_of(tokens, sizes)
+    cuts = cut_into_shards([base + ".sizes.npy"], 5)
+    assert cuts == [[(0, 0, 1)], [(0, 1, 2)], [(0, 2, 3)]]
+    for k, runs in enumerate(cuts):
+        prefix = str(tmp_path / "shards" / f"web_de_{k:05d}")
+        counts = write_shard(prefix, [(base, a, b) for _, a, b in runs], "web", "uint16", "de")
+        assert counts == {
+            "prefix": prefix,
+            "source": "web",
+            "lang": "de",
+            "documents": 1,
+            "tokens": sizes[k],
+            "files": _file_records(prefix),
+        }
+        ds = IndexedDataset(prefix)
+        assert len(ds) == 1 and ds[0].tolist() == docs[k]
+        side = pq.read_table(prefix + ".docs.parquet").to_pydict()
+        assert side == {"id": [f"d{k}"], "url": [f"u{k}"], "lang": ["de"], "quality_score": [k / 4]}
+        # the sidecar is zstd-compressed, as the tokenize stage's series are
+        meta = pq.ParquetFile(prefix + ".docs.parquet").metadata
+        assert {
+            meta.row_group(g).column(c).compression
+            for g in range(meta.num_row_groups)
+            for c in range(meta.num_columns)
+        } == {"ZSTD"}
+
+
+def test_empty_runs_are_skipped_and_a_shard_of_none_is_refused(tmp_path):
+    sizes = [3, 1, 4, 1, 5]
+    base = str(tmp_path / "tok" / "0.de")
+    tokens = _series(base, sizes)
+    docs = _docs_of(tokens, sizes)
+    prefix = str(tmp_path / "shards" / "s_00000")
+    counts = write_shard(
+        prefix, [(base, 1, 1), (base, 0, 2), (base, 2, 2), (base, 3, 5)], "web", "uint16"
+    )
+    assert counts["documents"] == 4 and counts["tokens"] == 3 + 1 + 1 + 5 and counts["lang"] is None
+    ds = IndexedDataset(prefix)
+    assert [ds[k].tolist() for k in range(len(ds))] == [docs[i] for i in (0, 1, 3, 4)]
+    assert pq.read_table(prefix + ".docs.parquet").column("id").to_pylist() == [
+        "d0",
+        "d1",
+        "d3",
+        "d4",
+    ]
+
+    empty = str(tmp_path / "empty" / "s_00000")
+    with pytest.raises(ValueError, match=f"^shard {empty} has no documents$"):
+        write_shard(empty, [(base, 0, 0), (base, 4, 4)], "web", "uint16")
+    with pytest.raises(ValueError, match=f"^shard {empty} has no documents$"):
+        write_shard(empty, [], "web", "uint16")
+    # nothing left behind, not even a temporary file
+    assert os.listdir(tmp_path / "empty") == []
+
+
+# more rows than one pyarrow batch of _copy_docs (65536) holds: three batches
+BIG_ROWS = 2 * 65536 + 100
+
+
+@pytest.fixture(scope="module")
+def big_series(tmp_path_factory):
+    sizes = [1 + i % 3 for i in range(BIG_ROWS)]
+    base = str(tmp_path_factory.mktemp("big") / "tok" / "0.de")
+    return base, sizes, _series(base, sizes)
+
+
+def test_runs_across_docs_batches_copy_exactly_their_rows(big_series, tmp_path):
+    """Runs that cross the first 65536-row batch boundary, start exactly on it, lie inside the
+    third batch and inside the first: the shard holds exactly those rows, in order, with their
+    tokens (megatron-core's reader; the .bin byte for byte), and no empty row group."""
+    base, sizes, tokens = big_series
+    runs = [(65530, 65540), (65536, 65538), (131072 + 10, 131072 + 50), (100, 103)]
+    rows = [r for a, b in runs for r in range(a, b)]
+    prefix = str(tmp_path / "s_00000")
+    counts = write_shard(prefix, [(base, a, b) for a, b in runs], "web", "uint16", "de")
+    want_sizes = [sizes[r] for r in rows]
+    assert counts["documents"] == len(rows) == 55 and counts["tokens"] == sum(want_sizes)
+
+    side = pq.read_table(prefix + ".docs.parquet").to_pydict()
+    assert side["id"] == [f"d{r}" for r in rows]
+    assert side["url"] == [f"u{r}" for r in rows]
+    assert side["quality_score"] == [r / 4 for r in rows]
+    meta = pq.ParquetFile(prefix + ".docs.parquet").metadata
+    assert all(meta.row_group(g).num_rows > 0 for g in range(meta.num_row_groups))
+
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    raw = tokens.tobytes()
+    want_bin = b"".join(raw[2 * starts[a] : 2 * starts[b]] for a, b in runs)
+    assert open(prefix + ".bin", "rb").read() == want_bin
+    ds = IndexedDataset(prefix)
+    assert ds.sequence_lengths.tolist() == want_sizes
+    assert [ds[k].tolist() for k in range(len(ds))] == [
+        tokens[starts[r] : starts[r + 1]].tolist() for r in rows
+    ]
