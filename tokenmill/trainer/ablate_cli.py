@@ -154,7 +154,10 @@ def _print_plan(s, planned, hours: dict) -> None:
         highlight=False,
     )
     for p in planned:
-        _out.print(f"{p.name}: {shlex.join(p.command)}", highlight=False, markup=False)
+        # one line each, however narrow the terminal: a command to copy
+        _out.print(
+            f"{p.name}: {shlex.join(p.command)}", highlight=False, markup=False, soft_wrap=True
+        )
 
 
 def _hours(h: float) -> str:
