@@ -182,6 +182,7 @@ def test_a_local_json_task_runs_offline(checkpoint, tmp_path, monkeypatch):
     assert done.results["results"]["zen_cloze"]["acc,none"] == pytest.approx(sum(right) / 3)
 
 
+@pytest.mark.slow  # indexes the harness's ~10,000 task YAMLs: ~19 s
 def test_task_names_resolve_locally_or_in_the_harness():
     # the bundled tasks need no index of the harness's own
     assert "arc_easy" not in task_manager(["tokenmill-sample"], []).task_index

@@ -142,6 +142,7 @@ def test_log_interval_zero_is_refused_when_parsed(tmp_path):
     assert "Invalid value for '--log-interval': Input should be greater than or equal to 1" in words
 
 
+@pytest.mark.slow  # 100 steps of training: ~85 s on 2 cores
 def test_tiny_preset_learns_from_the_sample_with_default_settings(prepared, tmp_path):
     """`tokenmill train --model tiny --steps 100`, nothing else, on the prepared bundled sample
     (CPU): the loss falls by 10% or more (with the old shared 2e-4 it stayed at ln(vocab))."""

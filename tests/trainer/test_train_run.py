@@ -59,6 +59,7 @@ def test_tiny_model_learns_from_prepared_shards(uninterrupted):
     assert list((uninterrupted / "logs").glob("events.out.tfevents.*")), "TensorBoard log"
 
 
+@pytest.mark.slow  # two training runs: ~22 s
 def test_stopped_run_resumes_to_the_same_loss(prepared, uninterrupted, tmp_path):
     args = [
         "--data",
@@ -85,6 +86,7 @@ def test_stopped_run_resumes_to_the_same_loss(prepared, uninterrupted, tmp_path)
     assert ours[40]["valid_loss"] == ref[40]["valid_loss"]
 
 
+@pytest.mark.slow  # a 2-rank and a 1-rank run: ~19 s
 def test_two_processes_zero2_equal_one_process_with_accumulation(prepared, tmp_path):
     # Every rank takes its micro-batches of the same global batch: 2 processes x micro 2 see
     # the samples of 1 process x micro 2 x 2 accumulation steps, in the same order.
