@@ -26,8 +26,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 from test_readers_damage import read_all
+from test_readers_parquet import view  # every field of a Doc or Bad, as tuples
 
-from tokenmill.pipelines.readers import Bad, Doc, FileError, count_records, hf
+from tokenmill.pipelines.readers import FileError, count_records, hf
 from tokenmill.pipelines.readers.hf import HFSpec, expand_hf_spec, parse_hf_spec
 
 # every test here takes a second or less: a mutant that stops a loop from advancing fails
@@ -59,18 +60,6 @@ def expected(i: int, text, url=None, meta=None, max_doc_bytes: int = 10_000_000)
         return (i, "bad", "input:too_large", None, i + 1)
     url = url if isinstance(url, str) else None
     return (i, "doc", text, url, len(text.encode("utf-8")), meta or {})
-
-
-def view(got) -> list[tuple]:
-    """The reader's output as tuples comparable with `expected`: every field of a Doc or Bad."""
-    out = []
-    for i, d in got:
-        if isinstance(d, Doc):
-            out.append((i, "doc", d.text, d.url, d.nbytes, d.meta))
-        else:
-            assert type(d) is Bad
-            out.append((i, "bad", str(d), d.raw, d.line))
-    return out
 
 
 def read_hf(path: str, **kw) -> tuple[list[tuple], FileError | None]:
