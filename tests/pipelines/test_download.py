@@ -77,6 +77,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if srv.delay:
                 time.sleep(srv.delay)
+            deadline = time.monotonic() + 10
+            while srv.meet and srv.max_active < srv.meet and time.monotonic() < deadline:
+                time.sleep(0.01)  # hold until that many requests were in flight at once
             self._answer(srv, path, url.query, action)
         finally:
             with srv.lock:
@@ -156,6 +159,7 @@ class Server:
         self.hub = False
         self.ranges = True
         self.delay = 0.0
+        self.meet = 0  # hold each GET (up to 10 s) until this many were in flight at once
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
@@ -266,7 +270,9 @@ def _fetch(server, name, variant, dest, **kw):
 @pytest.mark.distributed
 def test_parallel_download_on_dask_workers_then_rerun_fetches_nothing(server, client, tmp_path):
     originals = c4_files(server.root, 4)
-    server.delay = 0.3  # every task holds its request a while, so they overlap
+    # each request is held until two are in flight at once (at most 10 s): downloads that
+    # ran one at a time never get there, parallel ones always do, however slow a worker starts
+    server.meet = 2
     dest = tmp_path / "dl"
     res = _fetch(server, "c4", "en", dest, files="0:4", client=client)
 
