@@ -121,7 +121,8 @@ def main() -> None:
         f"Python {platform.python_version()})\n\n"
         f"Command: `.venv/bin/python benchmarks/quality_steps.py --repeat {args.repeat}`. "
         f"{len(texts):,} documents, {mb:.1f} MB of text, one thread; medians of "
-        f"{args.repeat} runs. Reference: language ID (LanguageId, lid.176.ftz) on the same documents.\n\n"
+        f"{args.repeat} runs. Reference: language ID (LanguageId, lid.176.ftz) on the same "
+        "documents.\n\n"
     )
     table = head + "\n".join(rows) + "\n"
     print(table)
