@@ -232,3 +232,128 @@ def test_run_calls_gives_results_in_call_order_here_and_on_workers():
             # by default a failing call stops the step with its own error
             with pytest.raises(ValueError, match=r"^negative: -1$"):
                 run_calls(where, "square", calls)
+
+
+# ---- small tasks run several to one Dask task -----------------------------------------------
+
+
+def _task(key: str, nbytes: int):
+    from tokenmill.pipelines.engine import Task
+
+    return Task(key, _counts_and_mark, (), None, nbytes)
+
+
+def test_small_tasks_are_grouped_in_order_within_the_cap_and_unknown_sizes_run_alone():
+    from tokenmill.pipelines.engine import GROUPS_PER_SLOT, group_tasks
+
+    sizes = [10, 10, 10, 0, 10, 35, 10, 10, 10, 10, 10, 10]
+    tasks = [_task(f"t{i}", n) for i, n in enumerate(sizes)]
+    total = sum(sizes)  # 135
+    # one slot: groups of at most 135 // 4 = 33 bytes; the limit, when smaller, wins
+    for slots, limit, cap in ((1, 10**9, total // GROUPS_PER_SLOT), (1, 20, 20), (2, 10**9, 16)):
+        groups = group_tasks(tasks, slots, limit)
+        assert [t for g in groups for t in g] == tasks  # every task once, in order
+        for g in groups:
+            if len(g) > 1:
+                assert sum(t.nbytes for t in g) <= cap and all(t.nbytes > 0 for t in g)
+        for t in tasks:  # of unknown size or at least the cap: alone
+            if t.nbytes == 0 or t.nbytes >= cap:
+                assert [t] in groups
+        # greedy: no group could have taken the next task within the cap
+        for g, nxt in zip(groups, groups[1:], strict=False):
+            small = len(g) > 1 or 0 < g[0].nbytes < cap
+            if small and 0 < nxt[0].nbytes < cap:
+                assert sum(t.nbytes for t in g) + nxt[0].nbytes > cap
+    keys = lambda gs: [[t.key for t in g] for g in gs]  # noqa: E731
+    assert keys(group_tasks(tasks, 1, 10**9)) == [
+        ["t0", "t1", "t2"], ["t3"], ["t4"], ["t5"], ["t6", "t7", "t8"], ["t9", "t10", "t11"],
+    ]
+    # inputs too small to give each slot GROUPS_PER_SLOT groups: nothing is joined
+    assert keys(group_tasks(tasks, 8, 10**9)) == [[t.key] for t in tasks]
+    assert group_tasks([], 2) == []
+
+
+def _marks_key(marks: str, n: int) -> dict:
+    """A task that leaves its number and the Dask task it ran in."""
+    from distributed import get_worker
+
+    key = get_worker().get_current_task()
+    with open(marks, "a") as f:
+        f.write(f"{n} {key}\n")
+    return {"documents": n}
+
+
+def _dies_once(marks: str, n: int, flag: str) -> dict:
+    """Like `_marks_key`, but kills its worker process the first time it runs."""
+    counts = _marks_key(marks, n)
+    if not os.path.exists(flag):
+        open(flag, "w").close()
+        os._exit(1)
+    return counts
+
+
+def _fails_at(n: int, bad: int) -> dict:
+    if n == bad:
+        raise ValueError(f"bad record in part {n}")
+    return {"documents": n}
+
+
+def test_grouped_tasks_each_store_their_counts_and_run_once(tmp_path):
+    from tokenmill.pipelines.engine import Engine, Task, group_tasks
+
+    marks = tmp_path / "marks"
+    tasks = [
+        Task(f"p{i}", _marks_key, (str(marks), i), tmp_path / f"p{i}.json", 1000)
+        for i in range(24)
+    ]
+    with dask_client(workers=2) as client:
+        result = Engine(client, quiet=True).run_stage("process", tasks, docs_field="documents")
+    want = group_tasks(tasks, 2)
+    assert 1 < len(want) < len(tasks)
+    assert [c["documents"] for c in result.counts] == list(range(24))
+    assert all(t.done.exists() for t in tasks) and result.ran == 24
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    assert sorted(int(n) for n, _ in lines) == list(range(24))  # each ran once
+    dask_key = {int(n): key for n, key in lines}
+    # the Dask tasks are the groups: one key per group, a different one for each group
+    assert [sorted({dask_key[int(t.args[1])] for t in g}) for g in want] == [
+        [dask_key[int(g[0].args[1])]] for g in want
+    ]
+    assert len({dask_key[int(g[0].args[1])] for g in want}) == len(want)
+
+
+def test_a_group_whose_worker_dies_reruns_only_its_unfinished_tasks(tmp_path):
+    from tokenmill.pipelines.engine import Engine, Task, group_tasks
+
+    marks, flag = tmp_path / "marks", tmp_path / "died"
+    tasks = [
+        Task(f"p{i}", _marks_key, (str(marks), i), tmp_path / f"p{i}.json", 1000)
+        for i in range(8)
+    ]
+    tasks[5] = Task("p5", _dies_once, (str(marks), 5, str(flag)), tmp_path / "p5.json", 1000)
+    assert len(group_tasks(tasks, 1)) == 4  # p4 and p5 run in one group
+    with dask_client(workers=1) as client:
+        result = Engine(client, quiet=True).run_stage("process", tasks, docs_field="documents")
+    assert flag.exists()
+    assert [c["documents"] for c in result.counts] == list(range(8))
+    ran = sorted(int(line.split()[0]) for line in marks.read_text().splitlines())
+    assert ran == [0, 1, 2, 3, 4, 5, 5, 6, 7]  # p4 finished before the kill: not run again
+
+
+def test_a_failing_task_in_a_group_is_named_and_its_group_mates_before_it_are_kept(tmp_path):
+    import pytest
+
+    from tokenmill.pipelines.engine import Engine, Task, TaskFailed, group_tasks
+
+    tasks = [Task(f"p{i}", _fails_at, (i, 7), tmp_path / f"p{i}.json", 1000) for i in range(8)]
+    groups = group_tasks(tasks, 1)
+    mates = next(g for g in groups if tasks[7] in g)
+    assert mates[0] is not tasks[7]  # it is not the first of its group
+    with dask_client(workers=1) as client:
+        with pytest.raises(TaskFailed) as info:
+            Engine(client, quiet=True).run_stage("process", tasks)
+    assert str(info.value) == "process task p7 failed: ValueError: bad record in part 7"
+    assert isinstance(info.value.__cause__, ValueError)
+    for t in mates[: mates.index(tasks[7])]:
+        assert t.done.exists()
+    assert not tasks[7].done.exists()

@@ -13,6 +13,10 @@ task's own error (chained, with its traceback); the other tasks are cancelled. D
 closed by Ctrl-C or an error. Local workers ignore SIGINT: Ctrl-C (sent by a terminal to the
 whole process group) interrupts the client only, which closes the cluster.
 
+Tasks whose input is small (`Task.nbytes`) run several to one Dask task (`group_tasks`), each
+still with its own counts file: per-task costs (scheduling, serialisation, a round trip to the
+client) stay small beside the work on corpora of many small files.
+
 Every output is written under a temporary name beside its final one (`.NAME.tmp-XXXXXXXX`)
 and renamed when complete; `sweep_temporaries` removes what a killed run left of them.
 `output_lock` keeps a second run off an output folder that one is using.
@@ -57,6 +61,8 @@ from tokenmill.pipelines.executor import (
 
 log = logging.getLogger(__name__)
 TRIM_INTERVAL_S = 1.0  # a worker returns freed heap pages to the OS at most this often
+GROUP_BYTES = 32 * 2**20  # small tasks are joined into Dask tasks of at most this much input
+GROUPS_PER_SLOT = 4  # ... and into at least this many per worker thread, to keep all busy
 
 
 # ---- re-exported for the engine's callers: atomic outputs (the low-level fsio) and the
@@ -134,12 +140,14 @@ def _holder(path: Path) -> str:
 @dataclass
 class Task:
     """One unit of work: `fn(*args)` writes its outputs, then returns its counts (a dict),
-    which the engine stores at `done` as the mark of completion."""
+    which the engine stores at `done` as the mark of completion. `nbytes`: the size of its
+    input where known (0: unknown; such a task always runs alone)."""
 
     key: str
     fn: Callable[..., dict]
     args: tuple
     done: Path
+    nbytes: int = 0
 
 
 def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:
@@ -155,6 +163,54 @@ def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:
     write_json(done, counts)
     release_free_memory(TRIM_INTERVAL_S)  # what tasks freed, before the next one runs here
     return counts
+
+
+def _run_group(items: list[tuple[str, Callable[..., dict], tuple, str]]) -> list[dict]:
+    """Run (key, fn, args, done) tasks one after another on a worker, each storing its own
+    counts (a group stopped half-way keeps the tasks it finished); their counts in order. A
+    task's error is raised with its key as the attribute `task_key`."""
+    out = []
+    for key, fn, args, done in items:
+        try:
+            out.append(_run_task(fn, args, done))
+        except Exception as e:
+            e.task_key = key  # type: ignore[attr-defined]  # pickled with the error
+            raise
+    return out
+
+
+def group_tasks(tasks: list[Task], slots: int, limit: int = GROUP_BYTES) -> list[list[Task]]:
+    """Consecutive tasks joined into groups of at most `limit` bytes of input, and of at most
+    1 / (GROUPS_PER_SLOT x `slots`) of the input of all of them, so that each of `slots`
+    worker threads still gets several groups. A task of unknown size, or of that size or
+    more, is a group of its own."""
+    known = sum(t.nbytes for t in tasks if t.nbytes > 0)
+    cap = min(limit, known // (GROUPS_PER_SLOT * max(1, slots)))
+    groups: list[list[Task]] = []
+    current: list[Task] = []
+    size = 0
+    for t in tasks:
+        if current and (t.nbytes <= 0 or size + t.nbytes > cap):
+            groups.append(current)
+            current, size = [], 0
+        if t.nbytes <= 0 or t.nbytes >= cap:
+            groups.append([t])
+            continue
+        current.append(t)
+        size += t.nbytes
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _slots(client: Any) -> int:
+    """Worker threads connected to `client` now (1 when running here)."""
+    if client is None:
+        return 1
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - a cluster still starting: group by `limit` alone
+        return 1
 
 
 class TaskFailed(RuntimeError):
@@ -202,18 +258,23 @@ class Engine:
         skipped = len(tasks) - len(todo)
         if skipped:
             log.info("%s: %d of %d tasks already complete, skipped", name, skipped, len(tasks))
-        calls = [Call(t.key, _run_task, (t.fn, t.args, str(t.done))) for t in todo]
+        groups = group_tasks(todo, _slots(self.client))
+        calls = [
+            Call(g[0].key, _run_group, ([(t.key, t.fn, t.args, str(t.done)) for t in g],))
+            for g in groups
+        ]
         with self._progress() as progress:
             bar = progress.add_task(name, total=len(tasks), completed=skipped, docs=0, mb=0.0)
             seen = {"docs": 0, "mb": 0.0}
 
-            def done(call: Call, counts: dict) -> None:
-                seen["docs"] += int(counts.get(docs_field, 0)) if docs_field else 0
-                seen["mb"] += counts.get(bytes_field, 0) / 1e6 if bytes_field else 0.0
-                progress.update(bar, advance=1, **seen)
+            def done(call: Call, group: list[dict]) -> None:
+                for counts in group:
+                    seen["docs"] += int(counts.get(docs_field, 0)) if docs_field else 0
+                    seen["mb"] += counts.get(bytes_field, 0) / 1e6 if bytes_field else 0.0
+                progress.update(bar, advance=len(group), **seen)
 
             def failed(call: Call, error: Exception) -> None:
-                raise TaskFailed(name, call.key, error) from error
+                raise TaskFailed(name, getattr(error, "task_key", call.key), error) from error
 
             run_calls(self.client, name, calls, retries=2, on_result=done, on_error=failed)
         wall = time.perf_counter() - t0

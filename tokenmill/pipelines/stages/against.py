@@ -151,6 +151,7 @@ class AgainstStage(Stage):
                     str(wd.against(p.source, p.key)),
                 ),
                 wd.done_against(p.source, p.key),
+                p.nbytes,
             )
             for p in run.partitions
         ]

@@ -32,6 +32,7 @@ class Partition:
     start: int
     stop: int | None
     ordinal: int
+    nbytes: int = 0  # its share of the file's bytes (0: unknown): how the engine groups tasks
 
     @property
     def key(self) -> str:

@@ -273,6 +273,7 @@ class ProcessStage(Stage):
                 process_partition,
                 (p, run.cfg, work, run.buckets, run.near_buckets, run.eval_indexes),
                 run.wd.done_process(p.source, p.key),
+                p.nbytes,
             )
             for p in run.partitions
         ]

@@ -27,6 +27,7 @@ class ScanCounts(Counts):
     records: int
     error: str | None
     wall_s: float = 0.0
+    nbytes: int = 0  # the file's size (0: not a local file, or scanned by an older tokenmill)
 
 
 def scan_file(path: str, fmt: str, max_doc_bytes: int) -> dict:
@@ -36,7 +37,17 @@ def scan_file(path: str, fmt: str, max_doc_bytes: int) -> dict:
         n, error = count_records(path, fmt, max_doc_bytes)
     except Exception as e:  # noqa: BLE001 - one file never ends the run
         n, error = 0, f"input:read_error: {path}: {type(e).__name__}: {e}"
-    return ScanCounts(path, n, error).to_json()
+    return ScanCounts(path, n, error, nbytes=local_size(path)).to_json()
+
+
+def local_size(path: str) -> int:
+    """The size of a local file; 0 for a URL, a `datasets:` spec or a file not there."""
+    if "://" in path or path.startswith("datasets:"):
+        return 0
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def relative_names(files: list[str]) -> list[str]:
@@ -56,7 +67,8 @@ def partitions(cfg, files: dict[str, list[str]], scans: list[ScanCounts]) -> lis
     for s in cfg.sources:
         names = relative_names(files[s.name])
         for i, f in enumerate(files[s.name]):
-            slices = max(1, math.ceil(next(it).records / step))
+            scan = next(it)
+            slices = max(1, math.ceil(scan.records / step))
             for k in range(slices):
                 last = k == slices - 1
                 parts.append(
@@ -71,6 +83,7 @@ def partitions(cfg, files: dict[str, list[str]], scans: list[ScanCounts]) -> lis
                         start=k * step,
                         stop=None if last else (k + 1) * step,
                         ordinal=len(parts),
+                        nbytes=scan.nbytes // slices,
                     )
                 )
     return parts
@@ -96,6 +109,7 @@ class ScanStage(Stage):
                 scan_file,
                 (f, s.format, cfg.input.max_doc_bytes),
                 run.wd.done_scan(s.name, i),
+                local_size(f),
             )
             for s in cfg.sources
             for i, f in enumerate(run.files[s.name])

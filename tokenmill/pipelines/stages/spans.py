@@ -138,6 +138,7 @@ class SpansStage(Stage):
                     dropped(p),
                 ),
                 wd.done_spans(p.source, p.key),
+                p.nbytes,
             )
             for p in run.partitions
         ]

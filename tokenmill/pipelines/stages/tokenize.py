@@ -267,6 +267,7 @@ class TokenizeStage(Stage):
                     cfg.tokenizer.backend,
                 ),
                 wd.done_tokenize(p.source, p.key),
+                p.nbytes,
             )
             for p in run.partitions
         ]
