@@ -266,7 +266,12 @@ def test_small_tasks_are_grouped_in_order_within_the_cap_and_unknown_sizes_run_a
                 assert sum(t.nbytes for t in g) + nxt[0].nbytes > cap
     keys = lambda gs: [[t.key for t in g] for g in gs]  # noqa: E731
     assert keys(group_tasks(tasks, 1, 10**9)) == [
-        ["t0", "t1", "t2"], ["t3"], ["t4"], ["t5"], ["t6", "t7", "t8"], ["t9", "t10", "t11"],
+        ["t0", "t1", "t2"],
+        ["t3"],
+        ["t4"],
+        ["t5"],
+        ["t6", "t7", "t8"],
+        ["t9", "t10", "t11"],
     ]
     # inputs too small to give each slot GROUPS_PER_SLOT groups: nothing is joined
     assert keys(group_tasks(tasks, 8, 10**9)) == [[t.key] for t in tasks]
@@ -303,8 +308,7 @@ def test_grouped_tasks_each_store_their_counts_and_run_once(tmp_path):
 
     marks = tmp_path / "marks"
     tasks = [
-        Task(f"p{i}", _marks_key, (str(marks), i), tmp_path / f"p{i}.json", 1000)
-        for i in range(24)
+        Task(f"p{i}", _marks_key, (str(marks), i), tmp_path / f"p{i}.json", 1000) for i in range(24)
     ]
     with dask_client(workers=2) as client:
         result = Engine(client, quiet=True).run_stage("process", tasks, docs_field="documents")
@@ -327,8 +331,7 @@ def test_a_group_whose_worker_dies_reruns_only_its_unfinished_tasks(tmp_path):
 
     marks, flag = tmp_path / "marks", tmp_path / "died"
     tasks = [
-        Task(f"p{i}", _marks_key, (str(marks), i), tmp_path / f"p{i}.json", 1000)
-        for i in range(8)
+        Task(f"p{i}", _marks_key, (str(marks), i), tmp_path / f"p{i}.json", 1000) for i in range(8)
     ]
     tasks[5] = Task("p5", _dies_once, (str(marks), 5, str(flag)), tmp_path / "p5.json", 1000)
     assert len(group_tasks(tasks, 1)) == 4  # p4 and p5 run in one group
