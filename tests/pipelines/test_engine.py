@@ -348,15 +348,110 @@ def test_a_failing_task_in_a_group_is_named_and_its_group_mates_before_it_are_ke
 
     from tokenmill.pipelines.engine import Engine, Task, TaskFailed, group_tasks
 
-    tasks = [Task(f"p{i}", _fails_at, (i, 7), tmp_path / f"p{i}.json", 1000) for i in range(8)]
-    groups = group_tasks(tasks, 1)
-    mates = next(g for g in groups if tasks[7] in g)
-    assert mates[0] is not tasks[7]  # it is not the first of its group
     with dask_client(workers=1) as client:
-        with pytest.raises(TaskFailed) as info:
-            Engine(client, quiet=True).run_stage("process", tasks)
-    assert str(info.value) == "process task p7 failed: ValueError: bad record in part 7"
-    assert isinstance(info.value.__cause__, ValueError)
-    for t in mates[: mates.index(tasks[7])]:
-        assert t.done.exists()
-    assert not tasks[7].done.exists()
+        for where in (None, client):  # None: here, in this process
+            d = tmp_path / str(where is None)
+            d.mkdir()
+            tasks = [Task(f"p{i}", _fails_at, (i, 7), d / f"p{i}.json", 1000) for i in range(8)]
+            groups = group_tasks(tasks, 1)
+            mates = next(g for g in groups if tasks[7] in g)
+            assert mates[0] is not tasks[7]  # it is not the first of its group
+            with pytest.raises(TaskFailed) as info:
+                Engine(where, quiet=True).run_stage("process", tasks)
+            assert str(info.value) == "process task p7 failed: ValueError: bad record in part 7"
+            assert isinstance(info.value.__cause__, ValueError)
+            assert info.value.key == "p7"
+            for t in mates[: mates.index(tasks[7])]:
+                assert t.done.exists()
+            assert not tasks[7].done.exists()
+
+
+# ---- the stage as its caller sees it: counts, skips, progress, errors ------------------------
+
+
+def _docs_and_bytes(n: int) -> dict:
+    return {"documents": n, "bytes": n * 250_000}
+
+
+def test_a_stage_run_here_skips_done_tasks_and_returns_every_tasks_counts_in_order(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from tokenmill.pipelines.engine import Engine, Task
+
+    tasks = [
+        Task(f"p{i}", _docs_and_bytes, (i,), tmp_path / f"p{i}.json", 100) for i in range(1, 7)
+    ]
+    # two were finished by an earlier run: their stored counts are taken, they do not run
+    for t, stored in ((tasks[1], 1000), (tasks[4], 2000)):
+        t.done.write_text(json.dumps({"documents": stored, "bytes": 0}))
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, force_terminal=False)
+    engine = Engine(None, console=console)  # no client: run here, one task after another
+    assert engine.console is console and engine.quiet is False
+    result = engine.run_stage("tokenize", tasks, docs_field="documents", bytes_field="bytes")
+    assert (result.name, result.ran, result.skipped) == ("tokenize", 4, 2)
+    assert [c["documents"] for c in result.counts] == [1, 1000, 3, 4, 2000, 6]
+    assert all(c["wall_s"] >= 0 for i, c in enumerate(result.counts) if i not in (1, 4))
+    assert result.wall_s > 0
+    # the bar counts every task and adds up what ran: 1+3+4+6 = 14 docs, 3.5 MB
+    line = " ".join(buf.getvalue().split())
+    assert "tokenize" in line and "6/6" in line, line
+    assert " 14 docs " in line and " 3.5 MB" in line, line
+    assert "docs/s" in line and "MB/s" in line, line
+
+
+def test_the_rate_column_divides_by_the_time_since_the_stage_started():
+    from types import SimpleNamespace
+
+    from tokenmill.pipelines.engine import RateColumn
+
+    col = RateColumn()
+    task = SimpleNamespace(elapsed=4.0, fields={"docs": 10_000, "mb": 6.0})
+    assert col.render(task).plain == "2,500 docs/s 1.5 MB/s"
+    assert col.render(SimpleNamespace(elapsed=0, fields={"docs": 5})).plain == ""
+    assert col.render(SimpleNamespace(elapsed=None, fields={})).plain == ""
+    assert col.render(SimpleNamespace(elapsed=2.0, fields={})).plain == "0 docs/s 0.0 MB/s"
+
+
+def test_a_quiet_engine_prints_nothing_and_defaults_to_stderr(tmp_path, capsys):
+    from tokenmill.pipelines.engine import Engine, Task
+
+    engine = Engine(None, quiet=True)
+    assert engine.console.stderr is True
+    engine.run_stage("scan", [Task("a", _docs_and_bytes, (2,), tmp_path / "a.json")], "docs")
+    assert capsys.readouterr() == ("", "")
+    loud = Engine(None)
+    assert loud.quiet is False and loud.console.stderr is True
+
+
+def test_an_error_without_a_message_is_named_by_its_type():
+    from tokenmill.pipelines.engine import TaskFailed
+
+    assert str(TaskFailed("near", "b7", KeyError())) == "near task b7 failed: KeyError"
+    e = TaskFailed("near", "b7", OSError("disk\n  full"))
+    assert str(e) == "near task b7 failed: OSError: disk full"
+    assert (e.stage, e.key, type(e.error)) == ("near", "b7", OSError)
+
+
+def test_the_lock_holder_is_described_from_the_lock_file_or_unknown(tmp_path):
+    from tokenmill.pipelines.engine import _holder
+
+    lock = tmp_path / ".lock"
+    lock.write_text('{"pid": 42, "host": "n1", "started": "2026-01-02T03:04:05+00:00"}')
+    assert _holder(lock) == "pid 42 on n1, started 2026-01-02T03:04:05+00:00"
+    for text in ("", "not json", '{"pid": 42}', "[1, 2]"):
+        lock.write_text(text)
+        assert _holder(lock) == "holder unknown"
+    assert _holder(tmp_path / "gone") == "holder unknown"
+
+
+def test_slots_are_the_connected_worker_threads():
+    from tokenmill.pipelines.engine import _slots
+
+    assert _slots(None) == 1
+    assert _slots(object()) == 1  # not a client (or one that cannot answer): group by size only
+    with dask_client(workers=2) as client:
+        assert _slots(client) == 2
