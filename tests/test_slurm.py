@@ -212,9 +212,22 @@ def test_a_worker_that_never_comes_is_a_clear_timeout(fake_slurm, tmp_path):
         python="/nonexistent/python",
         scheduler_options={"dashboard_address": ":0"},
     )
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=400, force_terminal=True, color_system="truecolor")
     with pytest.raises(ClusterError, match=r"no SLURM worker joined within 3 s.*squeue"):
-        with slurm_cluster(path, jobs=1, wait=3):
+        with slurm_cluster(path, jobs=1, wait=3, console=console):
             pass
+    # said once, plainly: rich's highlighting would colour the numbers and the address
+    said = buf.getvalue()
+    assert "\x1b[" not in said, repr(said)
+    assert said.startswith("submitted 1 SLURM job(s) of 1 worker(s) each, scheduler tcp://")
+    assert said.endswith(
+        "; waiting up to 3 s for the first worker (`squeue --me` shows the jobs)\n"
+    )
     (job,) = fake_slurm.read_text().split()  # one job submitted, and cancelled
     assert (tmp_path / "scancel-calls.txt").read_text().split() == [job]
 
