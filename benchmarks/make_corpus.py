@@ -8,7 +8,10 @@ Documents are new combinations of real paragraphs: those of the bundled sample
 (tokenmill/data: C4 and the Pile in English, OSCAR in nine languages) and of any text files
 given with --text (paragraphs split at blank lines, English assumed). Each document is one of
 
-- unique: 2 to 12 paragraphs drawn at random from one language's pool;
+- unique: 2 to 12 paragraphs drawn at random from one language's pool, none over
+  MAX_SHARE of its words (the pool is small: at 200 MB each paragraph is drawn ~50 times,
+  and two documents sharing a dominant paragraph were near duplicates of each other; with
+  the cap, two sharing one paragraph stay under a 5-gram Jaccard of 0.6 / 1.4 = 0.43);
 - exact: a copy of an earlier document, its whitespace changed (tokenmill's exact dedup
   normalizes whitespace and case, so it is still a copy);
 - near: an earlier document cut after the word that gives a word 5-gram Jaccard with the
@@ -48,6 +51,7 @@ import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tokenmill" / "data"
+MAX_SHARE = 0.6  # of a unique document's words, for its longest paragraph
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
@@ -211,6 +215,7 @@ def make(args) -> dict:
     pools = paragraph_pools(args.text)
     langs = sorted(pools)
     weights = [len(pools[lang]) for lang in langs]
+    sizes = {lang: [len(words(p, lang)) for p in pools[lang]] for lang in langs}
     out = Path(args.out)
     writer = Writer(out, args.part_size)
     truth = io.TextIOWrapper(  # mtime 0: the same bytes every time
@@ -241,7 +246,11 @@ def make(args) -> dict:
         else:
             lang = rng.choices(langs, weights)[0]
             pool = pools[lang]
-            text = "\n".join(rng.choice(pool) for _ in range(rng.randrange(2, 13)))
+            picks = [rng.randrange(len(pool)) for _ in range(rng.randrange(2, 13))]
+            n_words = [sizes[lang][i] for i in picks]
+            if max(n_words) > MAX_SHARE * sum(n_words):
+                continue  # one paragraph would dominate it (see the docstring)
+            text = "\n".join(pool[i] for i in picks)
             h = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
             if h in seen:
                 continue

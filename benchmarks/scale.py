@@ -17,8 +17,13 @@ peak RSS of the client (the `prepare` process), of the scheduler (the client's f
 and of every worker; bytes spilled to disk (the workers' local directories at their fullest);
 near-dedup edges, components method and rounds; exact and near dedup against the
 generator's truth (a family is a unique document and its copies: `recall` is the share of the
-expected removals made, `false merges` the documents removed for a document of another family,
-per near level the share of copies removed). The two modes' shards are compared by the
+expected removals made, `false merges` the documents removed for a document of another family
+whose real word 5-gram Jaccard with it is under the threshold (0.8; pairs at or above it are
+`cross_family_similar`: two of the generator's documents that really are near duplicates;
+an exact copy removed for its original's near-cluster survivor is `exact_elsewhere`, a right
+removal), per near level the share of copies removed; copies whose original another rule
+removed are left out of those shares, as the first survivor is rightly kept). Near dedup
+runs with `verify: true`. The two modes' shards are compared by the
 manifest's SHA-256s: they must be equal. Prints a table; `--results` appends it to
 benchmarks/RESULTS.md, and `--json FILE` writes every number.
 """
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gzip
+import io
 import json
 import os
 import shutil
@@ -39,6 +45,7 @@ import time
 from pathlib import Path
 
 import yaml
+import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -132,7 +139,7 @@ def config(folder: Path, work: Path) -> Path:
     cfg = info["config"]
     for s in cfg["sources"]:
         s["paths"] = [str(folder / p) for p in s["paths"]]
-    cfg.setdefault("dedup", {})["minhash"] = {"enabled": True}
+    cfg.setdefault("dedup", {})["minhash"] = {"enabled": True, "verify": True}
     path = work / f"config_{folder.name}.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return path
@@ -221,10 +228,43 @@ def run_prepare(cfg: Path, out: Path, mode: str, workers: int, memory: str, work
     }
 
 
-def dedup_truth(folder: Path, out: Path) -> dict:
+def _texts(folder: Path, wanted: dict[tuple[str, str], set[int]]) -> dict:
+    """{(source, file, record): text} for the records asked for, one file streamed at a time."""
+    out = {}
+    for (source, file), records in wanted.items():
+        path = folder / source / file
+        raw = open(path, "rb")
+        stream = (gzip.GzipFile(fileobj=raw) if path.suffix == ".gz"
+                  else zstandard.ZstdDecompressor().stream_reader(raw))  # fmt: skip
+        with raw, stream, io.TextIOWrapper(stream, encoding="utf-8") as lines:
+            last = max(records)
+            for i, line in enumerate(lines):
+                if i in records:
+                    rec = json.loads(line)
+                    out[(source, file, i)] = rec.get("text", rec.get("content"))
+                if i >= last:
+                    break
+    return out
+
+
+def _lang(source: str, file: str) -> str:
+    return "en" if source == "c4" else os.path.basename(os.path.dirname(file)).split("_meta")[0]
+
+
+def dedup_truth(folder: Path, out: Path, threshold: float = 0.8) -> dict:
     """Exact and near dedup of the run against the generator's truth (see the docstring)."""
     import pyarrow.parquet as pq
 
+    dedup, reason, removed_other = {}, {}, set()
+    for p in (out / "removed").rglob("*.parquet"):
+        t = pq.read_table(p, columns=["id", "reason", "kept_id"] if ".dedup." in p.name else
+                          ["id", "reason"]).to_pylist()  # fmt: skip
+        for r in t:
+            if r["reason"].startswith("dedup:"):
+                dedup[r["id"]] = r.get("kept_id")
+                reason[r["id"]] = r["reason"]
+            else:
+                removed_other.add(r["id"])
     with gzip.open(folder / "truth.jsonl.gz", "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]
     # tokenmill's ids are relative to the folder the source's glob starts in (c4/en/ for
@@ -238,26 +278,31 @@ def dedup_truth(folder: Path, out: Path) -> dict:
         rel = os.path.relpath(file, common[source]) if common[source] else file
         return f"{source}/{rel}/{record}"
 
-    family, kind, level = {}, {}, {}
+    family, kind, level, where = {}, {}, {}, {}
     for r in rows:
         doc = key(r["source"], r["file"], r["record"])
         kind[doc] = r["kind"]
+        where[doc] = (r["source"], r["file"], r["record"])
         family[doc] = key(*r["of"]) if "of" in r else doc
         if r["kind"] == "near":
             level[doc] = r["target"]
-    removed_other, dedup = set(), {}
-    for p in (out / "removed").rglob("*.parquet"):
-        t = pq.read_table(p, columns=["id", "reason", "kept_id"] if ".dedup." in p.name else
-                          ["id", "reason"]).to_pylist()  # fmt: skip
-        for r in t:
-            if r["reason"].startswith("dedup:"):
-                dedup[r["id"]] = r.get("kept_id")
-            else:
-                removed_other.add(r["id"])
     unknown = [d for d in list(dedup) + list(removed_other) if d not in kind]
     if unknown:
         raise RuntimeError(f"{len(unknown)} removed ids not in the truth, e.g. {unknown[:3]}")
-    threshold = 0.8
+    # removals kept for a document of another family: judged on the pair's real similarity
+    cross = {d: k for d, k in dedup.items() if k is not None and family.get(k) != family[d]}
+    exact_elsewhere = {d for d in cross if reason[d] == "dedup:exact" and kind[d] == "exact"}
+    near_cross = {d: k for d, k in cross.items() if d not in exact_elsewhere}
+    wanted = collections.defaultdict(set)
+    for d, k in near_cross.items():
+        for x in (d, k):
+            wanted[where[x][:2]].add(where[x][2])
+    text = _texts(folder, wanted)
+    similar = sum(
+        1 for d, k in near_cross.items()
+        if make_corpus.jaccard5(text[where[d]], text[where[k]], _lang(*where[d][:2])) >= threshold
+    )  # fmt: skip
+    false = len(near_cross) - similar
     # per family, the members that should merge: its original, exact copies, near copies at
     # or above the threshold, all surviving the quality rules
     members = collections.defaultdict(list)
@@ -270,21 +315,26 @@ def dedup_truth(folder: Path, out: Path) -> dict:
     expected = sum(len(m) - 1 for m in members.values())
     should = {d for m in members.values() for d in m}
     same = sum(
-        1 for d, k in dedup.items() if d in should and k is not None and family.get(k) == family[d]
-    )
-    false = sum(1 for d, k in dedup.items() if k is not None and family.get(k) != family[d])
+        1 for d, k in dedup.items()
+        if d in should and k is not None and (family.get(k) == family[d] or d in exact_elsewhere)
+    )  # fmt: skip
     by_level = collections.defaultdict(lambda: [0, 0])
     for doc, lv in level.items():
-        if doc in removed_other:
+        if doc in removed_other or family[doc] in removed_other:  # original gone: a survivor
             continue
         by_level[lv][1] += 1
         by_level[lv][0] += doc in dedup
-    exact = [d for d, k in kind.items() if k == "exact" and d not in removed_other]
+    # an exact copy whose original another rule removed is the first survivor: kept rightly
+    survivor = {d for d, k in kind.items() if k == "exact" and family[d] in removed_other}
+    counted = {d for d, k in kind.items() if k == "exact" and d not in removed_other} - survivor
     return {
         "expected_removals": expected,
         "recall": same / expected if expected else None,
         "false_merges": false,
-        "exact_removed": sum(d in dedup for d in exact) / len(exact) if exact else None,
+        "cross_family_similar": similar,
+        "exact_elsewhere": len(exact_elsewhere),
+        "exact_survivors": len(survivor - removed_other),
+        "exact_removed": sum(d in dedup for d in counted) / len(counted) if counted else None,
         "near_removed": {str(k): v[0] / v[1] for k, v in sorted(by_level.items()) if v[1]},
     }
 
@@ -327,7 +377,8 @@ def table(rows: list[dict]) -> str:
     head = (
         "| size | mode | MB in | wall s | MB/s per core | client MB | scheduler MB | "
         "largest worker MB | spill MB | edges | components | recall | false merges | "
-        "near removed by level |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "cross-family similar | near removed by level |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -338,7 +389,7 @@ def table(rows: list[dict]) -> str:
             f"{r['scheduler_peak_mb'] or '(in client)'} | "
             f"{max(r['worker_peak_mb'], default=0)} | {r['spill_mb']} | {r['edges']} | "
             f"{r['components'][0]}, {r['components'][1]} rounds | "
-            f"{d['recall']:.4f} | {d['false_merges']} | "
+            f"{d['recall']:.4f} | {d['false_merges']} | {d['cross_family_similar']} | "
             + ", ".join(f"{k}: {v:.3f}" for k, v in d["near_removed"].items())
             + " |"
         )  # fmt: skip
