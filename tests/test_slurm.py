@@ -175,6 +175,66 @@ def test_loading_dask_jobqueue_keeps_ctrl_c_an_interrupt():
     assert out.stdout.split() == ["True"]
 
 
+def _forget_jobqueue(monkeypatch) -> None:
+    """Make the next `import dask_jobqueue` run its modules again (restored after the test)."""
+    for name in [m for m in sys.modules if m.split(".")[0] == "dask_jobqueue"]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_importing_dask_jobqueue_here_puts_back_the_handler_it_replaces(monkeypatch):
+    import signal
+
+    from tokenmill.pipelines.engine import _import_jobqueue
+
+    def mine(*_):  # a handler of our own, to tell it from Python's and dask-jobqueue's
+        pass
+
+    previous = signal.signal(signal.SIGINT, mine)
+    try:
+        _forget_jobqueue(monkeypatch)
+        assert _import_jobqueue().__name__ == "dask_jobqueue"
+        assert "dask_jobqueue.runner" in sys.modules  # the module that sets SIGINT ran
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_more_cluster_config_errors_name_the_file_and_the_fix(tmp_path, caplog):
+    import logging
+
+    import dask
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("jobqueue: [unclosed\n")
+    with pytest.raises(ClusterError) as info:
+        load_slurm_config(bad)
+    assert str(info.value).startswith(f"{bad}: not valid YAML:\n")
+    for text in ("- a list\n", "jobqueue: [slurm]\n", "jobqueue: {slurm: 3}\n"):
+        bad.write_text(text)
+        with pytest.raises(ClusterError) as info:
+            load_slurm_config(bad)
+        assert str(info.value) == f"{bad}: expected a `jobqueue: slurm: {{...}}` section"
+    path = _config(tmp_path, walltme="01:00:00", queu="x")
+    with pytest.raises(ClusterError) as info:
+        load_slurm_config(path)
+    known = ", ".join(sorted(dask.config.get("jobqueue.slurm")))
+    assert str(info.value) == (
+        f"{path}: unknown jobqueue.slurm keys ['queu', 'walltme']; known: {known}"
+    )
+    for cores, processes in ((4, 0), (4, "4"), (2.0, 2)):
+        with pytest.raises(ClusterError, match="must be whole numbers, processes <= cores"):
+            load_slurm_config(_config(tmp_path, cores=cores, processes=processes))
+    with caplog.at_level(logging.WARNING, logger="tokenmill.pipelines.engine"):
+        path = _config(tmp_path, cores=8, processes=2)
+        assert load_slurm_config(path)["jobqueue"]["slurm"]["processes"] == 2
+        path1 = _config(tmp_path, cores=3, processes=3)
+        load_slurm_config(path1)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: 8 cores / 2 processes = 4 threads per worker; tokenmill's tasks are "
+        "single-threaded (as `prepare --workers` runs them): set processes equal to cores"
+    ]
+
+
 def test_cluster_script_command_prints_the_job_script(fake_slurm):
     result = CliRunner().invoke(app, ["cluster-script", str(SHIPPED)])
     assert result.exit_code == 0, result.output

@@ -324,6 +324,8 @@ def test_grouped_tasks_each_store_their_counts_and_run_once(tmp_path):
         [dask_key[int(g[0].args[1])]] for g in want
     ]
     assert len({dask_key[int(g[0].args[1])] for g in want}) == len(want)
+    for g in want:  # named after the stage and its first task (the dashboard shows them)
+        assert dask_key[int(g[0].args[1])].startswith(f"process-{g[0].key}-")
 
 
 def test_a_group_whose_worker_dies_reruns_only_its_unfinished_tasks(tmp_path):
@@ -373,9 +375,12 @@ def _docs_and_bytes(n: int) -> dict:
     return {"documents": n, "bytes": n * 250_000}
 
 
-def test_a_stage_run_here_skips_done_tasks_and_returns_every_tasks_counts_in_order(tmp_path):
+def test_a_stage_run_here_skips_done_tasks_and_returns_every_tasks_counts_in_order(
+    tmp_path, caplog
+):
     import io
     import json
+    import logging
 
     from rich.console import Console
 
@@ -391,7 +396,11 @@ def test_a_stage_run_here_skips_done_tasks_and_returns_every_tasks_counts_in_ord
     console = Console(file=buf, width=200, force_terminal=False)
     engine = Engine(None, console=console)  # no client: run here, one task after another
     assert engine.console is console and engine.quiet is False
-    result = engine.run_stage("tokenize", tasks, docs_field="documents", bytes_field="bytes")
+    with caplog.at_level(logging.INFO, logger="tokenmill.pipelines.engine"):
+        result = engine.run_stage("tokenize", tasks, docs_field="documents", bytes_field="bytes")
+    assert [r.getMessage() for r in caplog.records] == [
+        "tokenize: 2 of 6 tasks already complete, skipped"
+    ]
     assert (result.name, result.ran, result.skipped) == ("tokenize", 4, 2)
     assert [c["documents"] for c in result.counts] == [1, 1000, 3, 4, 2000, 6]
     assert result.wall_s > 0

@@ -247,7 +247,6 @@ class Engine:
         self,
         name: str,
         tasks: list[Task],
-        unit: str = "docs",
         docs_field: str | None = None,
         bytes_field: str | None = None,
     ) -> StageResult:
