@@ -264,32 +264,52 @@ def test_prepare_refuses_conflicting_or_incomplete_cluster_options(fake_slurm):
 
 def test_a_worker_that_never_comes_is_a_clear_timeout(fake_slurm, tmp_path):
     # the job's worker cannot start (no such Python): prepare must not wait forever
-    path = _config(
-        tmp_path,
-        cores=1,
-        processes=1,
-        memory="1GiB",
-        python="/nonexistent/python",
-        scheduler_options={"dashboard_address": ":0"},
-    )
     import io
+    import time
 
     from rich.console import Console
 
-    buf = io.StringIO()
-    console = Console(file=buf, width=400, force_terminal=True, color_system="truecolor")
-    with pytest.raises(ClusterError, match=r"no SLURM worker joined within 3 s.*squeue"):
-        with slurm_cluster(path, jobs=1, wait=3, console=console):
-            pass
-    # said once, plainly: rich's highlighting would colour the numbers and the address
-    said = buf.getvalue()
-    assert "\x1b[" not in said, repr(said)
-    assert said.startswith("submitted 1 SLURM job(s) of 1 worker(s) each, scheduler tcp://")
-    assert said.endswith(
-        "; waiting up to 3 s for the first worker (`squeue --me` shows the jobs)\n"
-    )
-    (job,) = fake_slurm.read_text().split()  # one job submitted, and cancelled
-    assert (tmp_path / "scancel-calls.txt").read_text().split() == [job]
+    for logs in ("slurm-logs", None):  # the config's log folder, or SLURM's default files
+        settings = {"log_directory": logs} if logs else {}
+        path = _config(
+            tmp_path,
+            cores=1,
+            processes=1,
+            memory="1GiB",
+            python="/nonexistent/python",
+            scheduler_options={"dashboard_address": ":0"},
+            **settings,
+        )
+        if logs is None:  # the shipped config has one: drop it
+            raw = yaml.safe_load(path.read_text())
+            raw["jobqueue"]["slurm"].pop("log-directory", None)
+            path.write_text(yaml.safe_dump(raw))
+        buf = io.StringIO()
+        console = Console(file=buf, width=400, force_terminal=True, color_system="truecolor")
+        t0 = time.monotonic()
+        with pytest.raises(ClusterError) as info:
+            with slurm_cluster(path, jobs=1, wait=3, console=console):
+                pass
+        assert 3 <= time.monotonic() - t0 < 25  # its own wait, not Dask's default
+        address = buf.getvalue().split("scheduler ")[1].split(";")[0]
+        assert str(info.value) == (
+            "no SLURM worker joined within 3 s. If the jobs are still queued (`squeue --me`), "
+            "raise --wait. If they ran and ended, read their logs in "
+            f"{logs or 'the slurm-JOBID.out files'}: a worker needs the same Python with "
+            "tokenmill installed (`python` in the config; default: the one running this "
+            f"command) and must reach the scheduler at {address} (`interface` in the config)."
+        )
+        # said once, plainly: rich's highlighting would colour the numbers and the address
+        said = buf.getvalue()
+        assert "\x1b[" not in said, repr(said)
+        assert said.startswith("submitted 1 SLURM job(s) of 1 worker(s) each, scheduler tcp://")
+        assert said.endswith(
+            "; waiting up to 3 s for the first worker (`squeue --me` shows the jobs)\n"
+        )
+        (job,) = fake_slurm.read_text().split()  # one job submitted, and cancelled
+        assert (tmp_path / "scancel-calls.txt").read_text().split() == [job]
+        fake_slurm.unlink()
+        (tmp_path / "scancel-calls.txt").unlink()
 
 
 @pytest.fixture(scope="module")
