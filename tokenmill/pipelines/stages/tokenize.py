@@ -155,7 +155,8 @@ def tokenize_partition(
     """Encode the kept, non-duplicate documents of one partition into the series OUT_BASE
     (with `split_languages`, one per language, OUT_BASE.LANG, listed under "groups"); the
     counts give the token dtype under "dtype". With `removed_path`, the duplicates dropped
-    here go there (Parquet: id, text, url, lang, reason, kept_id). `against_file`: the
+    here go there (Parquet: id, url, lang, text, quality_score where the docs file has it,
+    reason, kept_id), with the documents span dedup left empty. `against_file`: the
     partition's documents found in earlier corpora (stage against), dropped first.
     `span_files`: the duplicate spans (stage span_dedup), removed from their documents.
     `backend`: tokenizer.backend (auto: tiktoken where it gives HF's ids, see fastbpe)."""
