@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import time
 
 from tokenmill.pipelines.engine import dask_client
 
@@ -265,6 +267,9 @@ def test_small_tasks_are_grouped_in_order_within_the_cap_and_unknown_sizes_run_a
             if small and 0 < nxt[0].nbytes < cap:
                 assert sum(t.nbytes for t in g) + nxt[0].nbytes > cap
     keys = lambda gs: [[t.key for t in g] for g in gs]  # noqa: E731
+    # one-byte tasks count and join groups like any other
+    ones = [_task(f"o{i}", 1) for i in range(8)]
+    assert keys(group_tasks(ones, 1)) == [["o0", "o1"], ["o2", "o3"], ["o4", "o5"], ["o6", "o7"]]
     assert keys(group_tasks(tasks, 1, 10**9)) == [
         ["t0", "t1", "t2"],
         ["t3"],
@@ -396,19 +401,53 @@ def test_a_stage_run_here_skips_done_tasks_and_returns_every_tasks_counts_in_ord
     console = Console(file=buf, width=200, force_terminal=False)
     engine = Engine(None, console=console)  # no client: run here, one task after another
     assert engine.console is console and engine.quiet is False
+    t0 = time.perf_counter()
     with caplog.at_level(logging.INFO, logger="tokenmill.pipelines.engine"):
         result = engine.run_stage("tokenize", tasks, docs_field="documents", bytes_field="bytes")
+    took = time.perf_counter() - t0
     assert [r.getMessage() for r in caplog.records] == [
         "tokenize: 2 of 6 tasks already complete, skipped"
     ]
     assert (result.name, result.ran, result.skipped) == ("tokenize", 4, 2)
     assert [c["documents"] for c in result.counts] == [1, 1000, 3, 4, 2000, 6]
-    assert result.wall_s > 0
-    # the bar counts every task and adds up what ran: 1+3+4+6 = 14 docs, 3.5 MB
-    line = " ".join(buf.getvalue().split())
-    assert "tokenize" in line and "6/6" in line, line
-    assert " 14 docs " in line and " 3.5 MB" in line, line
-    assert "docs/s" in line and "MB/s" in line, line
+    assert 0 < result.wall_s <= took
+    # the bar counts every task and adds up what ran: 1+3+4+6 = 14 docs, 3.5 MB; the line is
+    # the stage's name in 10 columns, a 16-column bar, tasks, totals, rates, elapsed time
+    line = buf.getvalue().rstrip("\n")
+    assert re.fullmatch(
+        r"tokenize   ━{16} 6/6 +14 docs +3\.5 MB [\d,]+ docs/s [\d,.]+ MB/s 0:00:\d\d", line
+    ), line
+
+
+def _counts_only(n: int) -> dict:
+    return {"other": n}
+
+
+def test_the_progress_line_of_a_stage_with_nothing_to_run_or_no_fields_to_add(tmp_path):
+    import io
+    import json
+
+    from rich.console import Console
+
+    from tokenmill.pipelines.engine import Engine, Task
+
+    def run(tasks, **fields) -> str:
+        buf = io.StringIO()
+        engine = Engine(None, console=Console(file=buf, width=200, force_terminal=False))
+        engine.run_stage("near", tasks, **fields)
+        return buf.getvalue().rstrip("\n")
+
+    # all done before: the bar is full at once and nothing is added up
+    done = [Task(f"b{i}", _counts_only, (i,), tmp_path / f"b{i}.json") for i in range(3)]
+    for t in done:
+        t.done.write_text(json.dumps({"documents": 5, "bytes": 10**6}))
+    line = run(done, docs_field="documents", bytes_field="bytes")
+    assert re.fullmatch(r"near {7}━{16} 3/3 +0 docs +0\.0 MB .*", line), line
+    # tasks whose counts lack the fields, or a stage that names none: nothing is added up
+    for i, fields in enumerate(({"docs_field": "documents", "bytes_field": "bytes"}, {})):
+        tasks = [Task(f"c{i}{j}", _counts_only, (j,), tmp_path / f"c{i}{j}.json") for j in range(2)]
+        line = run(tasks, **fields)
+        assert re.fullmatch(r"near {7}━{16} 2/2 +0 docs +0\.0 MB .*", line), line
 
 
 def test_the_rate_column_divides_by_the_time_since_the_stage_started():
@@ -461,8 +500,9 @@ def test_slots_are_the_connected_worker_threads():
 
     assert _slots(None) == 1
     assert _slots(object()) == 1  # not a client (or one that cannot answer): group by size only
-    with dask_client(workers=2) as client:
-        assert _slots(client) == 2
+    for n in (1, 2):
+        with dask_client(workers=n) as client:
+            assert _slots(client) == n
 
 
 def _sleeps(seconds: float) -> dict:
@@ -486,3 +526,51 @@ def test_each_task_records_its_own_wall_time_to_a_tenth_of_a_millisecond(tmp_pat
         assert 0.05 * i <= w < total, walls
     assert sum(walls) <= total
     assert all(w == round(w, 4) for w in walls) and any(w != round(w, 3) for w in walls), walls
+
+
+def _fails_first(marks: str, times: int) -> dict:
+    """Raises the first `times` times it runs (a passing glitch), then succeeds."""
+    with open(marks, "a") as f:
+        f.write("x")
+    if len(open(marks).read()) <= times:
+        raise OSError(f"glitch {len(open(marks).read())}")
+    return {"documents": 1}
+
+
+def _always_dies() -> dict:
+    os._exit(3)
+
+
+def test_a_failing_task_is_tried_three_times_before_the_stage_stops(tmp_path):
+    import pytest
+
+    from tokenmill.pipelines.engine import Engine, Task, TaskFailed
+
+    with dask_client(workers=1) as client:
+        engine = Engine(client, quiet=True)
+        marks = tmp_path / "twice"
+        t = Task("g", _fails_first, (str(marks), 2), tmp_path / "g.json")
+        assert engine.run_stage("scan", [t]).counts[0]["documents"] == 1
+        assert marks.read_text() == "xxx"  # two failures, then the third run succeeded
+        marks = tmp_path / "always"
+        t = Task("h", _fails_first, (str(marks), 10), tmp_path / "h.json")
+        with pytest.raises(TaskFailed, match=r"^scan task h failed: OSError: glitch 3$"):
+            engine.run_stage("scan", [t])
+        assert marks.read_text() == "xxx"
+
+
+def test_a_task_whose_worker_keeps_dying_is_named(tmp_path):
+    import dask
+    import pytest
+    from distributed import KilledWorker
+
+    from tokenmill.pipelines.engine import Engine, Task, TaskFailed
+
+    tasks = [Task("p0", _always_dies, (), tmp_path / "p0.json", 10)]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with dask_client(workers=1) as client:
+            with pytest.raises(TaskFailed) as info:
+                Engine(client, quiet=True).run_stage("process", tasks)
+    # the worker's death is not an error the task raised: named by its (group's first) task
+    assert str(info.value).startswith("process task p0 failed: KilledWorker: ")
+    assert isinstance(info.value.__cause__, KilledWorker)
