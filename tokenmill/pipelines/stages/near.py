@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tokenmill.filters.against import near_part
-from tokenmill.filters.minhash import BAND_DTYPE, near_edges
+from tokenmill.filters.minhash import BAND_DTYPE, near_edges, shingle_hashes
 from tokenmill.fsio import atomic_path, read_json, write_json
 from tokenmill.pipelines.engine import StageResult, Task
 from tokenmill.pipelines.stages.base import Counts, Run, Stage, summary
@@ -62,25 +62,27 @@ def verify_edges(
     edge_path: str, docs_files: dict[int, str], threshold: float, ngram: int, out_path: str
 ) -> dict:
     """Keep the candidate edges whose documents' true shingle Jaccard reaches `threshold`
-    (LSH candidates include some pairs below it). Reads only the rows it needs."""
+    (LSH candidates include some pairs below it). Reads only the rows it needs, and holds
+    each document's shingles as a sorted array of their 64-bit hashes (`shingle_hashes`,
+    the ones MinHash saw): 8 bytes a shingle, where a Python set of word tuples took ~100
+    and a bucket of a 1 GB corpus's candidates took several GB."""
     from tokenmill.filters.components import EDGE_DTYPE
-    from tokenmill.filters.minhash import shingle_set, true_jaccard
 
     edges = np.load(edge_path)
     keys = np.unique(np.concatenate([edges["u"], edges["v"]])) if len(edges) else []
-    shingles: dict[int, set] = {}
+    shingles: dict[int, np.ndarray] = {}
     by_part: dict[int, list[int]] = defaultdict(list)
     for k in keys:
         by_part[int(k) >> 32].append(int(k) & 0xFFFFFFFF)
     for ordinal, rows in by_part.items():
         table = pq.read_table(docs_files[ordinal], columns=["text", "lang"]).take(rows)
-        for row, text, lang in zip(
-            rows, table.column("text").to_pylist(), table.column("lang").to_pylist(), strict=True
-        ):
-            shingles[(ordinal << 32) | row] = shingle_set(text, lang, ngram)
+        texts, langs = table.column("text").to_pylist(), table.column("lang").to_pylist()
+        del table
+        for row, grams in zip(rows, shingle_arrays(texts, langs, ngram), strict=True):
+            shingles[(ordinal << 32) | row] = grams
     keep = np.array(
         [
-            true_jaccard(shingles[int(u)], shingles[int(v)]) >= threshold
+            array_jaccard(shingles[int(u)], shingles[int(v)]) >= threshold
             for u, v in zip(edges["u"], edges["v"], strict=True)
         ],
         dtype=bool,
@@ -89,6 +91,21 @@ def verify_edges(
     with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
         np.save(f, kept)
     return VerifyCounts(int(len(edges)), int(len(kept)), int(len(edges) - len(kept))).to_json()
+
+
+def shingle_arrays(texts: list[str], langs: list[str], ngram: int) -> list[np.ndarray]:
+    """Each text's distinct shingle hashes, sorted (`shingle_hashes`: every document has at
+    least one)."""
+    g, gdoc = shingle_hashes(texts, langs, ngram)  # gdoc ascending: each document's together
+    bounds = np.searchsorted(gdoc, np.arange(len(texts) + 1))
+    return [np.unique(g[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def array_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard of two sets given as sorted arrays of distinct values."""
+    both = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - both
+    return both / union if union else 1.0
 
 
 def _verify(run: Run, edge_files: list[str]) -> list[str]:
