@@ -62,10 +62,11 @@ def verify_edges(
     edge_path: str, docs_files: dict[int, str], threshold: float, ngram: int, out_path: str
 ) -> dict:
     """Keep the candidate edges whose documents' true shingle Jaccard reaches `threshold`
-    (LSH candidates include some pairs below it). Reads only the rows it needs, and holds
-    each document's shingles as a sorted array of their 64-bit hashes (`shingle_hashes`,
-    the ones MinHash saw): 8 bytes a shingle, where a Python set of word tuples took ~100
-    and a bucket of a 1 GB corpus's candidates took several GB."""
+    (LSH candidates include some pairs below it). Reads only the row groups holding the rows
+    it needs, one at a time, and holds each document's shingles as a sorted array of their
+    64-bit hashes (`shingle_hashes`, the ones MinHash saw): 8 bytes a shingle. A bucket of
+    the 1 GB scale corpus (73,476 candidates) peaked at 411 MB RSS this way, 4,512 MB with
+    sets of word tuples and whole partitions read (benchmarks/RESULTS.md)."""
     from tokenmill.filters.components import EDGE_DTYPE
 
     edges = np.load(edge_path)
@@ -74,12 +75,18 @@ def verify_edges(
     by_part: dict[int, list[int]] = defaultdict(list)
     for k in keys:
         by_part[int(k) >> 32].append(int(k) & 0xFFFFFFFF)
-    for ordinal, rows in by_part.items():
-        table = pq.read_table(docs_files[ordinal], columns=["text", "lang"]).take(rows)
-        texts, langs = table.column("text").to_pylist(), table.column("lang").to_pylist()
-        del table
-        for row, grams in zip(rows, shingle_arrays(texts, langs, ngram), strict=True):
-            shingles[(ordinal << 32) | row] = grams
+    for ordinal, rows in by_part.items():  # rows ascending; read a row group at a time
+        docs = pq.ParquetFile(docs_files[ordinal])
+        sizes = [docs.metadata.row_group(i).num_rows for i in range(docs.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        wanted = np.asarray(rows, dtype=np.int64)
+        group_of = np.searchsorted(starts, wanted, side="right") - 1
+        for g in np.unique(group_of).tolist():
+            sel = wanted[group_of == g]
+            table = docs.read_row_group(g, columns=["text", "lang"]).take(sel - starts[g])
+            texts, langs = table.column("text").to_pylist(), table.column("lang").to_pylist()
+            for row, grams in zip(sel.tolist(), shingle_arrays(texts, langs, ngram), strict=True):
+                shingles[(ordinal << 32) | row] = grams
     keep = np.array(
         [
             array_jaccard(shingles[int(u)], shingles[int(v)]) >= threshold
