@@ -111,6 +111,7 @@ def _tensorboard_steps(log_dir: Path, tag: str) -> Counter:
     return steps
 
 
+@pytest.mark.slow  # a resumed training run: ~17 s (the default suite's 10 minutes)
 def test_a_resumed_run_logs_each_step_once(prepared, saved, tmp_path):
     # as a run killed after logging step 12 but before its checkpoint 12 was complete
     save = tmp_path / "save"
