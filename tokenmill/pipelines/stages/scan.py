@@ -15,6 +15,7 @@ from tokenmill.filters.minhash import LSH
 from tokenmill.fsio import read_json, write_json
 from tokenmill.pipelines.engine import StageResult, Task
 from tokenmill.pipelines.readers import count_records
+from tokenmill.pipelines.readers.inputs import HF_SPEC_PREFIX, is_url, local_path
 from tokenmill.pipelines.stages.base import Counts, Partition, Run, Stage
 
 
@@ -42,10 +43,10 @@ def scan_file(path: str, fmt: str, max_doc_bytes: int) -> dict:
 
 def local_size(path: str) -> int:
     """The size of a local file; 0 for a URL, a `datasets:` spec or a file not there."""
-    if "://" in path or path.startswith("datasets:"):
+    if is_url(path) or path.startswith(HF_SPEC_PREFIX):
         return 0
     try:
-        return os.path.getsize(path)
+        return os.path.getsize(local_path(path))
     except OSError:
         return 0
 
