@@ -4,14 +4,17 @@
     .venv/bin/python benchmarks/make_corpus.py --out /data/scale1g --size 1GB
     .venv/bin/python benchmarks/make_corpus.py --out x --size 100MB --text more/*.txt --seed 2
 
-Documents are new combinations of real paragraphs: those of the bundled sample
+Documents are new combinations of real sentences: those of the bundled sample's paragraphs
 (tokenmill/data: C4 and the Pile in English, OSCAR in nine languages) and of any text files
-given with --text (paragraphs split at blank lines, English assumed). Each document is one of
+given with --text (paragraphs split at line ends, English assumed). Each document is one of
 
-- unique: 2 to 12 paragraphs drawn at random from one language's pool, none over
-  MAX_SHARE of its words (the pool is small: at 200 MB each paragraph is drawn ~50 times,
-  and two documents sharing a dominant paragraph were near duplicates of each other; with
-  the cap, two sharing one paragraph stay under a 5-gram Jaccard of 0.6 / 1.4 = 0.43);
+- unique: 2 to 12 paragraphs of 1 to 6 sentences each, every sentence drawn at random from
+  one language's pool of real sentences, none over MAX_SHARE of the document's words. The
+  pool is small (~60,000 English sentences in the bundled sample), so at 4 GB each sentence
+  is in hundreds of documents; drawing whole paragraphs instead made documents that share
+  one paragraph, and LSH candidates among them grew with the square of the corpus (55x for
+  10x at 1 GB). Two documents sharing a sentence stay under a 5-gram Jaccard of
+  MAX_SHARE / (2 - MAX_SHARE) = 0.14, where LSH at a 0.8 threshold almost never pairs them;
 - exact: a copy of an earlier document, its whitespace changed (tokenmill's exact dedup
   normalizes whitespace and case, so it is still a copy);
 - near: an earlier document cut after the word that gives a word 5-gram Jaccard with the
@@ -43,6 +46,7 @@ import random
 import re
 import sys
 import unicodedata
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +55,7 @@ import zstandard
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tokenmill" / "data"
-MAX_SHARE = 0.6  # of a unique document's words, for its longest paragraph
+MAX_SHARE = 0.25  # of a unique document's words, for its longest sentence
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
@@ -95,6 +99,25 @@ def paragraph_pools(extra: list[str]) -> dict[str, list[str]]:
     return {k: sorted(set(v)) for k, v in sorted(pools.items())}
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|(?<=[。！？])")
+
+
+def sentence_pools(paragraphs: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Language -> distinct real sentences (at least 3 words, or 10 characters where words
+    are characters), split after . ! ? and their full-width forms."""
+    pools = {}
+    for lang, paras in paragraphs.items():
+        least = 10 if lang in NO_SPACE else 3
+        found = {
+            s.strip()
+            for p in paras
+            for s in SENTENCE_END.split(p)
+            if len(words(s, lang)) >= least
+        }
+        pools[lang] = sorted(found)
+    return pools
+
+
 WORD = re.compile(r"[^\W_]+")
 CHAR = re.compile(r"[^\W_]")  # languages written without spaces: a word per character
 NO_SPACE = {"zh", "ja", "th", "lo", "km", "my", "bo", "dz"}
@@ -115,6 +138,29 @@ def jaccard5(a: str, b: str, lang: str = "en") -> float:
 
     x, y = sh(a), sh(b)
     return len(x & y) / len(x | y) if x | y else 1.0
+
+
+def _unique(rng: random.Random, pool: list[str], sizes: list[int]) -> array | None:
+    """A unique document's sentences as pool indices, each paragraph its length and then
+    its indices (compact: millions are kept for the copies), or None when one sentence
+    would be over MAX_SHARE of its words."""
+    paras = [
+        [rng.randrange(len(pool)) for _ in range(rng.randrange(1, 7))]
+        for _ in range(rng.randrange(2, 13))
+    ]
+    n_words = [sizes[i] for para in paras for i in para]
+    if max(n_words) > MAX_SHARE * sum(n_words):
+        return None
+    return array("I", [x for para in paras for x in (len(para), *para)])
+
+
+def _text(pool: list[str], doc: array, joiner: str) -> str:
+    paras, k = [], 0
+    while k < len(doc):
+        n = doc[k]
+        paras.append(joiner.join(pool[i] for i in doc[k + 1 : k + 1 + n]))
+        k += 1 + n
+    return "\n".join(paras)
 
 
 def near_copy(text: str, target: float, lang: str = "en") -> str:
@@ -212,8 +258,9 @@ def junk(rng: random.Random) -> str:
 
 def make(args) -> dict:
     rng = random.Random(args.seed)
-    pools = paragraph_pools(args.text)
+    pools = sentence_pools(paragraph_pools(args.text))
     langs = sorted(pools)
+    joiners = {lang: "" if lang in NO_SPACE else " " for lang in langs}
     weights = [len(pools[lang]) for lang in langs]
     sizes = {lang: [len(words(p, lang)) for p in pools[lang]] for lang in langs}
     out = Path(args.out)
@@ -221,7 +268,7 @@ def make(args) -> dict:
     truth = io.TextIOWrapper(  # mtime 0: the same bytes every time
         gzip.GzipFile(out / "truth.jsonl.gz", "wb", compresslevel=6, mtime=0), encoding="utf-8"
     )
-    docs: list[tuple[str, str, tuple]] = []  # unique documents: (lang, text, where)
+    docs: list[tuple[str, tuple, tuple]] = []  # unique documents: (lang, sentences, where)
     seen: set[int] = set()
     counts = {"unique": 0, "exact": 0, "near": 0, "junk": 0}
     near_levels = {str(level): 0 for level in args.near}
@@ -230,12 +277,14 @@ def make(args) -> dict:
         r = rng.random()
         row: dict = {}
         if docs and r < args.exact:
-            lang, text, orig = docs[rng.randrange(len(docs))]
+            lang, paras, orig = docs[rng.randrange(len(docs))]
+            text = _text(pools[lang], paras, joiners[lang])
             text = "  " + text.replace(" ", "  ", rng.randrange(1, 4)) + "\n"
             row = {"kind": "exact", "of": list(orig), "jaccard": 1.0}
         elif docs and r < args.exact + args.near_rate * len(args.near):
             level = args.near[rng.randrange(len(args.near))]
-            lang, text, orig = docs[rng.randrange(len(docs))]
+            lang, paras, orig = docs[rng.randrange(len(docs))]
+            text = _text(pools[lang], paras, joiners[lang])
             copy = near_copy(text, level, lang)
             row = {"kind": "near", "of": list(orig), "target": level}
             row["jaccard"] = round(jaccard5(copy, text, lang), 4)
@@ -245,12 +294,10 @@ def make(args) -> dict:
             lang, text, row = "en", junk(rng), {"kind": "junk"}
         else:
             lang = rng.choices(langs, weights)[0]
-            pool = pools[lang]
-            picks = [rng.randrange(len(pool)) for _ in range(rng.randrange(2, 13))]
-            n_words = [sizes[lang][i] for i in picks]
-            if max(n_words) > MAX_SHARE * sum(n_words):
-                continue  # one paragraph would dominate it (see the docstring)
-            text = "\n".join(pool[i] for i in picks)
+            paras = _unique(rng, pools[lang], sizes[lang])
+            if paras is None:
+                continue  # one sentence would dominate it (see the docstring)
+            text = _text(pools[lang], paras, joiners[lang])
             h = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
             if h in seen:
                 continue
@@ -258,7 +305,7 @@ def make(args) -> dict:
             row = {"kind": "unique"}
         where = writer.add(lang, text, k)
         if row["kind"] == "unique":
-            docs.append((lang, text, where))
+            docs.append((lang, paras, where))
         counts[row["kind"]] += 1
         truth.write(json.dumps({"source": where[0], "file": where[1], "record": where[2],
                                 **row}) + "\n")  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -75,6 +76,66 @@ def test_the_truth_describes_every_document(mc, corpus):
             assert orig.startswith(text) and t["jaccard"] == round(mc.jaccard5(text, orig, lang), 4)
             if len(w) >= 100:  # long enough for the cut to reach the level
                 assert abs(t["jaccard"] - t["target"]) < 0.05, t  # (repeated 5-grams)
+
+
+def _parse(para: str, by_head: dict[str, list[str]], lang: str) -> list[str]:
+    """`para` as pool sentences joined as written (a space, or nothing for Chinese and
+    Japanese), found by a left-to-right search over the pool (sentences are not split back
+    by their punctuation: some end in a quote, some without a full stop); `by_head`: the
+    pool's sentences by their first 4 characters."""
+    joiner = "" if lang in ("zh", "ja") else " "
+    best: dict[int, list[str]] = {0: []}
+    for i in sorted_positions(best, len(para)):
+        for k in range(1, 5):
+            for x in by_head.get(para[i : i + k], []) if len(para[i : i + k]) == k else []:
+                j = i + len(x)
+                if para.startswith(x, i) and (j == len(para) or para.startswith(joiner, j)):
+                    best.setdefault(j + len(joiner) if j < len(para) else j, best[i] + [x])
+    assert len(para) in best, para  # not made of the pool's sentences
+    return best[len(para)]
+
+
+def sorted_positions(best: dict[int, list[str]], end: int):
+    """The reached positions in increasing order, while the search adds more."""
+    done = -1
+    while True:
+        ahead = [i for i in best if done < i < end]
+        if not ahead:
+            return
+        done = min(ahead)
+        yield done
+
+
+def test_unique_documents_are_real_sentences_and_stay_apart(mc, corpus):
+    """Every unique document is made of the pool's sentences, none over MAX_SHARE of its
+    words, and no two of them (sharing sentences as the pool is small) come near the near
+    dedup threshold: the largest 5-gram Jaccard of any pair sharing a 5-gram is under 0.3."""
+    out, _ = corpus
+    docs = _docs(out)
+    with gzip.open(out / "truth.jsonl.gz", "rt") as f:
+        truth = [json.loads(line) for line in f]
+    pools = {}
+    for lang, pool in mc.sentence_pools(mc.paragraph_pools([])).items():
+        for x in pool:
+            pools.setdefault(lang, {}).setdefault(x[:4], []).append(x)
+    shingles, owners = [], {}
+    for t in truth:
+        if t["kind"] != "unique":
+            continue
+        lang = "en" if t["source"] == "c4" else t["file"].split("_", 1)[0]
+        text = docs[(t["source"], t["file"], t["record"])]
+        sentences = [s for para in text.split("\n") for s in _parse(para, pools[lang], lang)]
+        sizes = [len(mc.words(s, lang)) for s in sentences]
+        assert max(sizes) <= mc.MAX_SHARE * sum(sizes)
+        w = mc.words(text, lang)
+        sh = {tuple(w[i : i + 5]) for i in range(len(w) - 4)}
+        for g in sh:
+            owners.setdefault(g, []).append(len(shingles))
+        shingles.append(sh)
+    pairs = {(a, b) for ids in owners.values() for a in ids for b in ids if a < b}
+    assert pairs  # the pool is small: documents do share sentences
+    worst = max(len(shingles[a] & shingles[b]) / len(shingles[a] | shingles[b]) for a, b in pairs)
+    assert worst < 0.3, worst
 
 
 def test_parts_rotate_and_the_same_arguments_give_the_same_bytes(mc, corpus, tmp_path):
