@@ -109,10 +109,7 @@ def sentence_pools(paragraphs: dict[str, list[str]]) -> dict[str, list[str]]:
     for lang, paras in paragraphs.items():
         least = 10 if lang in NO_SPACE else 3
         found = {
-            s.strip()
-            for p in paras
-            for s in SENTENCE_END.split(p)
-            if len(words(s, lang)) >= least
+            s.strip() for p in paras for s in SENTENCE_END.split(p) if len(words(s, lang)) >= least
         }
         pools[lang] = sorted(found)
     return pools

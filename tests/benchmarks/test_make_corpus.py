@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-import re
 import sys
 import unicodedata
 from pathlib import Path
