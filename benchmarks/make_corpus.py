@@ -10,8 +10,8 @@ given with --text (paragraphs split at line ends, English assumed). Each documen
 
 - unique: 2 to 12 paragraphs of 1 to 6 sentences each, every sentence drawn at random from
   one language's pool of real sentences, none over MAX_SHARE of the document's words. The
-  pool is small (~60,000 English sentences in the bundled sample), so at 4 GB each sentence
-  is in hundreds of documents; drawing whole paragraphs instead made documents that share
+  pool is small (20,711 English sentences in the bundled sample), so at 4 GB each sentence
+  is in ~850 documents; drawing whole paragraphs instead made documents that share
   one paragraph, and LSH candidates among them grew with the square of the corpus (55x for
   10x at 1 GB). Two documents sharing a sentence stay under a 5-gram Jaccard of
   MAX_SHARE / (2 - MAX_SHARE) = 0.14, where LSH at a 0.8 threshold almost never pairs them;
