@@ -12,7 +12,8 @@ WORK/corpus_SIZE) and per mode:
 - `processes`: `dask scheduler` and `dask worker --nworkers N --nthreads 1 --memory-limit M`
   started as separate processes (as on nodes), the run given `--scheduler`.
 
-Recorded: wall time and MB/s of input per core; per stage, task seconds per MB and tasks;
+Recorded: wall time and MB/s of input per core; per stage, task seconds per MB, tasks and
+the largest worker peak RSS while one of its tasks ran (stats.json's `peak_rss_mb`);
 peak RSS of the client (the `prepare` process), of the scheduler (the client's for `local`)
 and of every worker; bytes spilled to disk (the workers' local directories at their fullest);
 near-dedup edges, components method and rounds; exact and near dedup against the
@@ -353,6 +354,7 @@ def summarize(size: int, mode: str, r: dict, cores: int, truth: dict) -> dict:
         "mb_s_per_core": round(mb / r["wall_s"] / cores, 3),
         "task_s_per_mb": {k: round(v["task_s"] / mb, 4) for k, v in st.items() if "task_s" in v},
         "tasks": {k: v.get("tasks") for k, v in st.items()},
+        "stage_peak_mb": {k: v["peak_rss_mb"] for k, v in st.items() if "peak_rss_mb" in v},
         "client_peak_mb": round(r["client_peak"] / 1e6),
         "scheduler_peak_mb": None if sched is None else round(sched / 1e6),
         "worker_peak_mb": [round(w / 1e6) for w in r["worker_peaks"]],
@@ -403,6 +405,17 @@ def table(rows: list[dict]) -> str:
             + " | ".join(str(r["task_s_per_mb"].get(s, "")) for s in stages)
             + " |"
         )
+    stages = sorted({k for r in rows for k in r.get("stage_peak_mb", {})})
+    if stages:
+        lines += ["", "Largest worker peak RSS (MB) while a task of the stage ran:", ""]
+        lines.append("| size | mode | " + " | ".join(stages) + " |")
+        lines.append("|---|---|" + "---|" * len(stages))
+        for r in rows:
+            lines.append(
+                f"| {make_corpus_size(r['size'])} | {r['mode']} | "
+                + " | ".join(f"{r['stage_peak_mb'].get(s, ''):,}" for s in stages)
+                + " |"
+            )
     return "\n".join(lines)
 
 

@@ -42,3 +42,24 @@ def test_heap_trims_are_throttled_when_asked():
         pytest.skip("not glibc: nothing to trim")
     assert release_free_memory(min_interval_s=3600) is False  # ran a moment ago
     assert release_free_memory() is True  # unthrottled calls always run
+
+
+def test_the_peak_rss_restarts_from_the_current_size_when_reset():
+    from tokenmill.memory import peak_rss, reset_peak_rss
+
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs")
+    code = """
+from tokenmill.memory import peak_rss, reset_peak_rss
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) * 1024 for x in f if x.startswith("VmRSS:"))
+block = bytearray(200 * 10**6); del block
+before = peak_rss()
+reset_peak_rss()
+after = peak_rss()
+print(before - rss() >= 190e6, abs(after - rss()) < 20e6)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+    assert peak_rss() > 0

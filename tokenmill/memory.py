@@ -38,6 +38,31 @@ _last_trim = float("-inf")
 _malloc_trim: Any = None
 
 
+def reset_peak_rss() -> bool:
+    """Restart this process's peak resident set size (Linux's VmHWM) from its current size,
+    so that `peak_rss` then measures what comes next. Whether it could: not outside Linux,
+    nor where /proc/self/clear_refs is not writable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: the peak RSS only (1-4 would clear pages' referenced bits)
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes, since it started or since the last
+    `reset_peak_rss`; 0 where /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class _NoPandasFinder:
     def find_spec(self, name, path=None, target=None):
         if name == "pandas" or name.startswith("pandas."):

@@ -56,6 +56,10 @@ def test_200mb_on_a_process_cluster_matches_the_truth_and_a_local_cluster(scale,
         # nothing near the memory limit; the client holds no corpus-sized state
         assert max(row["worker_peak_mb"]) < 2000 * 0.8, (mode, row["worker_peak_mb"])
         assert row["client_peak_mb"] < 400, (mode, row["client_peak_mb"])
+        # each stage's tasks measured their worker's peak, under the limit too
+        peaks = row["stage_peak_mb"]
+        assert {"process", "tokenizer", "tokenize", "verify"} <= set(peaks), (mode, peaks)
+        assert 100 < max(peaks.values()) < 2000 * 0.8, (mode, peaks)
     assert rows["processes"]["scheduler_peak_mb"] < 400
     # the text read is the text the generator wrote, to the byte
     assert bytes_in == {"processes": text_bytes, "local": text_bytes}

@@ -6,6 +6,8 @@ import os
 import re
 import time
 
+import pytest
+
 from tokenmill.pipelines.engine import dask_client
 
 
@@ -574,3 +576,44 @@ def test_a_task_whose_worker_keeps_dying_is_named(tmp_path):
     # the worker's death is not an error the task raised: named by its (group's first) task
     assert str(info.value).startswith("process task p0 failed: KilledWorker: ")
     assert isinstance(info.value.__cause__, KilledWorker)
+
+
+# ---- each task's peak memory ----------------------------------------------------------------
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")) / 1e6
+
+
+def _holds(mb: int) -> dict:
+    """Holds `mb` MB of touched memory for a moment, then frees it; this process's RSS then."""
+    block = bytearray(mb * 10**6)  # zero-filled: every page touched
+    del block
+    return {"rss_after_mb": _rss_mb()}
+
+
+def test_each_task_records_the_workers_peak_memory_while_it_ran_and_the_stage_its_largest(
+    tmp_path,
+):
+    """A task holding 300 MB records a peak at least that far above the RSS it left behind;
+    the next task, holding nothing, records no more than the RSS it ran in (the peak
+    restarts at each task); on a Dask worker as here; the stage's summary has the largest."""
+    from tokenmill.memory import reset_peak_rss
+    from tokenmill.pipelines.engine import Engine, Task
+    from tokenmill.pipelines.stages.base import Counts, summary
+
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs: peak RSS is not measured")
+    tasks = [Task(f"m{i}", _holds, (mb,), tmp_path / f"m{i}.json") for i, mb in enumerate((300, 0))]
+    with dask_client(workers=1) as client:
+        result = Engine(client, quiet=True).run_stage("process", tasks)
+        worker_rss = client.run(_rss_mb)
+    big, small = result.counts
+    assert big["peak_rss_mb"] >= big["rss_after_mb"] + 300 * 0.95, big
+    assert small["peak_rss_mb"] < big["peak_rss_mb"] - 250, (big, small)
+    assert small["peak_rss_mb"] <= max(small["rss_after_mb"], *worker_rss.values()) + 50
+    assert summary(result, Counts)["peak_rss_mb"] == big["peak_rss_mb"]
+    # a stage whose counts have no peak (stored before it was measured) has no entry
+    result.counts[:] = [{k: v for k, v in c.items() if k != "peak_rss_mb"} for c in result.counts]
+    assert "peak_rss_mb" not in summary(result, Counts)

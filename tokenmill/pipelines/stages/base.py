@@ -110,7 +110,8 @@ class Stage:
 
 def summary(result: StageResult, counts: type[Counts]) -> dict:
     """A stage's entry in stats.json: tasks run and skipped, wall and summed task seconds,
-    and its totals of the count fields it declares (documents, bytes, tokens)."""
+    the largest worker peak RSS of its tasks (`peak_rss_mb`, where measured), and its totals
+    of the count fields it declares (documents, bytes, tokens)."""
     out = {
         "tasks": len(result.counts),
         "ran": result.ran,
@@ -118,6 +119,9 @@ def summary(result: StageResult, counts: type[Counts]) -> dict:
         "wall_s": round(result.wall_s, 3),
         "task_s": round(sum(c.get("wall_s", 0.0) for c in result.counts), 3),
     }
+    peaks = [c["peak_rss_mb"] for c in result.counts if "peak_rss_mb" in c]
+    if peaks:
+        out["peak_rss_mb"] = max(peaks)
     for key, name in counts.TOTALS.items():
         if result.counts:
             out[key] = sum(int(getattr(counts.from_json(c), name)) for c in result.counts)
