@@ -151,3 +151,28 @@ def quality_model(word_ngrams: int = 2, dim: int = 16) -> str:
         model.save_model(str(path))
         _QUALITY_MODELS[key] = str(path)
     return _QUALITY_MODELS[key]
+
+
+def verify_here(edge_files: list[Path], docs: dict[int, str], threshold: float, ngram: int,
+                work: Path) -> list[dict]:  # fmt: skip
+    """Near dedup's three verify steps run in this process, as the stage runs them on
+    workers: each edge file's ends, each partition's shingles, each edge file's check (the
+    kept edges beside each edge file, as .verified.npy). The check's counts, per edge file."""
+    from tokenmill.fsio import write_json
+    from tokenmill.pipelines.stages.near import edge_ends, partition_shingles, verify_edges
+    from tokenmill.pipelines.workdir import shingle_base
+
+    ends = [str(f).removesuffix(".npy") + ".ends.npy" for f in edge_files]
+    for f, e in zip(edge_files, ends, strict=True):
+        edge_ends(str(f), e)
+    write_json(work / "ends.json", ends)
+    (work / "shingles").mkdir(exist_ok=True)
+    for ordinal, path in docs.items():
+        base = shingle_base(work / "shingles", ordinal)
+        partition_shingles(ordinal, path, str(work / "ends.json"), ngram, base)
+    return [
+        verify_edges(
+            str(f), str(work / "shingles"), threshold, str(f).removesuffix(".npy") + ".verified.npy"
+        )  # fmt: skip
+        for f in edge_files
+    ]

@@ -232,9 +232,9 @@ def test_non_latin_text_is_not_one_big_cluster(lang):
 def test_verify_keeps_only_pairs_at_the_threshold(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from tmfixtures import verify_here
 
     from tokenmill.filters.exact import order_key
-    from tokenmill.pipelines.stages import verify_edges
 
     rng = random.Random(3)
     base = _docs()[:3]
@@ -244,13 +244,13 @@ def test_verify_keeps_only_pairs_at_the_threshold(tmp_path):
     edges = np.empty(2, EDGE_DTYPE)
     edges["u"], edges["v"] = [k[1], k[3]], [k[0], k[2]]  # a real copy, an unrelated pair
     np.save(tmp_path / "e.npy", edges)
-    counts = verify_edges(
-        str(tmp_path / "e.npy"), {7: str(tmp_path / "p.parquet")}, 0.8, 5, str(tmp_path / "v.npy")
+    (counts,) = verify_here(
+        [tmp_path / "e.npy"], {7: str(tmp_path / "p.parquet")}, 0.8, 5, tmp_path
     )
     wall = counts.pop("wall_s", 0.0)  # the task's timing, where the stage reports it
     assert isinstance(wall, float) and wall >= 0
     assert counts == {"candidates": 2, "edges": 1, "rejected": 1}
-    assert np.load(tmp_path / "v.npy")["u"].tolist() == [k[1]]
+    assert np.load(tmp_path / "e.verified.npy")["u"].tolist() == [k[1]]
 
 
 # ---- words and their hashes ----------------------------------------------------------------

@@ -368,6 +368,18 @@ def test_near_dedup_with_verification(corpus_config, tmp_path):
     stats = prepare(cfg, tmp_path, workers=2, quiet=True)
     assert stats["stages"]["near"]["edges"] >= 1
     assert "verify" in stats["stages"]
+    # each document an edge names was hashed once, in its partition's verify.shingles task
+    near = tmp_path / "work" / "dedup" / "near"
+    per_file = []
+    for f in sorted(near.glob("e[0-9]*.npy")):
+        if f.name.count(".") == 1:  # the edge files (not .ends.npy, .verified.npy)
+            e = np.load(f)
+            per_file.append(set(e["u"].tolist()) | set(e["v"].tolist()))
+    assert stats["stages"]["verify.ends"]["ends"] == sum(map(len, per_file))
+    assert stats["stages"]["verify.shingles"]["documents"] == len(set().union(*per_file)) >= 2
+    assert stats["stages"]["verify.shingles"]["tasks"] == len(
+        list((near / "shingles").glob("*.json"))
+    )
     expected_in = _input_counts(cfg)
     kept = _kept_per_source(tmp_path)
     for name, s in stats["sources"].items():

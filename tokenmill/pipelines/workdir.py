@@ -31,6 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def shingle_base(folder: str | Path, ordinal: int) -> str:
+    """Where partition `ordinal`'s verify shingle files are, without their suffixes."""
+    return str(Path(folder) / f"p{ordinal:06d}")
+
+
 def _with_suffix(path: str | Path, suffix: str) -> str:
     """`x.npy` -> `x{suffix}`: the files written beside an .npy output."""
     path = str(path)
@@ -120,6 +125,26 @@ class WorkDir:
 
     def done_verify(self, edges: str | Path) -> Path:
         return Path(_with_suffix(edges, ".verified.json"))
+
+    def edge_ends(self, edges: str | Path) -> str:
+        return _with_suffix(edges, ".ends.npy")
+
+    def done_edge_ends(self, edges: str | Path) -> Path:
+        return Path(_with_suffix(edges, ".ends.json"))
+
+    def shingle_dir(self) -> Path:
+        return self.near_dir() / "shingles"
+
+    def shingles(self, ordinal: int) -> str:
+        """The base name of a partition's verify shingle files (.sh, .rows.npy, .offs.npy)."""
+        return shingle_base(self.shingle_dir(), ordinal)
+
+    def done_shingles(self, ordinal: int) -> Path:
+        return Path(self.shingles(ordinal) + ".json")
+
+    def ends_list(self) -> Path:
+        """The ends files of a verify run, listed once (not in every partition's task)."""
+        return self.near_dir() / "ends.json"
 
     def components(self) -> Path:
         return self.near_dir() / "components.json"
