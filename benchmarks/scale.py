@@ -56,14 +56,9 @@ BIN = Path(sys.executable).parent
 
 
 def _rss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    from tokenmill.memory import status_bytes
+
+    return status_bytes("VmRSS", pid)
 
 
 def _children(pid: int) -> list[int]:
@@ -395,28 +390,24 @@ def table(rows: list[dict]) -> str:
             + ", ".join(f"{k}: {v:.3f}" for k, v in d["near_removed"].items())
             + " |"
         )  # fmt: skip
-    stages = sorted({k for r in rows for k in r["task_s_per_mb"]})
-    lines += ["", "Task seconds per MB of input, per stage:", ""]
-    lines.append("| size | mode | " + " | ".join(stages) + " |")
+    lines += _stage_table(rows, "task_s_per_mb", "Task seconds per MB of input, per stage:")
+    lines += _stage_table(
+        rows, "stage_peak_mb", "Largest worker peak RSS (MB) while a task of the stage ran:"
+    )
+    return "\n".join(lines)
+
+
+def _stage_table(rows: list[dict], field: str, title: str) -> list[str]:
+    """A table of each row's per-stage figures `field` (none where no row has them)."""
+    stages = sorted({k for r in rows for k in r.get(field, {})})
+    if not stages:
+        return []
+    lines = ["", title, "", "| size | mode | " + " | ".join(stages) + " |"]
     lines.append("|---|---|" + "---|" * len(stages))
     for r in rows:
-        lines.append(
-            f"| {make_corpus_size(r['size'])} | {r['mode']} | "
-            + " | ".join(str(r["task_s_per_mb"].get(s, "")) for s in stages)
-            + " |"
-        )
-    stages = sorted({k for r in rows for k in r.get("stage_peak_mb", {})})
-    if stages:
-        lines += ["", "Largest worker peak RSS (MB) while a task of the stage ran:", ""]
-        lines.append("| size | mode | " + " | ".join(stages) + " |")
-        lines.append("|---|---|" + "---|" * len(stages))
-        for r in rows:
-            lines.append(
-                f"| {make_corpus_size(r['size'])} | {r['mode']} | "
-                + " | ".join(f"{r['stage_peak_mb'].get(s, ''):,}" for s in stages)
-                + " |"
-            )
-    return "\n".join(lines)
+        cells = (f"{r[field][s]:,}" if s in r.get(field, {}) else "" for s in stages)
+        lines.append(f"| {make_corpus_size(r['size'])} | {r['mode']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def make_corpus_size(n: int) -> str:

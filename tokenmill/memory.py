@@ -53,10 +53,16 @@ def reset_peak_rss() -> bool:
 def peak_rss() -> int:
     """This process's peak resident set size in bytes, since it started or since the last
     `reset_peak_rss`; 0 where /proc does not say."""
+    return status_bytes("VmHWM")
+
+
+def status_bytes(field: str, pid: int | str = "self") -> int:
+    """A size field of /proc/PID/status (VmRSS, VmHWM, ...) in bytes; 0 where there is none
+    (not Linux, or the process is gone)."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass

@@ -582,8 +582,9 @@ def test_a_task_whose_worker_keeps_dying_is_named(tmp_path):
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:")) / 1e6
+    from tokenmill.memory import status_bytes
+
+    return status_bytes("VmRSS") / 1e6
 
 
 def _holds(mb: int) -> dict:
