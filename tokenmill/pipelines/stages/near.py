@@ -170,6 +170,7 @@ def verify_edges(
         arrays = _read_shingles(keys, start, stop, sorted(held), shingle_dir)
         for e in range(first, last):
             keep[e] = array_jaccard(arrays[int(iu[e])], arrays[int(iv[e])]) >= threshold
+        del arrays  # before the next run's are read: one run held at a time
         first = last
     kept = edges[keep] if n else np.empty(0, EDGE_DTYPE)
     with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
