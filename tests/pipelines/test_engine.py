@@ -613,6 +613,9 @@ def test_each_task_records_the_workers_peak_memory_while_it_ran_and_the_stage_it
     big, small = result.counts
     assert big["peak_rss_mb"] >= big["rss_after_mb"] + 300 * 0.95, big
     assert small["peak_rss_mb"] < big["peak_rss_mb"] - 250, (big, small)
+    # the RSS each started from: the big one added its 300 MB to it
+    assert big["peak_rss_mb"] - big["start_rss_mb"] >= 300 * 0.95, big
+    assert abs(small["start_rss_mb"] - big["rss_after_mb"]) < 50, (big, small)
     assert small["peak_rss_mb"] <= max(small["rss_after_mb"], *worker_rss.values()) + 50
     assert summary(result, Counts)["peak_rss_mb"] == big["peak_rss_mb"]
     # a stage whose counts have no peak (stored before it was measured) has no entry

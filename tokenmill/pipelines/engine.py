@@ -54,6 +54,7 @@ from tokenmill.memory import (
     peak_rss,
     release_free_memory,
     reset_peak_rss,
+    status_bytes,
 )
 from tokenmill.pipelines.executor import (
     WORKER_SETUP,
@@ -157,19 +158,22 @@ class Task:
 
 def _run_task(fn: Callable[..., dict], args: tuple, done: str) -> dict:
     """Run one task on a worker and store its counts at `done`, with its wall time
-    (`wall_s`) and the worker process's peak RSS while it ran (`peak_rss_mb`, on Linux; a
-    worker with several threads counts from the latest task start on any of them); a task
+    (`wall_s`) and the worker process's RSS when it started and its peak while it ran
+    (`start_rss_mb`, `peak_rss_mb`, on Linux; a worker with several threads counts from the
+    latest task start on any of them: what the task added is at most the difference); a task
     whose counts are there already is not run again: Dask recomputes a finished task whose
     result was held by a worker that died, and the task's outputs are complete on disk."""
     with contextlib.suppress(FileNotFoundError):
         return read_json(done)
     defer_pandas_for_arrow()
     measured = reset_peak_rss()
+    start = status_bytes("VmRSS")
     t0 = time.perf_counter()
     counts = fn(*args)
     counts["wall_s"] = round(time.perf_counter() - t0, 4)
     if measured:
         counts["peak_rss_mb"] = round(peak_rss() / 1e6, 1)
+        counts["start_rss_mb"] = round(start / 1e6, 1)
     write_json(done, counts)
     release_free_memory(TRIM_INTERVAL_S)  # what tasks freed, before the next one runs here
     return counts
