@@ -4,8 +4,9 @@ Plans one task per near bucket from the `process` counts (each partition's slice
 bucket in its bands file); each task writes the candidate edges of its bucket
 (`WorkDir.edges`). Then, once per OUT (`WorkDir.components` marks it done): with
 `dedup.minhash.verify`, stage `verify` keeps the edges whose documents' true Jaccard reaches
-the threshold (three steps: `verify.ends`, `verify.shingles`, `verify`); the connected components of the edges, in this process for a small graph or
-on the cluster, give the documents to remove. Collects their files (`Run.near_files`, one per
+the threshold (three steps: `verify.ends`, `verify.shingles`, `verify`); the connected
+components of the edges, in this process for a small graph or on the cluster, give the
+documents to remove. Collects their files (`Run.near_files`, one per
 partition) and the cluster sizes.
 """
 
@@ -93,11 +94,11 @@ def partition_shingles(
 ) -> dict:
     """Verify, step 2 (`verify.shingles`), per partition: the shingle hashes of its documents
     that any edge names, each document hashed once whatever the number of edge files naming
-    it. Reads its slice of each ends file listed in the JSON file `ends_list`
-    (memory-mapped: a binary search) and only the row
-    groups holding those rows, one at a time, writing as it goes: OUT_BASE.sh (each
-    document's distinct shingle hashes, sorted, uint64, one after another), OUT_BASE.rows.npy
-    (the rows, ascending) and OUT_BASE.offs.npy (where each one's hashes start, and the end)."""
+    it. Reads its slice of each ends file listed in the JSON file `ends_list` (memory-mapped:
+    a binary search) and only the row groups holding those rows, one at a time, writing as it
+    goes: OUT_BASE.sh (each document's distinct shingle hashes, sorted, uint64, one after
+    another), OUT_BASE.rows.npy (the rows, ascending) and OUT_BASE.offs.npy (where each one's
+    hashes start, and the end)."""
     lo, hi = ordinal << 32, (ordinal + 1) << 32
     wanted = []
     for f in read_json(ends_list):
